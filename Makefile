@@ -1,0 +1,39 @@
+# The README's commands. `make demo` sets everything up and runs the main job;
+# `make test` sets everything up and runs every check (CI runs exactly this).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+POSHUK := $(VENV)/bin/poshuk
+INDEX ?= .poshuk/example-index
+
+.PHONY: setup model demo test lint typecheck pytest clean
+
+setup: $(VENV)/.installed model
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+model: $(VENV)/.installed
+	$(POSHUK) model install
+
+demo: setup
+	$(POSHUK) index examples/articles --index $(INDEX)
+	$(PY) -m service.demo --index $(INDEX)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(VENV)/bin/pytest
+
+test: setup lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .poshuk .pytest_cache .mypy_cache .ruff_cache

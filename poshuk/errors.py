@@ -1,0 +1,84 @@
+"""Poshuk's one error tree.
+
+Every failure the library reports on purpose is a ``PoshukError``; the CLI prints
+``str(err)`` (plus ``err.hint``) as one line and the service maps the class to an
+HTTP status in one handler. The tree::
+
+    PoshukError
+    ├── ConfigError              bad settings file / environment value / path
+    ├── ModelError               model cannot be resolved, built, loaded or verified
+    │   └── ModelMismatchError   index built with another model (or encoder backend)
+    ├── InputError               a caller's input is unusable (HTTP 4xx family)
+    │   ├── InvalidQueryError    empty / over-long query, k out of range
+    │   └── BadRecordError       one source record cannot be read (file + line)
+    ├── NotFoundError            an id that is not in the index
+    └── IndexStoreError          the index folder is missing, locked or corrupt
+        ├── IndexNotFoundError
+        └── IndexCorruptError
+"""
+
+from __future__ import annotations
+
+
+class PoshukError(Exception):
+    """Base of every error raised on purpose by Poshuk.
+
+    ``hint`` is an optional next step for the person reading the message.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and its hint on one line, as the CLI prints it."""
+        text = " ".join(self.message.split())
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+
+class ConfigError(PoshukError):
+    """A setting, environment variable or path given by the user is invalid."""
+
+
+class ModelError(PoshukError):
+    """The embedding model cannot be resolved, built, loaded or verified."""
+
+
+class ModelMismatchError(ModelError):
+    """The index was built with a different model than the one asked for."""
+
+
+class InputError(PoshukError):
+    """The caller's input is unusable; nothing was changed."""
+
+
+class InvalidQueryError(InputError):
+    """A search request is malformed: empty query, too long, k out of range."""
+
+
+class BadRecordError(InputError):
+    """One record of a source file cannot be turned into an article."""
+
+    def __init__(self, message: str, *, source: str, line: int | None = None) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.reason = message
+
+
+class NotFoundError(PoshukError):
+    """An id (document, passage) that the index does not hold."""
+
+
+class IndexStoreError(PoshukError):
+    """The index folder cannot be used."""
+
+
+class IndexNotFoundError(IndexStoreError):
+    """No index exists at the given folder."""
+
+
+class IndexCorruptError(IndexStoreError):
+    """The index folder exists but its files are inconsistent or unreadable."""

@@ -1,0 +1,164 @@
+"""Poshuk's settings: frozen typed objects, declared once.
+
+Each field carries its documentation in ``msgspec.Meta(description=...)``; the CLI's
+help, the README's settings table (``settings_table()``) and a test that every
+setting is documented all read the same declaration. Values come from, in order of
+precedence: explicit overrides (CLI flags), ``POSHUK_*`` environment variables, a
+TOML file (``POSHUK_CONFIG``), and the defaults below. Nothing is read at import.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from poshuk.errors import ConfigError
+
+ENV_PREFIX = "POSHUK_"
+DEFAULT_MODEL = "multilingual-e5-small"
+
+
+def _doc(text: str, **constraints: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=text, **constraints)
+
+
+class ChunkingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How articles are cut into passages; recorded in every index manifest."""
+
+    max_tokens: Annotated[
+        int, _doc("Upper bound of model tokens in one passage (title context included).", ge=32, le=480)
+    ] = 200
+    min_chars: Annotated[
+        int, _doc("Paragraphs shorter than this are merged with their neighbour.", ge=0, le=4000)
+    ] = 160
+    title_context: Annotated[
+        bool, _doc("Prepend the article title to each passage when embedding it.")
+    ] = True
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP service: address and per-request limits."""
+
+    host: Annotated[str, _doc("Address `poshuk serve` binds to.")] = "127.0.0.1"
+    port: Annotated[int, _doc("TCP port `poshuk serve` listens on.", ge=0, le=65535)] = 8000
+    max_query_chars: Annotated[int, _doc("Longest accepted query, in characters.", ge=1)] = 1000
+    max_k: Annotated[int, _doc("Largest number of hits one search may ask for.", ge=1, le=1000)] = 100
+    max_body_bytes: Annotated[
+        int, _doc("Largest accepted request body, in bytes; larger bodies get 413.", ge=1024)
+    ] = 65536
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], _doc("Log level of the service.")
+    ] = "info"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything Poshuk can be configured with."""
+
+    home: Annotated[
+        str, _doc("Cache folder for provisioned models (env POSHUK_HOME).")
+    ] = "~/.cache/poshuk"
+    model: Annotated[
+        str,
+        _doc("Embedding model: a provisioned name, a sentence-transformers id or a local folder."),
+    ] = DEFAULT_MODEL
+    device: Annotated[str, _doc("Torch device for the encoder (cpu, cuda, ...).")] = "cpu"
+    batch_size: Annotated[int, _doc("Passages encoded per model call.", ge=1, le=4096)] = 32
+    chunking: ChunkingSettings = ChunkingSettings()
+    service: ServiceSettings = ServiceSettings()
+
+    @property
+    def home_path(self) -> Path:
+        """``home`` with ``~`` expanded."""
+        return Path(self.home).expanduser()
+
+
+_SECTIONS: dict[str, type[msgspec.Struct]] = {"chunking": ChunkingSettings, "service": ServiceSettings}
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``POSHUK_MODEL`` -> ``model``; ``POSHUK_SERVICE_PORT`` -> ``service.port``."""
+    out: dict[str, Any] = {}
+    top = {f.name for f in msgspec.structs.fields(Settings)} - set(_SECTIONS)
+    for name in top:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            out[name] = value
+    for section, struct in _SECTIONS.items():
+        for field in msgspec.structs.fields(struct):
+            value = env.get(f"{ENV_PREFIX}{section.upper()}_{field.name.upper()}")
+            if value is not None:
+                out.setdefault(section, {})[field.name] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build ``Settings`` from a TOML file, ``POSHUK_*`` variables and overrides.
+
+    ``env`` defaults to ``os.environ``; pass a dict in tests to stay isolated.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = config_file or (Path(env["POSHUK_CONFIG"]) if env.get("POSHUK_CONFIG") else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"settings file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(env))
+    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}", hint="see the settings table in the README") from None
+
+
+def iter_setting_docs() -> Iterator[tuple[str, str, str, Any]]:
+    """Yield (dotted name, environment variable, description, default) for every setting."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        if field.name in _SECTIONS:
+            sub = msgspec.inspect.type_info(_SECTIONS[field.name])
+            assert isinstance(sub, msgspec.inspect.StructType)
+            for inner in sub.fields:
+                env = f"{ENV_PREFIX}{field.name.upper()}_{inner.name.upper()}"
+                yield f"{field.name}.{inner.name}", env, _description(inner), inner.default
+        else:
+            yield field.name, ENV_PREFIX + field.name.upper(), _description(field), field.default
+
+
+def _description(field: msgspec.inspect.Field) -> str:
+    meta = field.type
+    if isinstance(meta, msgspec.inspect.Metadata) and meta.extra_json_schema:
+        return str(meta.extra_json_schema.get("description", ""))
+    return ""
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the declarations above."""
+    rows = ["| setting | environment | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, env, text, default in iter_setting_docs():
+        rows.append(f"| `{name}` | `{env}` | `{default}` | {text} |")
+    return "\n".join(rows)

@@ -1,0 +1,66 @@
+"""Searcher over a real FAISS index with the fake encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poshuk.documents import Article, Passage, passage_id
+from poshuk.encoder import HashEncoder
+from poshuk.errors import InvalidQueryError, ModelMismatchError
+from poshuk.search import Searcher
+from poshuk.settings import ChunkingSettings
+from poshuk.store import IndexReader, IndexWriter
+
+DOCS = {
+    "grain": ("Зерновий коридор", ["Судна з зерном вийшли з порту Одеса", "Експорт пшениці зріс"]),
+    "football": ("Динамо виграло", ["Динамо Київ перемогло у матчі чемпіонату"]),
+    "ecb": ("ECB holds rates", ["The European Central Bank kept interest rates unchanged"]),
+}
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path, hash_encoder: HashEncoder) -> Path:
+    with IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as writer:
+        for doc_id, (title, paragraphs) in DOCS.items():
+            passages = [
+                Passage(id=passage_id(doc_id, n), doc_id=doc_id, ordinal=n, text=p, embed_text=p)
+                for n, p in enumerate(paragraphs)
+            ]
+            article = Article(id=doc_id, title=title, text="\n\n".join(paragraphs), source="test")
+            writer.upsert(article, passages, hash_encoder.encode_passages(paragraphs))
+    return tmp_path
+
+
+def test_search_ranks_the_matching_passage_first(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    result = searcher.search("European Central Bank interest rates", k=3)
+    assert [h.rank for h in result.hits] == [1, 2, 3]
+    top = result.hits[0]
+    assert (top.doc_id, top.passage_id, top.title, top.source) == ("ecb", "ecb#0", "ECB holds rates", "test")
+    assert result.hits[0].score >= result.hits[1].score >= result.hits[2].score
+    assert result.model == hash_encoder.identity.name
+
+
+def test_k_larger_than_the_index_returns_everything(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    assert len(searcher.search("порт", k=50).hits) == 4
+
+
+def test_query_is_normalised_to_nfc(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    decomposed = "Одеса травень маи\u0306"  # "й" as и + combining breve
+    assert searcher.search(decomposed).query == "Одеса травень май"
+
+
+@pytest.mark.parametrize(("query", "k"), [("", 10), ("   \n", 10), ("x", 0), ("x", 101)])
+def test_invalid_queries(index_dir: Path, hash_encoder: HashEncoder, query: str, k: int) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    with pytest.raises(InvalidQueryError):
+        searcher.search(query, k=k)
+
+
+def test_searcher_refuses_a_different_model(index_dir: Path) -> None:
+    with pytest.raises(ModelMismatchError):
+        Searcher(IndexReader.open(index_dir), HashEncoder(dimension=64, name="another"))

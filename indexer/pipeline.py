@@ -46,12 +46,16 @@ class IndexReport:
         return self.passages / self.seconds if self.seconds else 0.0
 
 
-def read_step(
-    paths: Sequence[Path], detector: LanguageDetector
-) -> Iterator[Article | BadRecordError]:
-    """Every article (or bad record) found under ``paths``, in a stable order."""
-    for source in iter_sources(paths):
-        yield from read_articles(source, detector=detector)
+def read_step(paths: Sequence[Path], detector: LanguageDetector) -> Iterator[Article | BadRecordError]:
+    """Every article (or bad record) found under ``paths``, in a stable order.
+
+    Files found inside a folder get ids relative to that folder, so two
+    ``index.html`` in different subfolders stay two articles.
+    """
+    for path in paths:
+        root = path if path.is_dir() else None
+        for source in iter_sources([path]):
+            yield from read_articles(source, detector=detector, root=root)
 
 
 def chunk_step(

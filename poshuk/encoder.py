@@ -71,9 +71,7 @@ class SentenceTransformerEncoder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            self._model: SentenceTransformer = SentenceTransformer(
-                str(folder), device=device, local_files_only=True
-            )
+            self._model: SentenceTransformer = SentenceTransformer(str(folder), device=device, local_files_only=True)
         except Exception as exc:  # torch/transformers raise many unrelated types here
             raise ModelError(f"cannot load model from {folder}: {exc}") from exc
         prompts = {k: v for k, v in (self._model.prompts or {}).items() if v is not None}

@@ -76,6 +76,11 @@ class Searcher:
             raise
 
     @property
+    def index_dir(self) -> Path:
+        """The index folder this searcher reads (the parent of its version folder)."""
+        return self._reader.folder.parent.parent
+
+    @property
     def manifest(self) -> Manifest:
         return self._reader.manifest
 

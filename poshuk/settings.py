@@ -33,12 +33,10 @@ class ChunkingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_tokens: Annotated[
         int, _doc("Upper bound of model tokens in one passage (title context included).", ge=32, le=480)
     ] = 200
-    min_chars: Annotated[
-        int, _doc("Paragraphs shorter than this are merged with their neighbour.", ge=0, le=4000)
-    ] = 160
-    title_context: Annotated[
-        bool, _doc("Prepend the article title to each passage when embedding it.")
-    ] = True
+    min_chars: Annotated[int, _doc("Paragraphs shorter than this are merged with their neighbour.", ge=0, le=4000)] = (
+        160
+    )
+    title_context: Annotated[bool, _doc("Prepend the article title to each passage when embedding it.")] = True
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -48,20 +46,16 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     port: Annotated[int, _doc("TCP port `poshuk serve` listens on.", ge=0, le=65535)] = 8000
     max_query_chars: Annotated[int, _doc("Longest accepted query, in characters.", ge=1)] = 1000
     max_k: Annotated[int, _doc("Largest number of hits one search may ask for.", ge=1, le=1000)] = 100
-    max_body_bytes: Annotated[
-        int, _doc("Largest accepted request body, in bytes; larger bodies get 413.", ge=1024)
-    ] = 65536
-    log_level: Annotated[
-        Literal["debug", "info", "warning", "error"], _doc("Log level of the service.")
-    ] = "info"
+    max_body_bytes: Annotated[int, _doc("Largest accepted request body, in bytes; larger bodies get 413.", ge=1024)] = (
+        65536
+    )
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], _doc("Log level of the service.")] = "info"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything Poshuk can be configured with."""
 
-    home: Annotated[
-        str, _doc("Cache folder for provisioned models (env POSHUK_HOME).")
-    ] = "~/.cache/poshuk"
+    home: Annotated[str, _doc("Cache folder for provisioned models (env POSHUK_HOME).")] = "~/.cache/poshuk"
     model: Annotated[
         str,
         _doc("Embedding model: a provisioned name, a sentence-transformers id or a local folder."),

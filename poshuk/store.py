@@ -230,9 +230,7 @@ class IndexReader:
             return {}
         marks = ",".join("?" * len(row_ids))
         with self._lock:
-            rows = self._conn.execute(
-                f"{_PASSAGE_SELECT} WHERE p.row_id IN ({marks})", list(row_ids)
-            ).fetchall()
+            rows = self._conn.execute(f"{_PASSAGE_SELECT} WHERE p.row_id IN ({marks})", list(row_ids)).fetchall()
         return {int(r[0]): _passage_from_row(r) for r in rows}
 
     def document(self, doc_id: str) -> StoredDocument:
@@ -319,8 +317,7 @@ class IndexWriter:
         if not manifest.model.compatible_with(self.model):
             self.abort()
             raise ModelMismatchError(
-                f"index {self.index_dir} was built with model {manifest.model.name!r}, "
-                f"not {self.model.name!r}",
+                f"index {self.index_dir} was built with model {manifest.model.name!r}, not {self.model.name!r}",
                 hint="use the same --model, or build a new index in another folder",
             )
         self._created_at = manifest.created_at

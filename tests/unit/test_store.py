@@ -9,7 +9,13 @@ import pytest
 
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
-from poshuk.errors import IndexCorruptError, IndexNotFoundError, IndexStoreError, ModelMismatchError, NotFoundError
+from poshuk.errors import (
+    IndexCorruptError,
+    IndexNotFoundError,
+    IndexStoreError,
+    ModelMismatchError,
+    NotFoundError,
+)
 from poshuk.settings import ChunkingSettings
 from poshuk.store import IndexReader, IndexWriter, iter_versions, live_version
 

@@ -1,0 +1,355 @@
+"""Source files -> ``Article``s: JSONL, plain text, Markdown and HTML.
+
+Readers yield ``BadRecordError`` objects instead of raising them, so one bad line in a
+million-line export costs one record, and the caller decides between skipping and
+``--strict``. Every text is NFC-cleaned (``clean_text``) and keeps its paragraphs
+separated by blank lines, which is what the chunker cuts along.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from poshuk.documents import Article, clean_text
+from poshuk.errors import BadRecordError, ConfigError
+from poshuk.language import UNDETERMINED, LanguageDetector
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+"""Larger .txt/.md/.html files (and JSONL lines) are bad records, not memory spikes."""
+
+SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm"})
+
+_STR_FIELDS = ("url", "source", "section")
+_LANG = re.compile(r"[a-z]{2,3}")
+_BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*(.*?)\s*#*\s*$")
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_MD_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+_MD_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---[ \t]*(?:\n|\Z)", re.DOTALL)
+
+Record = Article | BadRecordError
+
+
+def iter_sources(paths: Sequence[Path]) -> Iterator[Path]:
+    """Every readable source under ``paths``: files as given, directories recursively.
+
+    Directory entries come sorted by name (stable ids and order run to run); hidden
+    entries and unsupported extensions inside directories are skipped, but a file
+    named explicitly must exist and have a supported extension.
+    """
+    seen: set[Path] = set()
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"source not found: {path}")
+        if path.is_dir():
+            yield from _walk(path, seen)
+        elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise ConfigError(
+                f"unsupported source file: {path}",
+                hint="supported extensions: " + ", ".join(sorted(SUPPORTED_SUFFIXES)),
+            )
+        elif path.resolve() not in seen:
+            seen.add(path.resolve())
+            yield path
+
+
+def _walk(folder: Path, seen: set[Path]) -> Iterator[Path]:
+    real = folder.resolve()
+    if real in seen:  # symlink loops, or a folder given twice
+        return
+    seen.add(real)
+    for child in sorted(folder.iterdir(), key=lambda p: p.name):
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            yield from _walk(child, seen)
+        elif child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and child.resolve() not in seen:
+            seen.add(child.resolve())
+            yield child
+
+
+def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None = None) -> Iterator[Record]:
+    """Articles of one source file, with a ``BadRecordError`` in place of each bad record.
+
+    For .txt/.md/.html the id is the file stem, or the path relative to ``root``
+    without its suffix (``world/2023/kirby``) when ``root`` is given, so files with the
+    same name in different folders keep distinct ids.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ConfigError(f"unsupported source file: {path}")
+    if suffix == ".jsonl":
+        yield from _read_jsonl(path, detector)
+        return
+    source = str(path)
+    doc_id = _file_id(path, root)
+    if not doc_id:
+        yield BadRecordError("cannot derive an id from the file name", source=source)
+        return
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            yield BadRecordError(f"file larger than {MAX_FILE_BYTES} bytes", source=source)
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        yield BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
+        return
+    if not data.strip():
+        yield BadRecordError("empty file", source=source)
+    elif suffix in (".html", ".htm"):
+        yield _from_html(data, doc_id, source, detector)
+    else:
+        text = _decode(data, source)
+        if isinstance(text, BadRecordError):
+            yield text
+        else:
+            yield _from_lines(text, doc_id, source, detector, markdown=suffix == ".md")
+
+
+def _file_id(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root).with_suffix("").as_posix()
+        except ValueError:
+            pass
+    return path.stem.strip()
+
+
+def _decode(data: bytes, source: str, line: int | None = None) -> str | BadRecordError:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = line if line is not None else data[: exc.start].count(b"\n") + 1
+        return BadRecordError(f"invalid UTF-8 at byte {exc.start}", source=source, line=where)
+    return clean_text(text.removeprefix("\ufeff"))
+
+
+def _finish(fields: dict[str, Any], detector: LanguageDetector) -> Article:
+    """Detect a missing language, then build the article."""
+    if not fields.get("lang"):
+        lang = detector.detect(f"{fields['title']}\n{fields['text']}")
+        fields["lang"] = None if lang == UNDETERMINED else lang
+    return Article(**fields)
+
+
+# --- JSONL ------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path, detector: LanguageDetector) -> Iterator[Record]:
+    source = str(path)
+    records = 0
+    try:
+        with path.open("rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                records += 1
+                yield _jsonl_record(raw, lineno, source, detector)
+    except OSError as exc:
+        yield BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
+        return
+    if records == 0:
+        yield BadRecordError("empty file", source=source)
+
+
+def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetector) -> Record:
+    if len(raw) > MAX_FILE_BYTES:
+        return BadRecordError(f"record larger than {MAX_FILE_BYTES} bytes", source=source, line=lineno)
+    text = _decode(raw, source, lineno)
+    if isinstance(text, BadRecordError):
+        return text
+    try:
+        obj = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        return BadRecordError(f"invalid JSON: {exc}", source=source, line=lineno)
+    if not isinstance(obj, dict):
+        return BadRecordError("expected a JSON object", source=source, line=lineno)
+    try:
+        return _finish(_fields(obj), detector)
+    except ValueError as exc:
+        return BadRecordError(str(exc), source=source, line=lineno)
+
+
+def _fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """Validate one JSON object into Article fields; unknown keys are ignored."""
+    raw_id = obj.get("id")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        raise ValueError("missing id")
+    if not isinstance(raw_id, str):
+        raise ValueError("'id' must be a string or an integer")
+    text = obj.get("text")
+    if text is None:
+        raise ValueError("missing text")
+    if not isinstance(text, str):
+        raise ValueError("'text' must be a string")
+    body = "\n\n".join(_lines(clean_text(text)))
+    if not body:
+        raise ValueError("empty text")
+    title = obj.get("title")
+    if title is not None and not isinstance(title, str):
+        raise ValueError("'title' must be a string")
+    fields: dict[str, Any] = {
+        "id": clean_text(raw_id).strip(),
+        "title": _SPACES.sub(" ", clean_text(title or "")).strip(),
+        "text": body,
+    }
+    for name in _STR_FIELDS:
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"'{name}' must be a string")
+        fields[name] = (clean_text(value).strip() or None) if value else None
+    fields["lang"] = _lang(obj.get("lang"))
+    fields["published_at"] = parse_date(obj.get("published_at"))
+    fields["tags"] = _tags(obj.get("tags"))
+    return fields
+
+
+def _lang(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("'lang' must be a string")
+    code = value.strip().lower().replace("_", "-").split("-")[0]
+    if not _LANG.fullmatch(code):
+        raise ValueError(f"'lang' is not a language code: {value!r}")
+    return code
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ValueError("'tags' must be a list of strings")
+    return tuple(dict.fromkeys(t for t in (clean_text(tag).strip() for tag in value) if t))
+
+
+def parse_date(value: object) -> datetime | None:
+    """ISO 8601 date or date-time (``Z``, offsets, date-only) -> aware UTC datetime.
+
+    Naive values are taken as UTC. Anything else raises ``ValueError``.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"unknown date format: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"unknown date format: {value!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# --- plain text and Markdown --------------------------------------------------------
+
+
+def _lines(text: str) -> list[str]:
+    """Non-empty lines, normalised: each is a paragraph (news exports put one per line)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return [line for line in (_SPACES.sub(" ", raw).strip() for raw in text.split("\n")) if line]
+
+
+def _from_lines(text: str, doc_id: str, source: str, detector: LanguageDetector, *, markdown: bool) -> Record:
+    """First non-empty line is the title; further lines (txt) or Markdown blocks are paragraphs."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if markdown:
+        text = _FRONT_MATTER.sub("", text, count=1)
+    head, _, rest = text.lstrip().partition("\n")
+    title = _SPACES.sub(" ", head).strip()
+    if markdown:
+        heading = _MD_HEADING.match(title)
+        title = _md_inline(heading.group(1) if heading else title)
+        paragraphs = _markdown_paragraphs(rest)
+    else:
+        paragraphs = _lines(rest)
+    if not title and not paragraphs:
+        return BadRecordError("empty file", source=source)
+    fields: dict[str, Any] = {"id": doc_id, "title": title, "text": "\n\n".join(paragraphs)}
+    return _finish(fields, detector)
+
+
+def _markdown_paragraphs(text: str) -> list[str]:
+    """Blocks become paragraphs: headings stand alone, list items keep their line, other lines join."""
+    out: list[str] = []
+    for block in _BLANKS.split(text):
+        current: list[str] = []
+        for raw in block.split("\n"):
+            line = _SPACES.sub(" ", raw).strip()
+            if not line:
+                continue
+            heading = _MD_HEADING.match(line)
+            if heading:
+                out.extend(_flush(current))
+                current = []
+                out.append(_md_inline(heading.group(1)))
+            elif _MD_LIST.match(line) and current:
+                out.extend(_flush(current))
+                current = [line]
+            else:
+                current.append(line)
+        out.extend(_flush(current))
+    return [p for p in out if p]
+
+
+def _flush(lines: list[str]) -> list[str]:
+    return [_md_inline(" ".join(lines))] if lines else []
+
+
+def _md_inline(text: str) -> str:
+    text = _MD_IMAGE.sub("", text)
+    text = _MD_LINK.sub(r"\1", text)
+    return _SPACES.sub(" ", _MD_EMPHASIS.sub(r"\2", text)).strip()
+
+
+# --- HTML ------------------------------------------------------------------------------
+
+
+def _from_html(data: bytes, doc_id: str, source: str, detector: LanguageDetector) -> Record:
+    """Main text via trafilatura (nav, footer and comments dropped).
+
+    trafilatura takes the title from og:title, then ``<title>`` (site name cut off), then ``<h1>``.
+    """
+    import trafilatura
+
+    try:
+        doc = trafilatura.bare_extraction(
+            data,
+            with_metadata=True,
+            include_comments=False,
+            date_extraction_params={"extensive_search": False, "original_date": True},
+        )
+    except Exception as exc:  # lxml and trafilatura raise assorted types on broken markup
+        return BadRecordError(f"cannot parse HTML: {exc}", source=source)
+    raw_text = getattr(doc, "text", None) or ""
+    title = _SPACES.sub(" ", clean_text(getattr(doc, "title", None) or "")).strip()
+    lines = [_SPACES.sub(" ", line).strip() for line in clean_text(raw_text).splitlines()]
+    lines = [line for line in lines if line]
+    if lines and title and lines[0] == title:
+        lines = lines[1:]  # trafilatura repeats the <h1> as the first line
+    if not lines:
+        return BadRecordError("no article text found in HTML", source=source)
+    try:
+        published = parse_date(getattr(doc, "date", None))
+    except ValueError:
+        published = None  # trafilatura's own guess; a bad one is not worth the record
+    fields: dict[str, Any] = {
+        "id": doc_id,
+        "title": title,
+        "text": "\n\n".join(lines),
+        "url": getattr(doc, "url", None) or None,
+        "source": getattr(doc, "sitename", None) or None,
+        "published_at": published,
+    }
+    return _finish(fields, detector)

@@ -1,0 +1,132 @@
+"""``poshuk index`` and ``poshuk search`` as real processes, including kills mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+POSHUK = str(Path(sys.executable).with_name("poshuk"))
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([POSHUK, *args], capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+def _search_ids(index_dir: Path, query: str) -> list[str]:
+    done = _run("search", query, "--index", str(index_dir), "-k", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    return [hit["doc_id"] for hit in json.loads(done.stdout)["hits"]]
+
+
+@pytest.fixture(scope="module")
+def example_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index_dir = tmp_path_factory.mktemp("cli") / "index"
+    done = _run("index", str(EXAMPLES), "--index", str(index_dir), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "indexed 30 documents" in done.stdout
+    return index_dir
+
+
+def _big_source(path: Path, articles: int = 600) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for n in range(articles):
+            text = "\n\n".join(
+                f"Абзац {p} статті {n}: міська рада обговорила бюджет, ремонт доріг і нові автобуси." for p in range(4)
+            )
+            fh.write(json.dumps({"id": f"bulk-{n}", "title": f"Новина {n}", "text": text, "lang": "uk"}) + "\n")
+    return path
+
+
+def _wait_for_writer(index_dir: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list((index_dir / "versions").glob("tmp-*")):
+            time.sleep(1.0)  # let it write some passages into the temporary version
+            return
+        assert process.poll() is None, "indexing ended before it could be interrupted"
+        time.sleep(0.05)
+    raise AssertionError("the writer never started")
+
+
+def test_cli_search_answers_in_both_languages(example_index: Path) -> None:
+    assert _search_ids(example_index, "Russia North Korea ammunition talks")[0] == "uk-001"
+    assert "uk-002" in _search_ids(example_index, "експорт зерна через порти Одеси")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_indexing_leaves_the_old_index_usable(example_index: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    live_before = (example_index / "CURRENT").read_text(encoding="utf-8")
+    source = _big_source(tmp_path / "bulk.jsonl")
+    process = subprocess.Popen(
+        [POSHUK, "index", str(source), "--index", str(example_index), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        _wait_for_writer(example_index, process)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if sig == signal.SIGINT:
+        assert process.returncode == 130
+        assert "index was not changed" in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert (example_index / "CURRENT").read_text(encoding="utf-8") == live_before
+    assert _search_ids(example_index, "Russia North Korea ammunition talks")[0] == "uk-001"
+    stats = _run("search", "бюджет міської ради", "--index", str(example_index), "--json")
+    assert not any(hit["doc_id"].startswith("bulk-") for hit in json.loads(stats.stdout)["hits"])
+
+
+def test_bad_records_are_reported_and_make_a_nonzero_exit(tmp_path: Path, example_index: Path) -> None:
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(
+        b'{"id": "ok-1", "title": "\xd0\x9d\xd0\xbe\xd0\xb2\xd0\xb8\xd0\xbd\xd0\xb0", "text": "Good text here."}\n'
+        b"{not json}\n"
+        b'{"id": "no-text", "title": "x"}\n'
+    )
+    index_dir = tmp_path / "index"
+    done = _run("index", str(source), "--index", str(index_dir), "--no-progress")
+    assert done.returncode == 1
+    assert f"{source}:2" in done.stderr and f"{source}:3" in done.stderr
+    assert "indexed 1 documents" in done.stdout
+    strict = _run("index", str(source), "--index", str(tmp_path / "strict"), "--strict", "--no-progress")
+    assert strict.returncode == 1
+    assert strict.stderr.strip().count("\n") == 0, strict.stderr
+    assert not (tmp_path / "strict" / "CURRENT").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("search", "запит", "--index", "/nonexistent/poshuk-index"),
+        ("index", "/nonexistent/articles.jsonl", "--index", "IDX"),
+        ("search", "запит", "--index", "IDX", "--model", "/nonexistent/model"),
+    ],
+)
+def test_cli_errors_are_one_line_and_nonzero(args: tuple[str, ...], example_index: Path) -> None:
+    done = _run(*(str(example_index) if a == "IDX" else a for a in args))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("poshuk: error: "), done.stderr

@@ -34,9 +34,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
+def _quiet_model_loading() -> None:
+    """transformers draws a progress bar on every model load; a CLI's stderr is for messages."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def _cmd_model_install(args: argparse.Namespace) -> int:
     from poshuk.models import install_model
 
+    _quiet_model_loading()
     settings = _settings(args)
     installed = install_model(args.name, settings.home_path, force=args.force, progress=_say)
     print(f"model {args.name} ready at {installed.folder}")
@@ -44,10 +52,12 @@ def _cmd_model_install(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from indexer.pipeline import index_paths
+    from indexer.pipeline import find_sources, index_paths
     from poshuk.models import load_encoder
 
     settings = _settings(args)
+    find_sources(args.paths)  # a missing path fails now, not after the model has loaded
+    _quiet_model_loading()
     encoder = load_encoder(settings)
 
     def report_bad(err: BadRecordError) -> None:
@@ -78,6 +88,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from poshuk.search import Searcher
 
     settings = _settings(args)
+    _quiet_model_loading()
     searcher = Searcher.open(args.index, settings)
     try:
         result = searcher.search(args.query, k=args.k)
@@ -98,6 +109,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from service.server import serve
 
+    _quiet_model_loading()
     serve(args.index, _settings(args))
     return 0
 

@@ -46,16 +46,26 @@ class IndexReport:
         return self.passages / self.seconds if self.seconds else 0.0
 
 
-def read_step(paths: Sequence[Path], detector: LanguageDetector) -> Iterator[Article | BadRecordError]:
-    """Every article (or bad record) found under ``paths``, in a stable order.
+def find_sources(paths: Sequence[Path]) -> list[tuple[Path, Path | None]]:
+    """Every readable file under ``paths`` with the folder its id is relative to.
 
-    Files found inside a folder get ids relative to that folder, so two
-    ``index.html`` in different subfolders stay two articles.
+    Raises at once for a path that does not exist, before any work starts. Files found
+    inside a folder get ids relative to that folder, so two ``index.html`` in different
+    subfolders stay two articles.
     """
+    found: list[tuple[Path, Path | None]] = []
     for path in paths:
         root = path if path.is_dir() else None
-        for source in iter_sources([path]):
-            yield from read_articles(source, detector=detector, root=root)
+        found.extend((source, root) for source in iter_sources([path]))
+    return found
+
+
+def read_step(
+    sources: Sequence[tuple[Path, Path | None]], detector: LanguageDetector
+) -> Iterator[Article | BadRecordError]:
+    """Every article (or bad record) in ``sources``, in order."""
+    for source, root in sources:
+        yield from read_articles(source, detector=detector, root=root)
 
 
 def chunk_step(
@@ -102,10 +112,11 @@ def index_paths(
     the first one is raised and the index is left as it was.
     """
     started = time.perf_counter()
+    sources = find_sources(paths)
     report = IndexReport()
     detector = LanguageDetector()
     articles: dict[str, Article] = {}
-    for item in tqdm(read_step(paths, detector), desc="reading", unit=" articles", disable=not progress):
+    for item in tqdm(read_step(sources, detector), desc="reading", unit=" articles", disable=not progress):
         if isinstance(item, BadRecordError):
             if strict:
                 raise item

@@ -116,6 +116,9 @@ class SentenceTransformerEncoder:
 
     def count_tokens(self, text: str) -> int:
         tokenizer = self._model.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # the Rust tokenizer counts without the over-length warning
+            return len(backend.encode(clean_text(text)).ids)
         return len(tokenizer(clean_text(text), add_special_tokens=True)["input_ids"])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 import msgspec
 
@@ -17,6 +18,9 @@ from poshuk.encoder import Encoder
 from poshuk.errors import InvalidQueryError
 from poshuk.settings import Settings
 from poshuk.store import IndexReader, Manifest, StoredDocument
+
+Mode = Literal["dense"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,14 +92,16 @@ class Searcher:
         m = self._reader.manifest
         return IndexStats(documents=m.documents, passages=m.passages, model=m.model.name, version=m.version)
 
-    def search(self, query: str, *, k: int = 10) -> SearchResult:
-        """The ``k`` passages closest in meaning to ``query``, best first."""
+    def search(self, query: str, *, k: int = 10, mode: Mode = "dense") -> SearchResult:
+        """The ``k`` passages best matching ``query``, best first."""
         started = time.perf_counter()
         text = clean_text(query).strip()
         if not text:
             raise InvalidQueryError("query is empty")
         if not 1 <= k <= self.max_k:
             raise InvalidQueryError(f"k must be between 1 and {self.max_k}, got {k}")
+        if mode not in MODES:
+            raise InvalidQueryError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         vector = self._encoder.encode_queries([text])
         scores, ids = self._reader.vectors.search(vector, k)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

@@ -1,0 +1,173 @@
+"""Assembles the Litestar app; holds no logic of its own beyond loading the index.
+
+``create_app(settings, index_dir)`` builds a fresh app each call: no module-level app,
+no settings read at import. On startup a background thread opens the index and loads
+the model (seconds for a real model) so the process answers ``/healthz`` at once and
+``/readyz`` turns 200 when searches can be served; until then search routes answer 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from poshuk.encoder import Encoder
+from poshuk.errors import PoshukError
+from poshuk.search import Searcher
+from poshuk.settings import ServiceSettings, Settings
+from service.errors import IndexNotReadyError, problem_handler
+from service.routes.documents import DocumentsController
+from service.routes.health import HealthController
+from service.routes.search import SearchController
+
+logger = logging.getLogger("poshuk.service")
+
+_STATE_KEY = "poshuk"
+
+
+class ServiceState:
+    """The running service's one piece of state: the searcher once loaded, or why it failed.
+
+    Thread-safe: the loader thread writes it, request threads read it.
+    """
+
+    def __init__(self, index_dir: Path, settings: Settings, encoder: Encoder | None = None) -> None:
+        self.index_dir = index_dir
+        self.settings = settings
+        self._encoder = encoder
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._searcher: Searcher | None = None
+        self._error: str | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, state: State) -> ServiceState:
+        """The ``ServiceState`` stored on a Litestar app's ``state``."""
+        found = state.get(_STATE_KEY)
+        if not isinstance(found, cls):
+            raise RuntimeError("app state holds no ServiceState; build the app with create_app()")
+        return found
+
+    def start_loading(self) -> None:
+        """Open the index and load the model in a background thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._load, name="poshuk-index-loader", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        searcher: Searcher | None = None
+        error: str | None = None
+        try:
+            searcher = Searcher.open(self.index_dir, self.settings, encoder=self._encoder)
+        except PoshukError as exc:
+            error = exc.one_line()
+            logger.error("cannot load index %s: %s", self.index_dir, error)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            logger.exception("cannot load index %s", self.index_dir)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._searcher, self._error = searcher, error
+        if closed and searcher is not None:
+            searcher.close()
+        elif searcher is not None:
+            stats = searcher.stats()
+            logger.info(
+                "index %s %s ready: %d documents, %d passages, model %s",
+                self.index_dir,
+                stats.version,
+                stats.documents,
+                stats.passages,
+                stats.model,
+            )
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until loading finished (well or not); False on timeout."""
+        return self._done.wait(timeout)
+
+    def require_searcher(self) -> Searcher:
+        """The loaded searcher; ``IndexNotReadyError`` while loading or after a failure."""
+        with self._lock:
+            if self._searcher is not None:
+                return self._searcher
+            if self._error is not None:
+                raise IndexNotReadyError(f"index failed to load: {self._error}")
+            if self._closed:
+                raise IndexNotReadyError("service is shutting down")
+        raise IndexNotReadyError("index is loading")
+
+    def close(self) -> None:
+        """Close the searcher; a load still running closes its own result when it ends."""
+        with self._lock:
+            self._closed = True
+            searcher, self._searcher = self._searcher, None
+        if searcher is not None:
+            searcher.close()
+
+
+def _provide_searcher(state: State) -> Searcher:
+    return ServiceState.of(state).require_searcher()
+
+
+def _provide_limits(state: State) -> ServiceSettings:
+    return ServiceState.of(state).settings.service
+
+
+@asynccontextmanager
+async def _lifespan(app: Litestar) -> AsyncIterator[None]:
+    service_state = ServiceState.of(app.state)
+    service_state.start_loading()
+    try:
+        yield
+    finally:
+        service_state.close()
+
+
+def _package_version() -> str:
+    try:
+        return version("poshuk")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None = None) -> Litestar:
+    """A new Poshuk HTTP app over the index at ``index_dir``.
+
+    ``encoder`` replaces the model named in ``settings`` (tests pass a ``HashEncoder``).
+    """
+    service_state = ServiceState(index_dir, settings, encoder)
+    return Litestar(
+        route_handlers=[SearchController, DocumentsController, HealthController],
+        dependencies={
+            "searcher": Provide(_provide_searcher, sync_to_thread=False),
+            "limits": Provide(_provide_limits, sync_to_thread=False),
+        },
+        state=State({_STATE_KEY: service_state}),
+        lifespan=[_lifespan],
+        exception_handlers={Exception: problem_handler},
+        request_max_body_size=settings.service.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Poshuk",
+            version=_package_version(),
+            description="Semantic search over Ukrainian and English news: ranked passages, their articles.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
+        ),
+        logging_config=None,
+        debug=False,
+    )

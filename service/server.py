@@ -1,0 +1,55 @@
+"""``serve()``: run the HTTP service under uvicorn (what ``poshuk serve`` calls)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import uvicorn.config
+
+from poshuk.errors import ModelMismatchError
+from poshuk.models import resolve_model
+from poshuk.settings import Settings
+from poshuk.store import IndexReader
+from service.app import create_app
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, plus the ``poshuk`` loggers on the same stderr handler."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["poshuk"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def serve(index_dir: Path, settings: Settings) -> None:
+    """Serve the index at ``index_dir`` on ``settings.service.host:port`` until interrupted.
+
+    A missing or corrupt index, or a model that is not available offline, raises
+    ``PoshukError`` here, before anything listens, so the CLI can print one line and exit
+    non-zero; so does a model whose weights differ from the index's. These checks are
+    cheap; the model itself loads after the server starts, and ``/readyz`` says when
+    searches can be answered.
+    """
+    reader = IndexReader.open(index_dir)
+    built_with = reader.manifest.model
+    reader.close()
+    model = resolve_model(settings.model, settings.home_path)
+    if model.weights_sha256 != built_with.weights_sha256:
+        raise ModelMismatchError(
+            f"index {index_dir} was built with model {built_with.name!r}, not {settings.model!r}",
+            hint=f"serve it with --model {built_with.name}, or rebuild the index",
+        )
+    app = create_app(settings, index_dir)
+    level = settings.service.log_level
+    uvicorn.run(
+        app,
+        host=settings.service.host,
+        port=settings.service.port,
+        log_level=level,
+        log_config=_log_config(level),
+        access_log=True,
+        lifespan="on",
+        server_header=False,
+    )

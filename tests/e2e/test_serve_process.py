@@ -1,0 +1,194 @@
+"""``poshuk serve`` as a real process on 127.0.0.1, queried over HTTP with the real model.
+
+The index is built once per session with the real CLI (``poshuk index``) over the example
+articles; the model comes from ``POSHUK_HOME`` (CI provisions it before the tests run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+POSHUK = str(Path(sys.executable).with_name("poshuk"))
+READY_TIMEOUT = 120.0
+
+
+def _env() -> dict[str, str]:
+    """The test's environment without Poshuk settings, except where the model lives."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def cli_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example articles indexed by the real CLI with the real default model."""
+    index_dir = tmp_path_factory.mktemp("serve") / "index"
+    done = subprocess.run(
+        [POSHUK, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    return index_dir
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def _start(index_dir: Path, log: Path) -> Server:
+    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200."""
+    for _attempt in range(3):  # another process may take the free port before the server binds it
+        port = _free_port()
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [POSHUK, "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=_env(),
+            )
+        server = Server(process, f"http://127.0.0.1:{port}", log)
+        deadline = time.monotonic() + READY_TIMEOUT
+        with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    break
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return server
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.25)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            pytest.fail(f"server not ready after {READY_TIMEOUT:.0f} s:\n{server.output()}")
+        if "address already in use" not in server.output().casefold():
+            pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
+    pytest.fail("no free port could be bound")
+
+
+@pytest.fixture(scope="module")
+def server(cli_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = _start(cli_index, tmp_path_factory.mktemp("serve-log") / "server.log")
+    yield running
+    running.process.send_signal(signal.SIGINT)
+    try:
+        code = running.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+        pytest.fail(f"server did not stop on SIGINT:\n{running.output()}")
+    assert code == 0, running.output()
+    assert "Application shutdown complete" in running.output()
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+        yield client
+
+
+def test_health_and_readiness(http: httpx.Client) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["model"] == "multilingual-e5-small"
+    assert body["documents"] >= 30
+    assert body["passages"] >= body["documents"]
+    assert body["version"].startswith("v")
+
+
+def test_ukrainian_query_over_http(http: httpx.Client) -> None:
+    response = http.post("/v1/search", json={"query": "візит Шойгу до Північної Кореї", "k": 5})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "multilingual-e5-small"
+    hits = body["hits"]
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    assert all(set(h) == HIT_FIELDS for h in hits)
+    assert hits[0]["doc_id"] == "uk-001"
+    assert hits[0]["lang"] == "uk"
+
+
+def test_english_query_finds_the_ukrainian_article_over_http(http: httpx.Client) -> None:
+    response = http.get(
+        "/v1/search", params={"q": "Russia and North Korea are negotiating ammunition deliveries", "k": 5}
+    )
+    assert response.status_code == 200, response.text
+    hits = response.json()["hits"]
+    assert len(hits) == 5
+    assert hits[0]["doc_id"] == "uk-001"
+
+
+def test_document_over_http(http: httpx.Client) -> None:
+    response = http.get("/v1/documents/uk-001")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "uk-001"
+    assert "Кірбі" in body["title"]
+    assert [p["ordinal"] for p in body["passages"]] == list(range(len(body["passages"])))
+    assert all(p["passage_id"] == f"uk-001#{p['ordinal']}" for p in body["passages"])
+
+
+@pytest.mark.parametrize("bad", BAD_REQUESTS, ids=[b.name for b in BAD_REQUESTS])
+def test_bad_requests_over_http(http: httpx.Client, bad: BadRequest) -> None:
+    bad.check(bad.send(http))
+
+
+def test_openapi_over_http(http: httpx.Client) -> None:
+    schema = http.get("/schema").json()
+    assert schema["info"]["title"] == "Poshuk"
+    assert "/v1/search" in schema["paths"]
+
+
+def test_serve_without_an_index_fails_fast_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    started = time.monotonic()
+    done = subprocess.run(
+        [POSHUK, "serve", "--index", str(missing), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "no index at" in lines[0]
+    assert str(missing) in lines[0]
+    assert elapsed < 30, f"took {elapsed:.1f} s to fail"
+    assert "Uvicorn running" not in done.stdout + done.stderr

@@ -1,0 +1,365 @@
+"""The HTTP API through Litestar's TestClient, over a small index built with the HashEncoder."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from poshuk.documents import Article, Passage
+from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
+from poshuk.errors import IndexNotFoundError, ModelError
+from poshuk.settings import ChunkingSettings, ServiceSettings, Settings
+from poshuk.store import IndexWriter
+from service.app import ServiceState, create_app
+from service.errors import IndexNotReadyError
+from service.server import serve
+from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest, assert_problem
+
+ARTICLES: dict[Article, tuple[str, ...]] = {
+    Article(
+        id="uk-001",
+        title="Кірбі: Росія та КНДР просувають переговори про зброю",
+        text="Джон Кірбі заявив про переговори Росії та Північної Кореї.\n\nШойгу відвідав Пхеньян у липні.",
+        url="https://example.com/uk-001",
+        source="Приклад",
+        published_at=datetime(2023, 8, 31, 9, 15, tzinfo=UTC),
+        lang="uk",
+        section="світ",
+        tags=("КНДР", "Росія"),
+    ): (
+        "Джон Кірбі заявив про переговори Росії та Північної Кореї.",
+        "Шойгу відвідав Пхеньян у липні.",
+    ),
+    Article(
+        id="uk-002",
+        title="Через порти Одеси вивезли рекордні обсяги зерна",
+        text="Порти Великої Одеси за місяць експортували рекордні обсяги зерна.",
+        lang="uk",
+    ): ("Порти Великої Одеси за місяць експортували рекордні обсяги зерна.",),
+    Article(
+        id="en-001",
+        title="ECB holds interest rates steady",
+        text="The European Central Bank kept its deposit rate unchanged as inflation settled near target.",
+        lang="en",
+    ): ("The European Central Bank kept its deposit rate unchanged as inflation settled near target.",),
+}
+
+
+def _build_index(index_dir: Path, encoder: HashEncoder) -> None:
+    with IndexWriter(index_dir, encoder.identity, ChunkingSettings()) as writer:
+        for article, texts in ARTICLES.items():
+            passages = [
+                Passage(
+                    id=f"{article.id}#{n}",
+                    doc_id=article.id,
+                    ordinal=n,
+                    text=text,
+                    embed_text=f"{article.title}\n{text}",
+                )
+                for n, text in enumerate(texts)
+            ]
+            writer.upsert(article, passages, encoder.encode_passages([p.embed_text for p in passages]))
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("service") / "index"
+    _build_index(folder, HashEncoder())
+    return folder
+
+
+def _state(app: Litestar) -> ServiceState:
+    return ServiceState.of(app.state)
+
+
+@pytest.fixture
+def client(settings: Settings, index_dir: Path) -> Iterator[TestClient[Litestar]]:
+    app = create_app(settings, index_dir, encoder=HashEncoder())
+    with TestClient(app) as test_client:
+        assert _state(app).wait(10), "the index never finished loading"
+        yield test_client
+
+
+class GatedEncoder:
+    """A HashEncoder whose identity (read when the Searcher opens) waits for a gate: loading stalls."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self._inner = HashEncoder()
+        self._gate = gate
+
+    @property
+    def identity(self) -> ModelIdentity:
+        if not self._gate.wait(10):
+            raise RuntimeError("gate never opened")
+        return self._inner.identity
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        return self._inner.encode_queries(texts)
+
+    def encode_passages(self, texts: Sequence[str]) -> Vectors:
+        return self._inner.encode_passages(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return self._inner.count_tokens(text)
+
+
+class ExplodingEncoder(HashEncoder):
+    """Fails while encoding a query, as a broken backend would."""
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        raise RuntimeError("secret internal failure detail")
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+def _check_hits(body: dict[str, Any], k: int) -> list[dict[str, Any]]:
+    assert set(body) == {"query", "took_ms", "model", "hits"}
+    assert body["model"] == "hash-test-encoder"
+    assert isinstance(body["took_ms"], float)
+    hits: list[dict[str, Any]] = body["hits"]
+    assert 0 < len(hits) <= k
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    assert all(set(h) == HIT_FIELDS for h in hits)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    return hits
+
+
+def test_post_search_ranks_the_obvious_article_first(client: TestClient[Litestar]) -> None:
+    response = client.post("/v1/search", json={"query": "  Кірбі переговори Росії та Північної Кореї ", "k": 3})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["query"] == "Кірбі переговори Росії та Північної Кореї"
+    hits = _check_hits(body, 3)
+    top = hits[0]
+    assert top["passage_id"] == "uk-001#0"
+    assert top["doc_id"] == "uk-001"
+    assert top["title"].startswith("Кірбі")
+    assert top["url"] == "https://example.com/uk-001"
+    assert top["source"] == "Приклад"
+    assert top["published_at"] == "2023-08-31T09:15:00Z"
+    assert top["lang"] == "uk"
+
+
+def test_get_search_matches_post(client: TestClient[Litestar]) -> None:
+    query = "European Central Bank deposit rate inflation"
+    got = client.get("/v1/search", params={"q": query, "k": 2})
+    posted = client.post("/v1/search", json={"query": query, "k": 2})
+    assert got.status_code == posted.status_code == 200
+    hits = _check_hits(got.json(), 2)
+    assert hits[0]["doc_id"] == "en-001"
+    assert [h["passage_id"] for h in hits] == [h["passage_id"] for h in posted.json()["hits"]]
+
+
+def test_k_defaults_to_ten_and_is_capped_by_the_index_size(client: TestClient[Litestar]) -> None:
+    response = client.get("/v1/search", params={"q": "зерно Одеса"})
+    assert response.status_code == 200
+    hits = _check_hits(response.json(), 10)
+    assert len(hits) == sum(len(texts) for texts in ARTICLES.values())
+    assert hits[0]["doc_id"] == "uk-002"
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+def test_document_returns_the_article_and_its_passages(client: TestClient[Litestar]) -> None:
+    response = client.get("/v1/documents/uk-001")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "uk-001"
+    assert body["title"].startswith("Кірбі")
+    assert "Шойгу" in body["text"]
+    assert body["url"] == "https://example.com/uk-001"
+    assert body["source"] == "Приклад"
+    assert body["published_at"] == "2023-08-31T09:15:00Z"
+    assert body["lang"] == "uk"
+    assert body["section"] == "світ"
+    assert body["tags"] == ["КНДР", "Росія"]
+    assert body["passages"] == [
+        {"passage_id": "uk-001#0", "ordinal": 0, "text": ARTICLES_BY_ID["uk-001"][0]},
+        {"passage_id": "uk-001#1", "ordinal": 1, "text": ARTICLES_BY_ID["uk-001"][1]},
+    ]
+
+
+ARTICLES_BY_ID = {a.id: texts for a, texts in ARTICLES.items()}
+
+
+def test_unknown_document_is_404(client: TestClient[Litestar]) -> None:
+    body = assert_problem(client.get("/v1/documents/uk-999"), 404, "not-found")
+    assert "uk-999" in body["detail"]
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", BAD_REQUESTS, ids=[b.name for b in BAD_REQUESTS])
+def test_bad_requests_get_problem_details(client: TestClient[Litestar], bad: BadRequest) -> None:
+    bad.check(bad.send(client))
+
+
+def test_field_errors_are_listed(client: TestClient[Litestar]) -> None:
+    body = assert_problem(client.post("/v1/search", json={"query": "x", "k": "abc"}), 400, "invalid-request")
+    assert body["errors"] == [{"message": "Expected `int`, got `str`", "key": "k", "source": "body"}]
+
+
+def test_wrong_method_names_the_allowed_ones(client: TestClient[Litestar]) -> None:
+    response = client.delete("/v1/search")
+    assert_problem(response, 405)
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+def test_limits_come_from_settings(index_dir: Path) -> None:
+    settings = Settings(service=ServiceSettings(max_query_chars=20, max_k=5, max_body_bytes=1024))
+    app = create_app(settings, index_dir, encoder=HashEncoder())
+    with TestClient(app) as client:
+        assert _state(app).wait(10)
+        assert client.post("/v1/search", json={"query": "ш" * 20, "k": 5}).status_code == 200
+        long = assert_problem(client.post("/v1/search", json={"query": "ш" * 21}), 400, "invalid-query")
+        assert "20" in long["detail"]
+        k = assert_problem(client.get("/v1/search", params={"q": "x", "k": 6}), 400, "invalid-query")
+        assert "between 1 and 5" in k["detail"]
+        big = client.post("/v1/search", content=b'{"query":"' + b"x" * 1100 + b'"}')
+        assert "1024" in assert_problem(big, 413, "body-too-large")["detail"]
+
+
+def test_unexpected_errors_are_500_without_internals(
+    settings: Settings, index_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings, index_dir, encoder=ExplodingEncoder())
+    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="poshuk.service"):
+        assert _state(app).wait(10)
+        response = client.post("/v1/search", json={"query": "Кірбі"})
+    assert_problem(response, 500, "about:blank")
+    assert "secret" not in response.text
+    assert "RuntimeError" not in response.text
+    assert any(r.exc_info and "secret internal failure" in str(r.exc_info[1]) for r in caplog.records)
+
+
+# --- health and readiness ----------------------------------------------------------------------
+
+
+def test_healthz_and_readyz_once_loaded(client: TestClient[Litestar]) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "documents": 3,
+        "passages": 4,
+        "model": "hash-test-encoder",
+        "version": "v000001",
+    }
+
+
+def test_readyz_is_503_while_loading_then_200(settings: Settings, index_dir: Path) -> None:
+    gate = threading.Event()
+    app = create_app(settings, index_dir, encoder=GatedEncoder(gate))
+    try:
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200
+            loading = assert_problem(client.get("/readyz"), 503, "not-ready")
+            assert loading["detail"] == "index is loading"
+            assert client.get("/readyz").headers["retry-after"]
+            assert_problem(client.post("/v1/search", json={"query": "Кірбі"}), 503, "not-ready")
+            assert_problem(client.get("/v1/search", params={"q": "Кірбі"}), 503, "not-ready")
+            assert_problem(client.get("/v1/documents/uk-001"), 503, "not-ready")
+            gate.set()
+            assert _state(app).wait(10)
+            assert client.get("/readyz").status_code == 200
+            assert client.get("/v1/search", params={"q": "Кірбі"}).status_code == 200
+    finally:
+        gate.set()
+
+
+def test_readyz_reports_why_loading_failed(settings: Settings, tmp_path: Path) -> None:
+    missing = tmp_path / "no-index-here"
+    app = create_app(settings, missing, encoder=HashEncoder())
+    with TestClient(app) as client:
+        assert _state(app).wait(10)
+        assert client.get("/healthz").status_code == 200
+        body = assert_problem(client.get("/readyz"), 503, "not-ready")
+        assert body["detail"].startswith("index failed to load: no index at")
+        assert str(missing) in body["detail"]
+        assert_problem(client.post("/v1/search", json={"query": "x"}), 503, "not-ready")
+
+
+def test_readyz_reports_a_model_mismatch(settings: Settings, index_dir: Path) -> None:
+    app = create_app(settings, index_dir, encoder=HashEncoder(dimension=32, name="other"))
+    with TestClient(app) as client:
+        assert _state(app).wait(10)
+        body = assert_problem(client.get("/readyz"), 503, "not-ready")
+        assert "was built with model 'hash-test-encoder'" in body["detail"]
+
+
+def test_shutdown_closes_the_searcher(settings: Settings, index_dir: Path) -> None:
+    app = create_app(settings, index_dir, encoder=HashEncoder())
+    with TestClient(app) as client:
+        assert _state(app).wait(10)
+        assert client.get("/readyz").status_code == 200
+    with pytest.raises(IndexNotReadyError, match="shutting down"):
+        _state(app).require_searcher()
+
+
+def test_each_app_has_its_own_state(settings: Settings, index_dir: Path) -> None:
+    first = create_app(settings, index_dir, encoder=HashEncoder())
+    second = create_app(settings, index_dir, encoder=HashEncoder())
+    assert _state(first) is not _state(second)
+
+
+# --- OpenAPI -----------------------------------------------------------------------------------
+
+
+def test_openapi_schema_documents_every_route(client: TestClient[Litestar]) -> None:
+    response = client.get("/schema")
+    assert response.status_code == 200
+    schema = response.json()
+    assert client.get("/schema/openapi.json").json() == schema
+    assert schema["info"]["title"] == "Poshuk"
+    assert schema["info"]["version"]
+    paths = schema["paths"]
+    assert {"/v1/search", "/v1/documents/{doc_id}", "/healthz", "/readyz"} <= set(paths)
+    for path, item in paths.items():
+        for method, operation in item.items():
+            assert operation.get("description"), f"{method.upper()} {path} has no description"
+    text = response.text
+    assert "переговори Росії та Північної Кореї" in text  # the Ukrainian query example
+    assert "Russia North Korea arms talks" in text  # the English one
+    post_200 = paths["/v1/search"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert post_200["examples"]
+    assert "application/problem+json" in paths["/v1/search"]["post"]["responses"]["400"]["content"]
+
+
+# --- serve() -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve() must fail before uvicorn starts; if it ever got that far, fail instead of listening."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("uvicorn.run was reached")
+
+    monkeypatch.setattr("service.server.uvicorn.run", refuse)
+
+
+@pytest.mark.usefixtures("no_server")
+def test_serve_refuses_a_missing_index_before_listening(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="no index at"):
+        serve(tmp_path / "missing", settings)
+
+
+@pytest.mark.usefixtures("no_server")
+def test_serve_refuses_a_model_that_is_not_provisioned(tmp_path: Path, index_dir: Path) -> None:
+    settings = Settings(home=str(tmp_path / "home"), model="no-such-model-for-tests")
+    with pytest.raises(ModelError, match="not available offline"):
+        serve(index_dir, settings)

@@ -1,7 +1,10 @@
 """``Searcher``: the API other newsroom tools use to query an index in-process.
 
-It validates the query, encodes it with the index's own model, asks FAISS for the
-nearest passages and joins their article metadata from SQLite.
+Three modes: ``dense`` (the embedding, FAISS), ``lexical`` (BM25 over analysed
+terms, SQLite FTS5) and ``hybrid`` (both, fused by ``poshuk.fusion``; the default).
+Filters apply inside both retrievers, so the answer is the top-k among matching
+passages. ``collapse`` returns each article once; ``offset`` pages through a fixed
+candidate pool, so pages never overlap or skip.
 """
 
 from __future__ import annotations
@@ -13,18 +16,25 @@ from typing import Literal, get_args
 
 import msgspec
 
+from poshuk.analysis import Analyzer
+from poshuk.chunking import split_sentences
 from poshuk.documents import clean_text
 from poshuk.encoder import Encoder
 from poshuk.errors import InvalidQueryError
+from poshuk.filters import Filters
+from poshuk.fusion import FusionSettings, fuse
+from poshuk.highlight import HighlightKind, Span, sentence_span, term_spans
+from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
-from poshuk.store import IndexReader, Manifest, StoredDocument
+from poshuk.store import IndexReader, Manifest, StoredDocument, StoredPassage
 
-Mode = Literal["dense"]
+Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
+CANDIDATES = 200  # passages each retriever contributes; pages are cut from this pool
 
 
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
-    """One ranked passage with its article's metadata."""
+    """One ranked passage with its article's metadata and where it matches."""
 
     rank: int
     score: float
@@ -36,6 +46,9 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     source: str | None = None
     published_at: datetime | None = None
     lang: str | None = None
+    highlights: list[Span] = []
+    highlight_kind: HighlightKind | None = None
+    other_matches: int = 0
 
 
 class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +58,8 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     took_ms: float
     model: str
     hits: list[Hit]
+    mode: Mode = "hybrid"
+    offset: int = 0
 
 
 class IndexStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,11 +74,22 @@ class IndexStats(msgspec.Struct, frozen=True, kw_only=True):
 class Searcher:
     """Ranked passage search over one index version with a compatible encoder."""
 
-    def __init__(self, reader: IndexReader, encoder: Encoder, *, max_k: int = 100) -> None:
+    def __init__(
+        self,
+        reader: IndexReader,
+        encoder: Encoder,
+        *,
+        max_k: int = 100,
+        fusion: FusionSettings | None = None,
+        semantic_highlights: bool = True,
+    ) -> None:
         reader.check_model(encoder.identity)
         self._reader = reader
         self._encoder = encoder
+        self._analyzer = Analyzer(reader.manifest.lexical)
         self.max_k = max_k
+        self.fusion = fusion or FusionSettings()
+        self.semantic_highlights = semantic_highlights
 
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, *, encoder: Encoder | None = None) -> Searcher:
@@ -92,41 +118,137 @@ class Searcher:
         m = self._reader.manifest
         return IndexStats(documents=m.documents, passages=m.passages, model=m.model.name, version=m.version)
 
-    def search(self, query: str, *, k: int = 10, mode: Mode = "dense") -> SearchResult:
-        """The ``k`` passages best matching ``query``, best first."""
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        collapse: bool = False,
+        offset: int = 0,
+        highlight: bool = True,
+    ) -> SearchResult:
+        """The ``k`` best passages (or articles, with ``collapse``) for ``query``, from ``offset``."""
         started = time.perf_counter()
         text = clean_text(query).strip()
+        self._validate(text, k, mode, offset)
+        terms = analyse_query(text, self._analyzer)
+        ranked = self._rank(text, terms, mode, filters)
+        stored = self._reader.passages_by_row([row for row, _ in ranked])
+        chosen = self._page(ranked, stored, k=k, offset=offset, collapse=collapse)
+        hits = [
+            self._hit(offset + n, stored[row], score, others, terms if highlight else None)
+            for n, (row, score, others) in enumerate(chosen, start=1)
+        ]
+        if highlight and self.semantic_highlights and mode != "lexical":
+            hits = self._add_sentence_highlights(text, hits)
+        took_ms = (time.perf_counter() - started) * 1000
+        return SearchResult(
+            query=text,
+            took_ms=round(took_ms, 3),
+            model=self._encoder.identity.name,
+            hits=hits,
+            mode=mode,
+            offset=offset,
+        )
+
+    def _validate(self, text: str, k: int, mode: str, offset: int) -> None:
         if not text:
             raise InvalidQueryError("query is empty")
         if not 1 <= k <= self.max_k:
             raise InvalidQueryError(f"k must be between 1 and {self.max_k}, got {k}")
         if mode not in MODES:
             raise InvalidQueryError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not 0 <= offset <= CANDIDATES - 1:
+            raise InvalidQueryError(f"offset must be between 0 and {CANDIDATES - 1}, got {offset}")
+
+    def _dense(self, text: str, filters: Filters | None) -> list[tuple[int, float]]:
         vector = self._encoder.encode_queries([text])
-        scores, ids = self._reader.vectors.search(vector, k)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        stored = self._reader.passages_by_row([i for i, _ in found])
-        hits: list[Hit] = []
-        for row_id, score in found:
-            p = stored.get(row_id)
-            if p is None:  # a vector without metadata cannot happen in a consistent index
-                continue
-            hits.append(
-                Hit(
-                    rank=len(hits) + 1,
-                    score=round(score, 6),
-                    passage_id=p.passage_id,
-                    doc_id=p.doc_id,
-                    title=p.title,
-                    text=p.text,
-                    url=p.url,
-                    source=p.source,
-                    published_at=p.published_at,
-                    lang=p.lang,
-                )
-            )
-        took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(query=text, took_ms=round(took_ms, 3), model=self._encoder.identity.name, hits=hits)
+        allowed = None if filters is None or filters.is_empty() else self._reader.allowed_rows(filters)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        scores, ids = self._reader.vectors.search(vector, CANDIDATES, allowed=allowed)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def _lexical(self, terms: QueryTerms, filters: Filters | None) -> list[tuple[int, float]]:
+        if terms.empty:
+            return []
+        return self._reader.lexical_search(terms.match_expression(), CANDIDATES, filters)
+
+    def _rank(self, text: str, terms: QueryTerms, mode: Mode, filters: Filters | None) -> list[tuple[int, float]]:
+        if mode == "dense":
+            return self._dense(text, filters)
+        if mode == "lexical":
+            return self._lexical(terms, filters)
+        dense = self._dense(text, filters)
+        lexical = self._lexical(terms, filters)
+        coverage = self._coverage(terms, [row for row, _ in lexical])
+        return fuse([r for r, _ in dense], [r for r, _ in lexical], coverage, self.fusion)
+
+    def _coverage(self, terms: QueryTerms, rows: list[int]) -> dict[int, float]:
+        if not rows or terms.empty:
+            return {}
+        indexed = self._reader.lexical_terms(rows)
+        return {row: terms.coverage(set(words)) for row, words in indexed.items()}
+
+    @staticmethod
+    def _page(
+        ranked: list[tuple[int, float]],
+        stored: dict[int, StoredPassage],
+        *,
+        k: int,
+        offset: int,
+        collapse: bool,
+    ) -> list[tuple[int, float, int]]:
+        """(row id, score, other matching passages of the article) for one page."""
+        present = [(row, score) for row, score in ranked if row in stored]
+        if not collapse:
+            return [(row, score, 0) for row, score in present[offset : offset + k]]
+        best: dict[str, tuple[int, float]] = {}
+        counts: dict[str, int] = {}
+        for row, score in present:
+            doc = stored[row].doc_id
+            counts[doc] = counts.get(doc, 0) + 1
+            best.setdefault(doc, (row, score))
+        articles = list(best.items())[offset : offset + k]
+        return [(row, score, counts[doc] - 1) for doc, (row, score) in articles]
+
+    def _hit(self, rank: int, p: StoredPassage, score: float, others: int, terms: QueryTerms | None) -> Hit:
+        spans = [] if terms is None else term_spans(p.text, terms, self._analyzer)
+        return Hit(
+            rank=rank,
+            score=round(score, 6),
+            passage_id=p.passage_id,
+            doc_id=p.doc_id,
+            title=p.title,
+            text=p.text,
+            url=p.url,
+            source=p.source,
+            published_at=p.published_at,
+            lang=p.lang,
+            highlights=spans,
+            highlight_kind="terms" if spans else None,
+            other_matches=others,
+        )
+
+    def _add_sentence_highlights(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Mark the sentence closest in meaning for hits with no matching words (one encoder call)."""
+        pending = [(n, s) for n, hit in enumerate(hits) if not hit.highlights for s in split_sentences(hit.text)]
+        if not pending:
+            return hits
+        vectors = self._encoder.encode_passages([s for _, s in pending])
+        similarity = vectors @ self._encoder.encode_queries([query])[0]
+        best: dict[int, tuple[float, str]] = {}
+        for (n, sentence), value in zip(pending, similarity.tolist(), strict=True):
+            if n not in best or value > best[n][0]:
+                best[n] = (value, sentence)
+        out = list(hits)
+        for n, (_, sentence) in best.items():
+            span = sentence_span(out[n].text, sentence)
+            if span is not None:
+                out[n] = msgspec.structs.replace(out[n], highlights=[span], highlight_kind="sentence")
+        return out
 
     def document(self, doc_id: str) -> StoredDocument:
         """The stored article and its passages; ``NotFoundError`` if absent."""

@@ -32,6 +32,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from poshuk.analysis import Analyzer, LexicalSettings
 from poshuk.documents import Article, Passage
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import (
@@ -41,6 +42,7 @@ from poshuk.errors import (
     ModelMismatchError,
     NotFoundError,
 )
+from poshuk.filters import Filters, timestamp, where_clause
 from poshuk.settings import ChunkingSettings
 from poshuk.vectors import VectorIndex
 
@@ -61,8 +63,10 @@ CREATE TABLE IF NOT EXISTS documents (
     lang TEXT,
     section TEXT,
     tags TEXT NOT NULL DEFAULT '[]',
+    published_ts REAL,
     indexed_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS documents_published ON documents(published_ts);
 CREATE TABLE IF NOT EXISTS passages (
     row_id INTEGER PRIMARY KEY,
     passage_id TEXT NOT NULL UNIQUE,
@@ -72,6 +76,9 @@ CREATE TABLE IF NOT EXISTS passages (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(
+    terms, tokenize = "unicode61 remove_diacritics 0", prefix = '4'
+);
 """
 
 
@@ -83,6 +90,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     model: ModelIdentity
     chunking: ChunkingSettings
     vector_index: str
+    lexical: LexicalSettings = LexicalSettings()
     documents: int
     passages: int
     created_at: datetime
@@ -233,6 +241,41 @@ class IndexReader:
             rows = self._conn.execute(f"{_PASSAGE_SELECT} WHERE p.row_id IN ({marks})", list(row_ids)).fetchall()
         return {int(r[0]): _passage_from_row(r) for r in rows}
 
+    def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
+        """Row ids of every passage whose article passes ``filters``."""
+        condition, params = where_clause(filters)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT p.row_id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {condition}",
+                params,
+            ).fetchall()
+        return np.asarray([r for (r,) in rows], dtype=np.int64)
+
+    def lexical_search(self, match: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """(row id, BM25 score) of the best ``limit`` passages for an FTS5 ``match`` expression."""
+        condition, params = where_clause(filters)
+        join = (
+            "" if condition == "1" else " JOIN passages p ON p.row_id = l.rowid JOIN documents d ON d.doc_id = p.doc_id"
+        )
+        sql = (
+            f"SELECT l.rowid, -bm25(lexical) AS score FROM lexical l{join} "
+            f"WHERE lexical MATCH ? AND {condition} ORDER BY bm25(lexical), l.rowid LIMIT ?"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
+        return [(int(r), float(score)) for r, score in rows]
+
+    def lexical_terms(self, row_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The indexed terms of each passage."""
+        if not row_ids:
+            return {}
+        marks = ",".join("?" * len(row_ids))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT rowid, terms FROM lexical WHERE rowid IN ({marks})", list(row_ids)
+            ).fetchall()
+        return {int(r): str(terms).split() for r, terms in rows}
+
     def document(self, doc_id: str) -> StoredDocument:
         with self._lock:
             row = self._conn.execute(
@@ -270,10 +313,18 @@ class IndexWriter:
     was already called), an exception aborts and the live version is untouched.
     """
 
-    def __init__(self, index_dir: Path, model: ModelIdentity, chunking: ChunkingSettings) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        model: ModelIdentity,
+        chunking: ChunkingSettings,
+        lexical: LexicalSettings | None = None,
+    ) -> None:
         self.index_dir = index_dir
         self.model = model
         self.chunking = chunking
+        self.lexical = lexical or LexicalSettings()
+        self._analyzer: Analyzer | None = None
         self._lock_fh: int | None = None
         self._tmp: Path | None = None
         self._conn: sqlite3.Connection | None = None
@@ -321,6 +372,7 @@ class IndexWriter:
                 hint="use the same --model, or build a new index in another folder",
             )
         self._created_at = manifest.created_at
+        self.lexical = manifest.lexical  # terms must stay comparable with what is indexed
         source = _connect(previous / _SQLITE, readonly=True)
         self._conn = sqlite3.connect(self._tmp / _SQLITE)
         with contextlib.closing(source):
@@ -354,6 +406,7 @@ class IndexWriter:
         """Remove an article and its passages; False if it was not there."""
         rows = [r for (r,) in self._db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (doc_id,))]
         self._index.remove(np.asarray(rows, dtype=np.int64))
+        self._db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in rows])
         cur = self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
         return cur.rowcount > 0
 
@@ -364,7 +417,7 @@ class IndexWriter:
         self.delete(article.id)
         self._db.execute(
             "INSERT INTO documents (doc_id, title, text, url, source, published_at, lang, section, tags, "
-            "indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "published_ts, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 article.id,
                 article.title,
@@ -375,6 +428,7 @@ class IndexWriter:
                 article.lang,
                 article.section,
                 json.dumps(list(article.tags), ensure_ascii=False),
+                None if article.published_at is None else timestamp(article.published_at),
                 _now().isoformat(),
             ),
         )
@@ -386,6 +440,13 @@ class IndexWriter:
                 (int(row), p.id, article.id, p.ordinal, p.text, np.asarray(v, dtype=np.float32).tobytes())
                 for row, p, v in zip(row_ids, passages, vectors, strict=True)
             ],
+        )
+        if self._analyzer is None:
+            self._analyzer = Analyzer(self.lexical)
+        analyzer = self._analyzer
+        self._db.executemany(
+            "INSERT INTO lexical (rowid, terms) VALUES (?, ?)",
+            [(int(row), " ".join(analyzer.terms(p.embed_text))) for row, p in zip(row_ids, passages, strict=True)],
         )
         self._index.add(row_ids, np.asarray(vectors, dtype=np.float32))
 
@@ -412,6 +473,7 @@ class IndexWriter:
             model=self.model,
             chunking=self.chunking,
             vector_index=self._index.kind,
+            lexical=self.lexical,
             documents=docs,
             passages=passages,
             created_at=self._created_at,

@@ -52,13 +52,21 @@ class VectorIndex:
         # faiss's Python wrapper accepts an id array here; its stubs only declare IDSelector.
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))  # type: ignore[arg-type]
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[Scores, Ids]:
-        """Top-k (scores, ids) per query row; missing slots have id -1."""
-        k = max(1, min(k, len(self))) if len(self) else 1
-        if len(self) == 0:
+    def search(self, queries: NDArray[np.float32], k: int, *, allowed: Ids | None = None) -> tuple[Scores, Ids]:
+        """Top-k (scores, ids) per query row, among ``allowed`` ids if given; missing slots have id -1."""
+        limit = len(self) if allowed is None else min(len(self), len(allowed))
+        if limit == 0:
             rows = queries.shape[0]
             return np.zeros((rows, 0), dtype=np.float32), np.zeros((rows, 0), dtype=np.int64)
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        k = max(1, min(k, limit))
+        params = selector = None
+        if allowed is not None:
+            # keep ``selector`` referenced until the search returns: params only holds a C++ pointer
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            params = faiss.SearchParameters()
+            params.sel = selector
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        del selector
         return scores.astype(np.float32), ids.astype(np.int64)
 
     def save(self, path: Path) -> None:

@@ -9,7 +9,8 @@ import pytest
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
 from poshuk.errors import InvalidQueryError, ModelMismatchError
-from poshuk.search import Searcher
+from poshuk.filters import Filters
+from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
 from poshuk.store import IndexReader, IndexWriter
 
@@ -64,3 +65,45 @@ def test_invalid_queries(index_dir: Path, hash_encoder: HashEncoder, query: str,
 def test_searcher_refuses_a_different_model(index_dir: Path) -> None:
     with pytest.raises(ModelMismatchError):
         Searcher(IndexReader.open(index_dir), HashEncoder(dimension=64, name="another"))
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_every_mode_finds_an_exact_phrase(index_dir: Path, hash_encoder: HashEncoder, mode: Mode) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    result = searcher.search("Динамо Київ перемогло", k=2, mode=mode)
+    assert result.mode == mode
+    assert result.hits[0].doc_id == "football"
+
+
+def test_lexical_mode_matches_inflected_forms(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    hit = searcher.search("порти Одеси", mode="lexical").hits[0]
+    assert hit.doc_id == "grain"
+    assert [hit.text[s.start : s.end] for s in hit.highlights] == ["порту Одеса"]
+    assert hit.highlight_kind == "terms"
+
+
+def test_filters_give_the_top_k_among_matching_passages(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    for mode in ("dense", "hybrid"):
+        hits = searcher.search("Динамо Київ", k=2, mode=mode, filters=Filters(source=("other",))).hits
+        assert hits == []
+        hits = searcher.search("Динамо Київ", k=2, mode=mode, filters=Filters(source=("test",))).hits
+        assert len(hits) == 2
+
+
+def test_collapse_returns_each_article_once_with_its_other_matches(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    hits = searcher.search("зерно експорт пшениці порт", k=10, collapse=True, mode="dense").hits
+    assert len({h.doc_id for h in hits}) == len(hits) == 3
+    grain = next(h for h in hits if h.doc_id == "grain")
+    assert grain.other_matches == 1
+
+
+def test_pages_do_not_overlap(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    full = [h.passage_id for h in searcher.search("порт Динамо", k=4).hits]
+    first = searcher.search("порт Динамо", k=2).hits
+    second = searcher.search("порт Динамо", k=2, offset=2).hits
+    assert [h.passage_id for h in first + second] == full
+    assert [h.rank for h in second] == [3, 4]

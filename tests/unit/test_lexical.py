@@ -1,0 +1,116 @@
+"""Lexical side: analysis, transliteration, query terms, fusion, highlights, filters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from poshuk.analysis import Analyzer, LexicalSettings
+from poshuk.errors import InvalidQueryError
+from poshuk.filters import Filters, where_clause
+from poshuk.fusion import FusionSettings, fuse
+from poshuk.highlight import sentence_span, term_spans
+from poshuk.query import analyse_query
+from poshuk.translit import transliterate
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer()
+
+
+def test_ukrainian_inflections_share_a_lemma(analyzer: Analyzer) -> None:
+    assert analyzer.terms("Північної Кореї") == analyzer.terms("Північна Корея") == ["північний", "корея"]
+    assert analyzer.terms("переговорах") == analyzer.terms("переговори")
+
+
+def test_apostrophe_variants_and_case_are_one_term(analyzer: Analyzer) -> None:
+    variants = ["м'ясо", "м’ясо", "мʼясо", "М`ЯСО"]
+    assert len({tuple(analyzer.terms(v)) for v in variants}) == 1
+
+
+def test_english_is_stemmed_and_stopwords_dropped(analyzer: Analyzer) -> None:
+    assert analyzer.terms("The talks are advancing") == ["talk", "advanc"]
+    assert analyzer.terms("і та що у в") == []
+
+
+def test_token_offsets_point_into_the_text(analyzer: Analyzer) -> None:
+    text = "Візит Шойгу до Пхеньяна"
+    assert [text[t.start : t.end] for t in analyzer.tokens(text)] == ["Візит", "Шойгу", "Пхеньяна"]
+
+
+def test_prefix_strategy(analyzer: Analyzer) -> None:
+    prefix = Analyzer(LexicalSettings(strategy="prefix", prefix_chars=6))
+    assert prefix.terms("Північної Кореї") == ["північ", "кореї"]
+
+
+@pytest.mark.parametrize(
+    ("latin", "cyrillic"),
+    [("Kirby", "кірбі"), ("Shoigu", "шойгу"), ("Putin", "путін"), ("Kharkiv", "харків"), ("Odesa", "одеса")],
+)
+def test_names_transliterate_to_their_ukrainian_spelling(latin: str, cyrillic: str) -> None:
+    assert cyrillic in transliterate(latin)
+
+
+@pytest.mark.parametrize("word", ["", "Київ", "R2D2", "foo-bar"])
+def test_transliteration_ignores_non_latin_words(word: str) -> None:
+    assert transliterate(word) == []
+
+
+def test_query_names_become_cyrillic_prefixes(analyzer: Analyzer) -> None:
+    query = analyse_query("What did Kirby say about Shoigu?", analyzer)
+    assert "кірб" in query.prefixes and "шойг" in query.prefixes
+    assert query.terms == ("kirbi", "say", "shoigu")
+    assert '"кірб"*' in query.match_expression()
+    assert query.coverage({"кірбі", "шойгу", "say"}) == 1.0
+    assert query.coverage({"кірбі", "інше"}) == pytest.approx(1 / 3)
+
+
+def test_fusion_scales_lexical_votes_by_coverage() -> None:
+    settings = FusionSettings(rrf_k=60.0, lexical_weight=1.0, coverage_power=1.0)
+    fused = dict(fuse([1, 2], [3, 2], {3: 0.0, 2: 1.0}, settings))
+    assert 3 not in fused  # a lexical hit with no coverage gets no vote
+    assert fused[2] == pytest.approx(1 / 62 + 1 / 62)
+    assert [row for row, _ in fuse([1, 2], [3, 2], {3: 0.0, 2: 1.0}, settings)] == [2, 1]
+
+
+def test_fusion_is_stable_for_equal_scores() -> None:
+    settings = FusionSettings()
+    assert [r for r, _ in fuse([5], [7], {7: 1.0}, settings)] == [5, 7]
+
+
+def test_term_spans_cover_inflected_forms_and_names(analyzer: Analyzer) -> None:
+    text = "Кірбі заявив про поїздку Шойгу до Північної Кореї."
+    query = analyse_query("Kirby Північна Корея", analyzer)
+    spans = [text[s.start : s.end] for s in term_spans(text, query, analyzer)]
+    assert spans == ["Кірбі", "Північної Кореї"]
+
+
+def test_sentence_span() -> None:
+    text = "Перше речення. Друге речення."
+    span = sentence_span(text, "Друге речення.")
+    assert span is not None and text[span.start : span.end] == "Друге речення."
+    assert sentence_span(text, "немає") is None
+
+
+def test_filters_to_sql() -> None:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    condition, params = where_clause(
+        Filters(lang=("uk",), tags=("спорт", "футбол"), published_from=start, published_to=start + timedelta(days=1))
+    )
+    assert condition.count("json_each") == 2
+    assert params == ["uk", "спорт", "футбол", start.timestamp(), start.timestamp() + 86400]
+    assert where_clause(None) == ("1", [])
+    assert where_clause(Filters()) == ("1", [])
+
+
+def test_filters_compare_instants_across_zones() -> None:
+    kyiv = datetime(2025, 1, 1, 2, 0, tzinfo=timezone(timedelta(hours=2)))
+    _, params = where_clause(Filters(published_from=kyiv))
+    assert params == [datetime(2025, 1, 1, tzinfo=UTC).timestamp()]
+
+
+def test_reversed_date_range_is_an_input_error() -> None:
+    with pytest.raises(InvalidQueryError, match="after"):
+        where_clause(Filters(published_from=datetime(2025, 2, 1), published_to=datetime(2025, 1, 1)))

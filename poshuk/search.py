@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import msgspec
+import numpy as np
 
 from poshuk.analysis import Analyzer
 from poshuk.chunking import split_sentences
@@ -249,6 +250,33 @@ class Searcher:
             if span is not None:
                 out[n] = msgspec.structs.replace(out[n], highlights=[span], highlight_kind="sentence")
         return out
+
+    def similar(self, doc_id: str, *, k: int = 10, filters: Filters | None = None) -> SearchResult:
+        """Articles closest in meaning to ``doc_id`` ("more like this"), one hit per article.
+
+        The article is represented by the mean of its passage vectors; it never lists itself.
+        """
+        started = time.perf_counter()
+        if not 1 <= k <= self.max_k:
+            raise InvalidQueryError(f"k must be between 1 and {self.max_k}, got {k}")
+        vectors = self._reader.document_vectors(doc_id)
+        centre = vectors.mean(axis=0, keepdims=True)
+        centre /= max(float(np.linalg.norm(centre)), 1e-12)
+        allowed = None if filters is None or filters.is_empty() else self._reader.allowed_rows(filters)
+        scores, ids = self._reader.vectors.search(centre.astype(np.float32), CANDIDATES, allowed=allowed)
+        ranked = [(int(i), float(v)) for i, v in zip(ids[0], scores[0], strict=True) if i >= 0]
+        stored = self._reader.passages_by_row([row for row, _ in ranked])
+        others = [(row, score) for row, score in ranked if row in stored and stored[row].doc_id != doc_id]
+        chosen = self._page(others, stored, k=k, offset=0, collapse=True)
+        hits = [self._hit(n, stored[row], score, more, None) for n, (row, score, more) in enumerate(chosen, start=1)]
+        took_ms = (time.perf_counter() - started) * 1000
+        return SearchResult(
+            query=f"similar:{doc_id}",
+            took_ms=round(took_ms, 3),
+            model=self._encoder.identity.name,
+            hits=hits,
+            mode="dense",
+        )
 
     def document(self, doc_id: str) -> StoredDocument:
         """The stored article and its passages; ``NotFoundError`` if absent."""

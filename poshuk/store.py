@@ -265,6 +265,17 @@ class IndexReader:
             rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
         return [(int(r), float(score)) for r, score in rows]
 
+    def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
+        """The stored passage vectors of one article (rows in passage order)."""
+        dim = self.manifest.model.dimension
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT vector FROM passages WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
+            ).fetchall()
+        if not rows:
+            raise NotFoundError(f"document {doc_id!r} is not in the index")
+        return np.vstack([np.frombuffer(blob, dtype=np.float32, count=dim) for (blob,) in rows])
+
     def lexical_terms(self, row_ids: Sequence[int]) -> dict[int, list[str]]:
         """The indexed terms of each passage."""
         if not row_ids:

@@ -8,7 +8,7 @@ import pytest
 
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
-from poshuk.errors import InvalidQueryError, ModelMismatchError
+from poshuk.errors import InvalidQueryError, ModelMismatchError, NotFoundError
 from poshuk.filters import Filters
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
@@ -107,3 +107,12 @@ def test_pages_do_not_overlap(index_dir: Path, hash_encoder: HashEncoder) -> Non
     second = searcher.search("порт Динамо", k=2, offset=2).hits
     assert [h.passage_id for h in first + second] == full
     assert [h.rank for h in second] == [3, 4]
+
+
+def test_similar_lists_other_articles_once_each(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    result = searcher.similar("grain", k=5)
+    assert {h.doc_id for h in result.hits} == {"football", "ecb"}
+    assert len(result.hits) == 2
+    with pytest.raises(NotFoundError):
+        searcher.similar("missing")

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from poshuk.errors import BadRecordError, PoshukError
+from poshuk.errors import BadRecordError, InputError, PoshukError
+from poshuk.search import CANDIDATES, MODES, SearchResult
 from poshuk.settings import DEFAULT_MODEL, Settings, load_settings, settings_table
+
+if TYPE_CHECKING:
+    from poshuk.highlight import Span
 
 EXAMPLES = """examples:
   poshuk model install
   poshuk index examples/articles --index ./poshuk-index
   poshuk search "переговори Росії та КНДР про зброю" --index ./poshuk-index -k 5
   poshuk search "North Korea ammunition" --index ./poshuk-index --json
+  poshuk search "North Korea ammunition" --index ./poshuk-index --lang uk --from 2023-08-01 --collapse
   poshuk serve --index ./poshuk-index --port 8000
 """
 
@@ -69,11 +74,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
         encoder=encoder,
         settings=settings,
         strict=args.strict,
+        rebuild=args.rebuild,
         progress=not args.no_progress,
         on_bad_record=report_bad,
     )
-    manifest = report.manifest
-    total = f"; index now holds {manifest.documents} documents, {manifest.passages} passages" if manifest else ""
+    counts = report.counts
+    total = f"; index now holds {counts.documents} documents, {counts.passages} passages" if counts else ""
     print(
         f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
         f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
@@ -84,6 +90,22 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_search(args: argparse.Namespace) -> None:
+    """Build the search's filters from its flags; runs right after parsing, so mistakes exit 2."""
+    from service.schemas import build_filters
+
+    args.filters = build_filters(
+        lang=args.lang,
+        source=args.source,
+        section=args.section,
+        tags=args.tag,
+        published_from=args.published_from,
+        published_to=args.published_to,
+        from_name="--from",
+        to_name="--to",
+    )
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from poshuk.search import Searcher
 
@@ -91,19 +113,50 @@ def _cmd_search(args: argparse.Namespace) -> int:
     _quiet_model_loading()
     searcher = Searcher.open(args.index, settings)
     try:
-        result = searcher.search(args.query, k=args.k)
+        result = searcher.search(
+            args.query,
+            k=args.k,
+            mode=args.mode,
+            filters=args.filters,
+            collapse=args.collapse,
+            offset=args.offset,
+            highlight=not args.no_highlight,
+        )
     finally:
         searcher.close()
     if args.json:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(result)).decode() + "\n")
-        return 0
+    else:
+        sys.stdout.write(format_result(result, bold=sys.stdout.isatty()))
+    return 0
+
+
+BOLD, RESET = "\033[1m", "\033[0m"
+
+
+def format_result(result: SearchResult, *, bold: bool = False) -> str:
+    """The plain-text listing of ``poshuk search``; ``bold`` marks highlights with ANSI bold (for a terminal)."""
     if not result.hits:
-        print("no results")
+        return "no results\n"
+    lines: list[str] = []
     for hit in result.hits:
         date = f" {hit.published_at.date()}" if hit.published_at else ""
-        print(f"{hit.rank:>2}. [{hit.score:.3f}] {hit.title} ({hit.doc_id}{date})")
-        print(f"    {hit.text}")
-    return 0
+        more = f" (+{hit.other_matches} more in this article)" if hit.other_matches else ""
+        lines.append(f"{hit.rank:>2}. [{hit.score:.3f}] {hit.title} ({hit.doc_id}{date}){more}")
+        lines.append(f"    {_marked(hit.text, hit.highlights) if bold else hit.text}")
+    return "\n".join(lines) + "\n"
+
+
+def _marked(text: str, spans: Sequence[Span]) -> str:
+    out: list[str] = []
+    at = 0
+    for span in sorted(spans, key=lambda s: s.start):
+        if span.start < at or span.end > len(text):
+            continue  # overlapping or out of range: leave the text as it is
+        out += [text[at : span.start], BOLD, text[span.start : span.end], RESET]
+        at = span.end
+    out.append(text[at:])
+    return "".join(out)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -124,6 +177,34 @@ def _cmd_settings(args: argparse.Namespace) -> int:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _when(flag: str) -> Callable[[str], str]:
+    """An argparse type that checks an ISO 8601 date or date-time and keeps the text (parsed again later)."""
+
+    def check(value: str) -> str:
+        from poshuk.errors import InvalidQueryError
+        from service.schemas import parse_when
+
+        try:
+            parse_when(value, name=flag)
+        except InvalidQueryError:
+            raise argparse.ArgumentTypeError(
+                f"expected an ISO 8601 date or date-time such as 2023-08-31 or 2023-08-31T09:15:00Z, got {value!r}"
+            ) from None
+        return value
+
+    return check
+
+
+def _offset(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 0 <= number < CANDIDATES:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {CANDIDATES - 1}, got {number}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
     index.add_argument("--model", help="model name, sentence-transformers id or local folder")
     index.add_argument("--strict", action="store_true", help="stop at the first bad record, changing nothing")
+    index.add_argument(
+        "--rebuild", action="store_true", help="build a new version from these sources only, then swap it in"
+    )
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
     index.set_defaults(func=_cmd_index)
 
@@ -166,9 +250,34 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query", help="natural-language query, Ukrainian or English")
     search.add_argument("--index", type=Path, required=True, help="index folder")
     search.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
-    search.add_argument("--json", action="store_true", help="print the result as JSON")
+    search.add_argument(
+        "--mode", choices=MODES, default="hybrid", help="meaning, words or both, fused (default hybrid)"
+    )
+    filters = search.add_argument_group("filters (repeat a flag for several values)")
+    filters.add_argument("--lang", action="append", metavar="LANG", help="language, e.g. uk (any of)")
+    filters.add_argument("--source", action="append", metavar="SOURCE", help="source (any of)")
+    filters.add_argument("--section", action="append", metavar="SECTION", help="section (any of)")
+    filters.add_argument("--tag", action="append", metavar="TAG", help="tag (all of)")
+    filters.add_argument(
+        "--from",
+        dest="published_from",
+        type=_when("--from"),
+        metavar="DATE",
+        help="published on or after: ISO 8601 date or date-time (no zone means UTC)",
+    )
+    filters.add_argument(
+        "--to",
+        dest="published_to",
+        type=_when("--to"),
+        metavar="DATE",
+        help="published on or before (a bare date includes that whole day)",
+    )
+    search.add_argument("--collapse", action="store_true", help="each article once, with its other matches counted")
+    search.add_argument("--offset", type=_offset, default=0, metavar="N", help="skip the first N hits (paging)")
+    search.add_argument("--no-highlight", action="store_true", help="do not compute where hits match")
+    search.add_argument("--json", action="store_true", help="print the full result as JSON")
     search.add_argument("--model", help="model name, sentence-transformers id or local folder")
-    search.set_defaults(func=_cmd_search)
+    search.set_defaults(func=_cmd_search, check=_check_search)
 
     serve = add("serve", "Serve the HTTP API for an index.", "poshuk serve --index ./idx --port 8000")
     serve.add_argument("--index", type=Path, required=True, help="index folder")
@@ -188,6 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
+    check = getattr(args, "check", None)
+    if check is not None:  # checks across arguments, before any slow work; mistakes exit 2 like argparse's
+        try:
+            check(args)
+        except InputError as err:
+            parser.error(err.one_line())
     try:
         code: int = args.func(args)
         return code

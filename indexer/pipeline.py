@@ -24,7 +24,7 @@ from poshuk.errors import BadRecordError
 from poshuk.language import LanguageDetector
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import ChunkingSettings, Settings
-from poshuk.store import IndexWriter, Manifest
+from poshuk.store import Counts, IndexWriter
 
 
 @dataclass
@@ -35,7 +35,7 @@ class IndexReport:
     passages: int = 0
     skipped: list[BadRecordError] = field(default_factory=list)
     seconds: float = 0.0
-    manifest: Manifest | None = None
+    counts: Counts | None = None
 
     @property
     def docs_per_second(self) -> float:
@@ -103,13 +103,15 @@ def index_paths(
     encoder: Encoder,
     settings: Settings,
     strict: bool = False,
+    rebuild: bool = False,
     progress: bool = True,
     on_bad_record: Callable[[BadRecordError], None] | None = None,
 ) -> IndexReport:
     """Index every article under ``paths`` into ``index_dir``; all or nothing.
 
     Bad records are reported through ``on_bad_record`` and skipped; with ``strict``
-    the first one is raised and the index is left as it was.
+    the first one is raised and the index is left as it was. ``rebuild`` builds a
+    new version from these sources alone and swaps it in when done.
     """
     started = time.perf_counter()
     sources = find_sources(paths)
@@ -129,7 +131,7 @@ def index_paths(
     total = sum(len(passages) for _, passages in chunked)
     batch_docs = max(1, settings.batch_size * 4)
     with (
-        IndexWriter(index_dir, encoder.identity, settings.chunking) as writer,
+        IndexWriter(index_dir, encoder.identity, settings.chunking, rebuild=rebuild) as writer,
         tqdm(total=total, desc="embedding", unit=" passages", disable=not progress) as bar,
     ):
         for start in range(0, len(chunked), batch_docs):
@@ -143,6 +145,6 @@ def index_paths(
             report.documents += len(group)
             report.passages += len(flat)
             bar.update(len(flat))
-        report.manifest = writer.commit()
+        report.counts = writer.commit()
     report.seconds = time.perf_counter() - started
     return report

@@ -27,7 +27,7 @@ from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import HighlightKind, Span, sentence_span, term_spans
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
-from poshuk.store import IndexReader, Manifest, StoredDocument, StoredPassage
+from poshuk.store import Index, Manifest, StoredDocument, StoredPassage
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -77,7 +77,7 @@ class Searcher:
 
     def __init__(
         self,
-        reader: IndexReader,
+        reader: Index,
         encoder: Encoder,
         *,
         max_k: int = 100,
@@ -95,7 +95,7 @@ class Searcher:
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, *, encoder: Encoder | None = None) -> Searcher:
         """Open the live version of ``index_dir``; loads the model named in settings if no encoder is given."""
-        reader = IndexReader.open(index_dir)
+        reader = Index.open(index_dir)
         try:
             if encoder is None:
                 from poshuk.models import load_encoder
@@ -117,7 +117,8 @@ class Searcher:
 
     def stats(self) -> IndexStats:
         m = self._reader.manifest
-        return IndexStats(documents=m.documents, passages=m.passages, model=m.model.name, version=m.version)
+        counts = self._reader.counts()
+        return IndexStats(documents=counts.documents, passages=counts.passages, model=m.model.name, version=m.version)
 
     def search(
         self,
@@ -165,12 +166,7 @@ class Searcher:
             raise InvalidQueryError(f"offset must be between 0 and {CANDIDATES - 1}, got {offset}")
 
     def _dense(self, text: str, filters: Filters | None) -> list[tuple[int, float]]:
-        vector = self._encoder.encode_queries([text])
-        allowed = None if filters is None or filters.is_empty() else self._reader.allowed_rows(filters)
-        if allowed is not None and len(allowed) == 0:
-            return []
-        scores, ids = self._reader.vectors.search(vector, CANDIDATES, allowed=allowed)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        return self._reader.search_vectors(self._encoder.encode_queries([text]), CANDIDATES, filters)
 
     def _lexical(self, terms: QueryTerms, filters: Filters | None) -> list[tuple[int, float]]:
         if terms.empty:
@@ -262,9 +258,7 @@ class Searcher:
         vectors = self._reader.document_vectors(doc_id)
         centre = vectors.mean(axis=0, keepdims=True)
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        allowed = None if filters is None or filters.is_empty() else self._reader.allowed_rows(filters)
-        scores, ids = self._reader.vectors.search(centre.astype(np.float32), CANDIDATES, allowed=allowed)
-        ranked = [(int(i), float(v)) for i, v in zip(ids[0], scores[0], strict=True) if i >= 0]
+        ranked = self._reader.search_vectors(centre.astype(np.float32), CANDIDATES, filters)
         stored = self._reader.passages_by_row([row for row, _ in ranked])
         others = [(row, score) for row, score in ranked if row in stored and stored[row].doc_id != doc_id]
         chosen = self._page(others, stored, k=k, offset=0, collapse=True)

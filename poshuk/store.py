@@ -1,22 +1,25 @@
-"""The on-disk index folder: versions, a manifest, SQLite metadata and FAISS vectors.
+"""The on-disk index: versions, a manifest, SQLite (the truth) and a FAISS snapshot.
 
 Layout::
 
-    DIR/CURRENT                 name of the live version (replaced atomically)
-    DIR/versions/vNNNNNN/       manifest.json, meta.sqlite, vectors.faiss
-    DIR/versions/tmp-*/         a version being written (removed if a writer died)
-    DIR/.lock                   held by the one writer at a time
+    DIR/CURRENT                     name of the live version (replaced atomically)
+    DIR/versions/vNNNNNN/           manifest.json, meta.sqlite (+ WAL), vectors-SEQ.faiss
+    DIR/versions/tmp-*/             a version being built (removed if its builder died)
 
-A writer copies the live version into a temporary folder, applies its changes,
-writes the manifest last, renames the folder to its final name and swaps CURRENT.
-A crash or Ctrl-C at any moment leaves the previous version live and intact; the
-previous version is kept for rollback. Readers never see a half-written version.
+SQLite, in WAL mode with ``synchronous=FULL``, holds documents, passages with their
+vectors, the FTS5 lexical index and a ``changes`` log. A write is one transaction:
+once it commits, it survives ``kill -9``. FAISS lives in memory and is derived: it
+loads from the newest snapshot and catches up by replaying ``changes`` after the
+snapshot's sequence number, so every process (the service, a CLI run) sees the same
+articles. Passage row ids are never reused, which makes replay order-independent.
+
+A rebuild (or a new model) writes a whole new version beside the live one and
+swaps ``CURRENT``; the previous version is kept for rollback.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -46,11 +49,11 @@ from poshuk.filters import Filters, timestamp, where_clause
 from poshuk.settings import ChunkingSettings
 from poshuk.vectors import VectorIndex
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KEEP_VERSIONS = 2
+BUSY_TIMEOUT_MS = 10_000
 _MANIFEST = "manifest.json"
 _SQLITE = "meta.sqlite"
-_VECTORS = "vectors.faiss"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -68,7 +71,7 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published_ts);
 CREATE TABLE IF NOT EXISTS passages (
-    row_id INTEGER PRIMARY KEY,
+    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
     passage_id TEXT NOT NULL UNIQUE,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
     ordinal INTEGER NOT NULL,
@@ -79,22 +82,35 @@ CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id, ordinal);
 CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(
     terms, tokenize = "unicode61 remove_diacritics 0", prefix = '4'
 );
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    removed TEXT NOT NULL,
+    added TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
-    """What an index version is: format, model, chunking and counts."""
+    """What an index version is: format, model, chunking and analysis. Written once."""
 
     format_version: int
     version: str
     model: ModelIdentity
     chunking: ChunkingSettings
-    vector_index: str
     lexical: LexicalSettings = LexicalSettings()
+    vector_index: str
+    created_at: datetime
+
+
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    """How much an index holds, and the last change it has applied."""
+
     documents: int
     passages: int
-    created_at: datetime
-    updated_at: datetime
+    seq: int
 
 
 class StoredPassage(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +133,14 @@ class StoredDocument(msgspec.Struct, frozen=True, kw_only=True):
 
     article: Article
     passages: list[StoredPassage]
+
+
+class Upsert(msgspec.Struct, frozen=True):
+    """One article with its passages and their vectors, ready to write."""
+
+    article: Article
+    passages: Sequence[Passage]
+    vectors: NDArray[np.float32]
 
 
 def _now() -> datetime:
@@ -143,11 +167,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _read_manifest(folder: Path) -> Manifest:
     try:
-        return msgspec.json.decode((folder / _MANIFEST).read_bytes(), type=Manifest)
+        manifest = msgspec.json.decode((folder / _MANIFEST).read_bytes(), type=Manifest)
     except FileNotFoundError:
         raise IndexCorruptError(f"index version {folder} has no manifest") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise IndexCorruptError(f"index manifest {folder / _MANIFEST} is invalid: {exc}") from None
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexCorruptError(
+            f"index format {manifest.format_version} is not supported (expected {FORMAT_VERSION})",
+            hint="rebuild the index with `poshuk index --rebuild`",
+        )
+    return manifest
 
 
 def live_version(index_dir: Path) -> Path:
@@ -164,15 +194,73 @@ def live_version(index_dir: Path) -> Path:
     return folder
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
+def _connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
+    if not create and not path.is_file():
+        raise IndexCorruptError(f"index database {path} is missing")
     try:
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+        if create:
+            conn.executescript(_SCHEMA)
         conn.execute("SELECT count(*) FROM passages").fetchone()
+        conn.execute("SELECT count(*) FROM changes").fetchone()
     except sqlite3.DatabaseError as exc:
         raise IndexCorruptError(f"cannot read {path}: {exc}") from None
     return conn
+
+
+def create_version(index_dir: Path, model: ModelIdentity, chunking: ChunkingSettings, lexical: LexicalSettings) -> Path:
+    """A new, empty version in a ``tmp-*`` folder; ``make_live`` names it and swaps it in."""
+    versions = index_dir / "versions"
+    try:
+        versions.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexStoreError(f"cannot create index folder {index_dir}: {exc.strerror}") from None
+    tmp = versions / f"tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    name = _next_version_name(index_dir)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        version=name,
+        model=model,
+        chunking=chunking,
+        lexical=lexical,
+        vector_index=VectorIndex.KIND,
+        created_at=_now(),
+    )
+    _connect(tmp / _SQLITE, create=True).close()
+    _write_atomic(tmp / _MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)))
+    return tmp
+
+
+def _next_version_name(index_dir: Path) -> str:
+    numbers = [int(p.name[1:]) for p in (index_dir / "versions").glob("v*") if p.name[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1:06d}"
+
+
+def make_live(index_dir: Path, folder: Path) -> Path:
+    """Give a built ``tmp-*`` version its name, point ``CURRENT`` at it atomically, and
+    drop versions beyond the kept ones. Returns the version's final folder."""
+    if folder.name.startswith("tmp-"):
+        final = folder.with_name(_read_manifest(folder).version)
+        if final.exists():
+            raise IndexStoreError(f"index version {final} already exists; another rebuild finished first")
+        os.rename(folder, final)
+        _fsync_dir(final.parent)
+        folder = final
+    _write_atomic(index_dir / "CURRENT", f"{folder.name}\n".encode())
+    versions = sorted(p for p in (index_dir / "versions").glob("v*") if p.name[1:].isdigit())
+    for old in versions[:-KEEP_VERSIONS]:
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def remove_stale_builds(index_dir: Path) -> None:
+    for folder in (index_dir / "versions").glob("tmp-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _PASSAGE_SELECT = """
@@ -198,48 +286,139 @@ def _passage_from_row(row: tuple[object, ...]) -> StoredPassage:
     )
 
 
-class IndexReader:
-    """A read-only, thread-safe view of one index version."""
+class Index:
+    """One open index version: reads, writes and the in-memory FAISS, thread-safe.
+
+    Searches and writes hold one lock, so a search never sees half an article.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.manifest = _read_manifest(folder)
-        if self.manifest.format_version != FORMAT_VERSION:
-            raise IndexCorruptError(
-                f"index format {self.manifest.format_version} is not supported (expected {FORMAT_VERSION})"
-            )
-        self.vectors = VectorIndex.load(folder / _VECTORS, self.manifest.model.dimension)
-        self._conn = _connect(folder / _SQLITE, readonly=True)
-        self._lock = threading.Lock()
-        (count,) = self._conn.execute("SELECT count(*) FROM passages").fetchone()
-        if count != self.manifest.passages or len(self.vectors) != self.manifest.passages:
-            raise IndexCorruptError(
-                f"index {folder} is inconsistent: manifest {self.manifest.passages} passages, "
-                f"SQLite {count}, FAISS {len(self.vectors)}"
-            )
+        self._conn = _connect(folder / _SQLITE)
+        self._lock = threading.RLock()
+        self._analyzer = Analyzer(self.manifest.lexical)
+        self.vectors, self.applied_seq = self._load_vectors()
 
     @classmethod
-    def open(cls, index_dir: Path) -> IndexReader:
+    def open(cls, index_dir: Path) -> Index:
         return cls(live_version(index_dir))
+
+    @property
+    def index_dir(self) -> Path:
+        return self.folder.parent.parent
+
+    # -- vectors: snapshot + replay ------------------------------------------------------
+
+    def _snapshots(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.folder.glob("vectors-*.faiss"):
+            seq = path.stem.removeprefix("vectors-")
+            if seq.isdigit():
+                found.append((int(seq), path))
+        return sorted(found, reverse=True)
+
+    def _load_vectors(self) -> tuple[VectorIndex, int]:
+        dim = self.manifest.model.dimension
+        for seq, path in self._snapshots():
+            try:
+                vectors = VectorIndex.load(path, dim)
+            except IndexCorruptError:
+                continue  # a damaged snapshot: fall back to an older one, or to SQLite
+            self.vectors, self.applied_seq = vectors, seq
+            self.refresh()
+            if len(self.vectors) == self.counts().passages:
+                return self.vectors, self.applied_seq
+        return self._rebuild_vectors()
+
+    def _rebuild_vectors(self) -> tuple[VectorIndex, int]:
+        """FAISS from the passages table alone (the truth)."""
+        dim = self.manifest.model.dimension
+        vectors = VectorIndex(dim)
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                (seq,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+                cursor = self._conn.execute("SELECT row_id, vector FROM passages ORDER BY row_id")
+                while batch := cursor.fetchmany(10_000):
+                    ids = np.fromiter((r for r, _ in batch), dtype=np.int64, count=len(batch))
+                    mat = np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), dim)
+                    vectors.add(ids, mat)
+            finally:
+                self._conn.execute("COMMIT")
+        return vectors, int(seq)
+
+    def refresh(self) -> int:
+        """Apply changes committed by any process since the last refresh; returns how many."""
+        with self._lock:
+            changes = self._conn.execute(
+                "SELECT seq, removed, added FROM changes WHERE seq > ? ORDER BY seq", (self.applied_seq,)
+            ).fetchall()
+            if not changes:
+                return 0
+            removed = [r for _, rem, _ in changes for r in json.loads(rem)]
+            added = [r for _, _, add in changes for r in json.loads(add)]
+            self.vectors.remove(np.asarray(removed, dtype=np.int64))
+            dim = self.manifest.model.dimension
+            for start in range(0, len(added), 900):
+                chunk = added[start : start + 900]
+                rows = self._conn.execute(
+                    f"SELECT row_id, vector FROM passages WHERE row_id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                if rows:
+                    ids = np.asarray([r for r, _ in rows], dtype=np.int64)
+                    self.vectors.remove(ids)  # idempotent replay
+                    mat = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32).reshape(len(rows), dim)
+                    self.vectors.add(ids, mat)
+            self.applied_seq = int(changes[-1][0])
+            return len(changes)
+
+    def snapshot(self) -> Path:
+        """Write the in-memory FAISS index to disk, tagged with its sequence number."""
+        with self._lock:
+            self.refresh()
+            path = self.folder / f"vectors-{self.applied_seq:012d}.faiss"
+            if not path.exists():
+                tmp = self.folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
+                self.vectors.save(tmp)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(self.folder)
+            for _, old in self._snapshots():
+                if old != path:
+                    old.unlink(missing_ok=True)
+            return path
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        with self._lock:
+            (docs,) = self._conn.execute("SELECT count(*) FROM documents").fetchone()
+            (passages,) = self._conn.execute("SELECT count(*) FROM passages").fetchone()
+        return Counts(documents=int(docs), passages=int(passages), seq=self.applied_seq)
 
     def check_model(self, identity: ModelIdentity) -> None:
         """Raise ``ModelMismatchError`` unless ``identity`` can search this index."""
         built = self.manifest.model
         if not built.compatible_with(identity):
             raise ModelMismatchError(
-                f"index {self.folder.parent.parent} was built with model {built.name!r} "
+                f"index {self.index_dir} was built with model {built.name!r} "
                 f"(weights {built.weights_sha256[:12]}), not {identity.name!r} "
                 f"(weights {identity.weights_sha256[:12]})",
                 hint=f"search it with --model {built.name}, or rebuild it with the new model",
             )
 
-    def passages_by_row(self, row_ids: Sequence[int]) -> dict[int, StoredPassage]:
-        if not row_ids:
-            return {}
-        marks = ",".join("?" * len(row_ids))
+    def search_vectors(
+        self, queries: NDArray[np.float32], k: int, filters: Filters | None = None
+    ) -> list[tuple[int, float]]:
+        """(row id, cosine) of the ``k`` nearest passages among those passing ``filters``."""
         with self._lock:
-            rows = self._conn.execute(f"{_PASSAGE_SELECT} WHERE p.row_id IN ({marks})", list(row_ids)).fetchall()
-        return {int(r[0]): _passage_from_row(r) for r in rows}
+            allowed = None if filters is None or filters.is_empty() else self.allowed_rows(filters)
+            if allowed is not None and len(allowed) == 0:
+                return []
+            scores, ids = self.vectors.search(queries, k, allowed=allowed)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
         """Row ids of every passage whose article passes ``filters``."""
@@ -254,9 +433,9 @@ class IndexReader:
     def lexical_search(self, match: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
         """(row id, BM25 score) of the best ``limit`` passages for an FTS5 ``match`` expression."""
         condition, params = where_clause(filters)
-        join = (
-            "" if condition == "1" else " JOIN passages p ON p.row_id = l.rowid JOIN documents d ON d.doc_id = p.doc_id"
-        )
+        join = ""
+        if condition != "1":
+            join = " JOIN passages p ON p.row_id = l.rowid JOIN documents d ON d.doc_id = p.doc_id"
         sql = (
             f"SELECT l.rowid, -bm25(lexical) AS score FROM lexical l{join} "
             f"WHERE lexical MATCH ? AND {condition} ORDER BY bm25(lexical), l.rowid LIMIT ?"
@@ -264,17 +443,6 @@ class IndexReader:
         with self._lock:
             rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
         return [(int(r), float(score)) for r, score in rows]
-
-    def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
-        """The stored passage vectors of one article (rows in passage order)."""
-        dim = self.manifest.model.dimension
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT vector FROM passages WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
-            ).fetchall()
-        if not rows:
-            raise NotFoundError(f"document {doc_id!r} is not in the index")
-        return np.vstack([np.frombuffer(blob, dtype=np.float32, count=dim) for (blob,) in rows])
 
     def lexical_terms(self, row_ids: Sequence[int]) -> dict[int, list[str]]:
         """The indexed terms of each passage."""
@@ -286,6 +454,25 @@ class IndexReader:
                 f"SELECT rowid, terms FROM lexical WHERE rowid IN ({marks})", list(row_ids)
             ).fetchall()
         return {int(r): str(terms).split() for r, terms in rows}
+
+    def passages_by_row(self, row_ids: Sequence[int]) -> dict[int, StoredPassage]:
+        if not row_ids:
+            return {}
+        marks = ",".join("?" * len(row_ids))
+        with self._lock:
+            rows = self._conn.execute(f"{_PASSAGE_SELECT} WHERE p.row_id IN ({marks})", list(row_ids)).fetchall()
+        return {int(r[0]): _passage_from_row(r) for r in rows}
+
+    def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
+        """The stored passage vectors of one article (rows in passage order)."""
+        dim = self.manifest.model.dimension
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT vector FROM passages WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
+            ).fetchall()
+        if not rows:
+            raise NotFoundError(f"document {doc_id!r} is not in the index")
+        return np.vstack([np.frombuffer(blob, dtype=np.float32, count=dim) for (blob,) in rows])
 
     def document(self, doc_id: str) -> StoredDocument:
         with self._lock:
@@ -312,121 +499,61 @@ class IndexReader:
         )
         return StoredDocument(article=article, passages=[_passage_from_row(p) for p in passages])
 
-    def close(self) -> None:
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(self, upserts: Sequence[Upsert] = (), deletes: Sequence[str] = ()) -> Counts:
+        """Apply upserts and deletes in ONE durable transaction, then make them searchable.
+
+        When this returns, the change has been committed with ``synchronous=FULL``.
+        """
         with self._lock:
-            self._conn.close()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.stage(upserts, deletes)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self.refresh()
+        return self.counts()
 
+    def stage(self, upserts: Sequence[Upsert] = (), deletes: Sequence[str] = ()) -> list[str]:
+        """Write changes inside an open transaction (the caller begins and commits).
 
-class IndexWriter:
-    """Applies upserts and deletes to a private copy, then swaps it in on ``commit``.
+        Returns the ids of deleted documents that existed.
+        """
+        deleted = []
+        for doc_id in deletes:
+            if self._stage_delete(doc_id, op="delete"):
+                deleted.append(doc_id)
+        for item in upserts:
+            self._stage_upsert(item)
+        return deleted
 
-    Use as a context manager: leaving the block normally commits (unless ``commit``
-    was already called), an exception aborts and the live version is untouched.
-    """
-
-    def __init__(
-        self,
-        index_dir: Path,
-        model: ModelIdentity,
-        chunking: ChunkingSettings,
-        lexical: LexicalSettings | None = None,
-    ) -> None:
-        self.index_dir = index_dir
-        self.model = model
-        self.chunking = chunking
-        self.lexical = lexical or LexicalSettings()
-        self._analyzer: Analyzer | None = None
-        self._lock_fh: int | None = None
-        self._tmp: Path | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._vectors: VectorIndex | None = None
-        self._created_at = _now()
-
-    def __enter__(self) -> IndexWriter:
-        self.open()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif self._tmp is not None:  # not committed explicitly inside the block
-            self.commit()
-
-    def open(self) -> None:
-        try:
-            (self.index_dir / "versions").mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise IndexStoreError(f"cannot create index folder {self.index_dir}: {exc.strerror}") from None
-        self._lock_fh = os.open(self.index_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fh)
-            self._lock_fh = None
-            raise IndexStoreError(f"index {self.index_dir} is being written by another process") from None
-        self._remove_stale_temp()
-        self._tmp = self.index_dir / "versions" / f"tmp-{uuid.uuid4().hex}"
-        self._tmp.mkdir()
-        previous = self._previous_version()
-        if previous is None:
-            self._conn = sqlite3.connect(self._tmp / _SQLITE)
-            self._conn.executescript(_SCHEMA)
-            self._vectors = VectorIndex(self.model.dimension)
-            return
-        manifest = _read_manifest(previous)
-        if not manifest.model.compatible_with(self.model):
-            self.abort()
-            raise ModelMismatchError(
-                f"index {self.index_dir} was built with model {manifest.model.name!r}, not {self.model.name!r}",
-                hint="use the same --model, or build a new index in another folder",
+    def _stage_delete(self, doc_id: str, *, op: str, added: Sequence[int] = ()) -> bool:
+        db = self._conn
+        rows = [r for (r,) in db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (doc_id,))]
+        db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in rows])
+        existed = db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount > 0
+        if existed or added:
+            db.execute(
+                "INSERT INTO changes (doc_id, op, removed, added, at) VALUES (?, ?, ?, ?, ?)",
+                (doc_id, op, json.dumps(rows), json.dumps(list(added)), _now().isoformat()),
             )
-        self._created_at = manifest.created_at
-        self.lexical = manifest.lexical  # terms must stay comparable with what is indexed
-        source = _connect(previous / _SQLITE, readonly=True)
-        self._conn = sqlite3.connect(self._tmp / _SQLITE)
-        with contextlib.closing(source):
-            source.backup(self._conn)
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._vectors = VectorIndex.load(previous / _VECTORS, self.model.dimension)
+        return existed
 
-    def _previous_version(self) -> Path | None:
-        try:
-            return live_version(self.index_dir)
-        except IndexNotFoundError:
-            return None
-
-    def _remove_stale_temp(self) -> None:
-        for folder in (self.index_dir / "versions").glob("tmp-*"):
-            shutil.rmtree(folder, ignore_errors=True)
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise IndexStoreError("index writer is not open")
-        return self._conn
-
-    @property
-    def _index(self) -> VectorIndex:
-        if self._vectors is None:
-            raise IndexStoreError("index writer is not open")
-        return self._vectors
-
-    def delete(self, doc_id: str) -> bool:
-        """Remove an article and its passages; False if it was not there."""
-        rows = [r for (r,) in self._db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (doc_id,))]
-        self._index.remove(np.asarray(rows, dtype=np.int64))
-        self._db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in rows])
-        cur = self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-        return cur.rowcount > 0
-
-    def upsert(self, article: Article, passages: Sequence[Passage], vectors: NDArray[np.float32]) -> None:
-        """Add an article, replacing every passage of an earlier one with the same id."""
+    def _stage_upsert(self, item: Upsert) -> None:
+        article, passages, vectors = item.article, item.passages, item.vectors
         if len(passages) != len(vectors):
             raise ValueError("one vector per passage is required")
-        self.delete(article.id)
-        self._db.execute(
+        dim = self.manifest.model.dimension
+        if len(passages) and vectors.shape[1] != dim:
+            raise ValueError(f"vectors have dimension {vectors.shape[1]}, the index {dim}")
+        db = self._conn
+        old_rows = [r for (r,) in db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (article.id,))]
+        db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in old_rows])
+        db.execute("DELETE FROM documents WHERE doc_id = ?", (article.id,))
+        db.execute(
             "INSERT INTO documents (doc_id, title, text, url, source, published_at, lang, section, tags, "
             "published_ts, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -443,90 +570,151 @@ class IndexWriter:
                 _now().isoformat(),
             ),
         )
-        (start,) = self._db.execute("SELECT coalesce(max(row_id), 0) + 1 FROM passages").fetchone()
-        row_ids = np.arange(start, start + len(passages), dtype=np.int64)
-        self._db.executemany(
-            "INSERT INTO passages (row_id, passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (int(row), p.id, article.id, p.ordinal, p.text, np.asarray(v, dtype=np.float32).tobytes())
-                for row, p, v in zip(row_ids, passages, vectors, strict=True)
-            ],
+        added: list[int] = []
+        for passage, vector in zip(passages, vectors, strict=True):
+            cursor = db.execute(
+                "INSERT INTO passages (passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?)",
+                (passage.id, article.id, passage.ordinal, passage.text, np.asarray(vector, np.float32).tobytes()),
+            )
+            row = int(cursor.lastrowid or 0)
+            added.append(row)
+            db.execute(
+                "INSERT INTO lexical (rowid, terms) VALUES (?, ?)",
+                (row, " ".join(self._analyzer.terms(passage.embed_text))),
+            )
+        db.execute(
+            "INSERT INTO changes (doc_id, op, removed, added, at) VALUES (?, 'upsert', ?, ?, ?)",
+            (article.id, json.dumps(old_rows), json.dumps(added), _now().isoformat()),
         )
-        if self._analyzer is None:
-            self._analyzer = Analyzer(self.lexical)
-        analyzer = self._analyzer
-        self._db.executemany(
-            "INSERT INTO lexical (rowid, terms) VALUES (?, ?)",
-            [(int(row), " ".join(analyzer.terms(p.embed_text))) for row, p in zip(row_ids, passages, strict=True)],
-        )
-        self._index.add(row_ids, np.asarray(vectors, dtype=np.float32))
 
-    def counts(self) -> tuple[int, int]:
-        (docs,) = self._db.execute("SELECT count(*) FROM documents").fetchone()
-        (passages,) = self._db.execute("SELECT count(*) FROM passages").fetchone()
-        return int(docs), int(passages)
+    def begin(self) -> None:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._lock.release()
+            raise IndexStoreError(f"index {self.index_dir} is busy: {exc}", hint="retry in a moment") from None
 
-    def commit(self) -> Manifest:
-        """Make the written version live, atomically; returns its manifest."""
-        if self._tmp is None:
+    def commit(self) -> None:
+        try:
+            self._conn.execute("COMMIT")
+            self.refresh()
+        finally:
+            self._lock.release()
+
+    def rollback(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class IndexWriter:
+    """A batch of changes applied as one transaction; used by ``poshuk index``.
+
+    As a context manager: leaving the block commits (unless ``commit`` was called),
+    an exception rolls everything back, so a failed or interrupted run changes
+    nothing. With ``rebuild`` (or when no index exists) it fills a new version and
+    makes it live only on commit; the previous version stays for rollback.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path,
+        model: ModelIdentity,
+        chunking: ChunkingSettings,
+        lexical: LexicalSettings | None = None,
+        *,
+        rebuild: bool = False,
+    ) -> None:
+        self.index_dir = index_dir
+        self.model = model
+        self.chunking = chunking
+        self.lexical = lexical or LexicalSettings()
+        self.rebuild = rebuild
+        self._index: Index | None = None
+        self._new_version: Path | None = None
+
+    def __enter__(self) -> IndexWriter:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._index is not None:
+            self.commit()
+
+    def open(self) -> None:
+        live: Path | None = None
+        with contextlib.suppress(IndexNotFoundError):
+            live = live_version(self.index_dir)
+        if live is not None and not self.rebuild:
+            manifest = _read_manifest(live)
+            if not manifest.model.compatible_with(self.model):
+                raise ModelMismatchError(
+                    f"index {self.index_dir} was built with model {manifest.model.name!r}, not {self.model.name!r}",
+                    hint="use the same --model, or rebuild with --rebuild",
+                )
+            index = Index(live)
+        else:
+            if (self.index_dir / "versions").is_dir():
+                remove_stale_builds(self.index_dir)
+            self._new_version = create_version(self.index_dir, self.model, self.chunking, self.lexical)
+            index = Index(self._new_version)
+        try:
+            index.begin()
+        except BaseException:
+            index.close()
+            self._discard_new_version()
+            raise
+        self._index = index
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
             raise IndexStoreError("index writer is not open")
-        docs, passages = self.counts()
-        if passages != len(self._index):
-            raise IndexCorruptError(f"internal inconsistency: {passages} passages vs {len(self._index)} vectors")
-        self._db.commit()
-        self._db.close()
-        self._conn = None
-        self._index.save(self._tmp / _VECTORS)
-        name = self._next_version_name()
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            version=name,
-            model=self.model,
-            chunking=self.chunking,
-            vector_index=self._index.kind,
-            lexical=self.lexical,
-            documents=docs,
-            passages=passages,
-            created_at=self._created_at,
-            updated_at=_now(),
-        )
-        _write_atomic(self._tmp / _MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)))
-        for child in self._tmp.iterdir():
-            with open(child, "rb") as fh:
-                os.fsync(fh.fileno())
-        final = self._tmp.parent / name
-        os.rename(self._tmp, final)
-        self._tmp = None
-        _fsync_dir(final.parent)
-        _write_atomic(self.index_dir / "CURRENT", f"{name}\n".encode())
-        self._prune()
-        self._release()
-        return manifest
+        return self._index
 
-    def _next_version_name(self) -> str:
-        numbers = [int(p.name[1:]) for p in (self.index_dir / "versions").glob("v*") if p.name[1:].isdigit()]
-        return f"v{max(numbers, default=0) + 1:06d}"
+    def upsert(self, article: Article, passages: Sequence[Passage], vectors: NDArray[np.float32]) -> None:
+        """Add an article, replacing every passage of an earlier one with the same id."""
+        self.index.stage(upserts=[Upsert(article, passages, np.asarray(vectors, dtype=np.float32))])
 
-    def _prune(self) -> None:
-        versions = sorted(p for p in (self.index_dir / "versions").glob("v*") if p.name[1:].isdigit())
-        for old in versions[:-KEEP_VERSIONS]:
-            shutil.rmtree(old, ignore_errors=True)
+    def delete(self, doc_id: str) -> bool:
+        """Remove an article and its passages; False if it was not there."""
+        return bool(self.index.stage(deletes=[doc_id]))
+
+    def commit(self) -> Counts:
+        """Commit the transaction, snapshot FAISS, and (for a new version) make it live."""
+        index = self.index
+        index.commit()
+        index.snapshot()
+        counts = index.counts()
+        index.close()
+        self._index = None
+        if self._new_version is not None:
+            make_live(self.index_dir, self._new_version)
+            self._new_version = None
+        return counts
 
     def abort(self) -> None:
-        """Drop everything written; the live version stays as it was."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        self._release()
+        """Drop everything written; the live index stays as it was."""
+        if self._index is not None:
+            self._index.rollback()
+            self._index.close()
+            self._index = None
+        self._discard_new_version()
 
-    def _release(self) -> None:
-        if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            os.close(self._lock_fh)
-            self._lock_fh = None
+    def _discard_new_version(self) -> None:
+        if self._new_version is not None:
+            shutil.rmtree(self._new_version, ignore_errors=True)
+            self._new_version = None
 
 
 def iter_versions(index_dir: Path) -> Iterator[Manifest]:

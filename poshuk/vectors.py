@@ -25,6 +25,8 @@ Scores = NDArray[np.float32]
 class VectorIndex:
     """Exact inner-product search over normalised vectors, addressed by int64 ids."""
 
+    KIND = FLAT_IP
+
     def __init__(self, dimension: int, index: faiss.Index | None = None) -> None:
         self.dimension = dimension
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))

@@ -12,7 +12,7 @@ import uvicorn.config
 from poshuk.errors import ModelMismatchError
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
-from poshuk.store import IndexReader
+from poshuk.store import Index
 from service.app import create_app
 
 
@@ -32,7 +32,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    reader = IndexReader.open(index_dir)
+    reader = Index.open(index_dir)
     built_with = reader.manifest.model
     reader.close()
     model = resolve_model(settings.model, settings.home_path)

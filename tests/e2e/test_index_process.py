@@ -54,15 +54,17 @@ def _big_source(path: Path, articles: int = 600) -> Path:
     return path
 
 
-def _wait_for_writer(index_dir: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
+def _wait_for_writer(index_dir: Path, process: subprocess.Popen[str], timeout: float = 180) -> None:
+    """Wait until the run has written passages into its (uncommitted) transaction."""
+    wal = (index_dir / "versions" / (index_dir / "CURRENT").read_text(encoding="utf-8").strip()) / "meta.sqlite-wal"
+    start = wal.stat().st_size if wal.exists() else 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if list((index_dir / "versions").glob("tmp-*")):
-            time.sleep(1.0)  # let it write some passages into the temporary version
+        if wal.exists() and wal.stat().st_size > start + 256 * 1024:
             return
         assert process.poll() is None, "indexing ended before it could be interrupted"
         time.sleep(0.05)
-    raise AssertionError("the writer never started")
+    raise AssertionError("the writer never started writing")
 
 
 def test_cli_search_answers_in_both_languages(example_index: Path) -> None:

@@ -12,16 +12,16 @@ from poshuk.documents import Passage
 from poshuk.encoder import HashEncoder
 from poshuk.errors import BadRecordError
 from poshuk.settings import Settings
-from poshuk.store import IndexReader
+from poshuk.store import Index
 from tests.conftest import EXAMPLES
 
 
 def test_examples_index_completely(tmp_path: Path, hash_encoder: HashEncoder, settings: Settings) -> None:
     report = index_paths([EXAMPLES], tmp_path, encoder=hash_encoder, settings=settings, progress=False)
     assert (report.documents, report.skipped) == (30, [])
-    reader = IndexReader.open(tmp_path)
-    assert reader.manifest.documents == 30
-    assert reader.manifest.passages == report.passages == len(reader.vectors)
+    reader = Index.open(tmp_path)
+    assert reader.counts().documents == 30
+    assert reader.counts().passages == report.passages == len(reader.vectors)
     assert {reader.document(i).article.lang for i in ("uk-009", "uk-014")} == {"uk"}
     assert {reader.document(i).article.lang for i in ("en-004", "en-007")} == {"en"}
     assert reader.document("uk-020").article.title  # the HTML page's title was extracted
@@ -33,8 +33,8 @@ def test_reindexing_the_same_sources_replaces_instead_of_duplicating(
 ) -> None:
     first = index_paths([EXAMPLES], tmp_path, encoder=hash_encoder, settings=settings, progress=False)
     second = index_paths([EXAMPLES], tmp_path, encoder=hash_encoder, settings=settings, progress=False)
-    assert second.manifest is not None and first.manifest is not None
-    assert (second.manifest.documents, second.manifest.passages) == (30, first.manifest.passages)
+    assert second.counts is not None and first.counts is not None
+    assert (second.counts.documents, second.counts.passages) == (30, first.counts.passages)
 
 
 def test_bad_records_are_skipped_or_stop_the_run_when_strict(
@@ -57,8 +57,8 @@ def test_bad_records_are_skipped_or_stop_the_run_when_strict(
         on_bad_record=seen.append,
     )
     assert [e.line for e in report.skipped] == [2] and seen == report.skipped
-    reader = IndexReader.open(tmp_path / "idx")
-    assert reader.manifest.documents == 1
+    reader = Index.open(tmp_path / "idx")
+    assert reader.counts().documents == 1
     assert reader.document("a").article.title == "A2"  # the later record with the same id wins
     reader.close()
     with pytest.raises(BadRecordError, match=r"in\.jsonl:2"):

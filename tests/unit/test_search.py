@@ -12,7 +12,7 @@ from poshuk.errors import InvalidQueryError, ModelMismatchError, NotFoundError
 from poshuk.filters import Filters
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
-from poshuk.store import IndexReader, IndexWriter
+from poshuk.store import Index, IndexWriter
 
 DOCS = {
     "grain": ("Зерновий коридор", ["Судна з зерном вийшли з порту Одеса", "Експорт пшениці зріс"]),
@@ -35,7 +35,7 @@ def index_dir(tmp_path: Path, hash_encoder: HashEncoder) -> Path:
 
 
 def test_search_ranks_the_matching_passage_first(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     result = searcher.search("European Central Bank interest rates", k=3)
     assert [h.rank for h in result.hits] == [1, 2, 3]
     top = result.hits[0]
@@ -45,38 +45,38 @@ def test_search_ranks_the_matching_passage_first(index_dir: Path, hash_encoder: 
 
 
 def test_k_larger_than_the_index_returns_everything(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     assert len(searcher.search("порт", k=50).hits) == 4
 
 
 def test_query_is_normalised_to_nfc(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     decomposed = "Одеса травень маи\u0306"  # "й" as и + combining breve
     assert searcher.search(decomposed).query == "Одеса травень май"
 
 
 @pytest.mark.parametrize(("query", "k"), [("", 10), ("   \n", 10), ("x", 0), ("x", 101)])
 def test_invalid_queries(index_dir: Path, hash_encoder: HashEncoder, query: str, k: int) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     with pytest.raises(InvalidQueryError):
         searcher.search(query, k=k)
 
 
 def test_searcher_refuses_a_different_model(index_dir: Path) -> None:
     with pytest.raises(ModelMismatchError):
-        Searcher(IndexReader.open(index_dir), HashEncoder(dimension=64, name="another"))
+        Searcher(Index.open(index_dir), HashEncoder(dimension=64, name="another"))
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
 def test_every_mode_finds_an_exact_phrase(index_dir: Path, hash_encoder: HashEncoder, mode: Mode) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     result = searcher.search("Динамо Київ перемогло", k=2, mode=mode)
     assert result.mode == mode
     assert result.hits[0].doc_id == "football"
 
 
 def test_lexical_mode_matches_inflected_forms(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     hit = searcher.search("порти Одеси", mode="lexical").hits[0]
     assert hit.doc_id == "grain"
     assert [hit.text[s.start : s.end] for s in hit.highlights] == ["порту Одеса"]
@@ -84,7 +84,7 @@ def test_lexical_mode_matches_inflected_forms(index_dir: Path, hash_encoder: Has
 
 
 def test_filters_give_the_top_k_among_matching_passages(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     for mode in ("dense", "hybrid"):
         hits = searcher.search("Динамо Київ", k=2, mode=mode, filters=Filters(source=("other",))).hits
         assert hits == []
@@ -93,7 +93,7 @@ def test_filters_give_the_top_k_among_matching_passages(index_dir: Path, hash_en
 
 
 def test_collapse_returns_each_article_once_with_its_other_matches(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     hits = searcher.search("зерно експорт пшениці порт", k=10, collapse=True, mode="dense").hits
     assert len({h.doc_id for h in hits}) == len(hits) == 3
     grain = next(h for h in hits if h.doc_id == "grain")
@@ -101,7 +101,7 @@ def test_collapse_returns_each_article_once_with_its_other_matches(index_dir: Pa
 
 
 def test_pages_do_not_overlap(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     full = [h.passage_id for h in searcher.search("порт Динамо", k=4).hits]
     first = searcher.search("порт Динамо", k=2).hits
     second = searcher.search("порт Динамо", k=2, offset=2).hits
@@ -110,7 +110,7 @@ def test_pages_do_not_overlap(index_dir: Path, hash_encoder: HashEncoder) -> Non
 
 
 def test_similar_lists_other_articles_once_each(index_dir: Path, hash_encoder: HashEncoder) -> None:
-    searcher = Searcher(IndexReader.open(index_dir), hash_encoder)
+    searcher = Searcher(Index.open(index_dir), hash_encoder)
     result = searcher.similar("grain", k=5)
     assert {h.doc_id for h in result.hits} == {"football", "ecb"}
     assert len(result.hits) == 2

@@ -1,10 +1,11 @@
-"""The index folder: atomic versions, upserts, deletes, model checks, corruption."""
+"""The index folder: durable writes, FAISS snapshots and replay, versions, model checks, corruption."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from poshuk.documents import Article, Passage, passage_id
@@ -17,7 +18,7 @@ from poshuk.errors import (
     NotFoundError,
 )
 from poshuk.settings import ChunkingSettings
-from poshuk.store import IndexReader, IndexWriter, iter_versions, live_version
+from poshuk.store import Index, IndexWriter, Upsert, iter_versions, live_version
 
 
 def _article(doc_id: str, *paragraphs: str, title: str = "Title") -> tuple[Article, list[Passage]]:
@@ -29,45 +30,51 @@ def _article(doc_id: str, *paragraphs: str, title: str = "Title") -> tuple[Artic
     return article, passages
 
 
-def _write(index_dir: Path, encoder: HashEncoder, *docs: tuple[Article, list[Passage]]) -> None:
-    with IndexWriter(index_dir, encoder.identity, ChunkingSettings()) as writer:
+def _upsert(encoder: HashEncoder, doc: tuple[Article, list[Passage]]) -> Upsert:
+    article, passages = doc
+    return Upsert(article, passages, encoder.encode_passages([p.embed_text for p in passages]))
+
+
+def _write(index_dir: Path, encoder: HashEncoder, *docs: tuple[Article, list[Passage]], rebuild: bool = False) -> None:
+    with IndexWriter(index_dir, encoder.identity, ChunkingSettings(), rebuild=rebuild) as writer:
         for article, passages in docs:
             writer.upsert(article, passages, encoder.encode_passages([p.embed_text for p in passages]))
 
 
 def test_write_then_read_round_trip(tmp_path: Path, hash_encoder: HashEncoder) -> None:
     _write(tmp_path, hash_encoder, _article("a", "перший абзац", "другий абзац"), _article("b", "third"))
-    reader = IndexReader.open(tmp_path)
-    assert (reader.manifest.documents, reader.manifest.passages) == (2, 3)
-    doc = reader.document("a")
+    index = Index.open(tmp_path)
+    counts = index.counts()
+    assert (counts.documents, counts.passages, len(index.vectors)) == (2, 3, 3)
+    doc = index.document("a")
     assert [p.passage_id for p in doc.passages] == ["a#0", "a#1"]
     assert doc.article.text == "перший абзац\n\nдругий абзац"
     with pytest.raises(NotFoundError):
-        reader.document("missing")
-    reader.close()
+        index.document("missing")
+    index.close()
 
 
 def test_upsert_replaces_every_passage_of_the_article(tmp_path: Path, hash_encoder: HashEncoder) -> None:
     _write(tmp_path, hash_encoder, _article("a", "one", "two", "three"))
     _write(tmp_path, hash_encoder, _article("a", "only one now"))
-    reader = IndexReader.open(tmp_path)
-    assert reader.manifest.passages == 1
-    assert len(reader.vectors) == 1
-    assert [p.text for p in reader.document("a").passages] == ["only one now"]
-    reader.close()
+    index = Index.open(tmp_path)
+    assert index.counts().passages == len(index.vectors) == 1
+    assert [p.text for p in index.document("a").passages] == ["only one now"]
+    index.close()
 
 
-def test_delete_removes_article_passages_and_vectors(tmp_path: Path, hash_encoder: HashEncoder) -> None:
-    _write(tmp_path, hash_encoder, _article("a", "one", "two"), _article("b", "three"))
+def test_delete_removes_article_passages_vectors_and_terms(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "одеса порт", "two"), _article("b", "three"))
     with IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as writer:
         assert writer.delete("a") is True
         assert writer.delete("never-there") is False
-    reader = IndexReader.open(tmp_path)
-    assert (reader.manifest.documents, reader.manifest.passages, len(reader.vectors)) == (1, 1, 1)
-    reader.close()
+    index = Index.open(tmp_path)
+    assert (index.counts().documents, index.counts().passages, len(index.vectors)) == (1, 1, 1)
+    assert index.lexical_search('"одеса"', 10) == []
+    index.close()
 
 
-def test_failed_write_leaves_previous_version_live(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+def test_failed_write_changes_nothing(tmp_path: Path, hash_encoder: HashEncoder) -> None:
     _write(tmp_path, hash_encoder, _article("a", "one"))
     before = live_version(tmp_path)
     with pytest.raises(RuntimeError), IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as w:
@@ -75,71 +82,156 @@ def test_failed_write_leaves_previous_version_live(tmp_path: Path, hash_encoder:
         w.upsert(article, passages, hash_encoder.encode_passages(["two"]))
         raise RuntimeError("simulated crash mid-run")
     assert live_version(tmp_path) == before
-    assert not list((tmp_path / "versions").glob("tmp-*"))
-    reader = IndexReader.open(tmp_path)
-    assert reader.manifest.documents == 1
-    reader.close()
+    index = Index.open(tmp_path)
+    assert index.counts().documents == 1
+    index.close()
 
 
-def test_stale_temp_version_from_a_killed_writer_is_ignored_then_cleaned(
+def test_live_writes_are_visible_at_once_and_to_other_processes_after_refresh(
     tmp_path: Path, hash_encoder: HashEncoder
 ) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one"))
+    serving, other = Index.open(tmp_path), Index.open(tmp_path)
+    vector = hash_encoder.encode_queries(["нова стаття про бюджет"])
+    serving.write(upserts=[_upsert(hash_encoder, _article("b", "нова стаття про бюджет"))])
+    assert serving.search_vectors(vector, 1)[0][0] in serving.passages_by_row(
+        [r for r, _ in serving.search_vectors(vector, 1)]
+    )
+    assert len(serving.vectors) == 2
+    assert len(other.vectors) == 1
+    assert other.refresh() == 1
+    assert len(other.vectors) == 2
+    other.write(deletes=["a"])
+    serving.refresh()
+    assert serving.counts().documents == 1 and len(serving.vectors) == 1
+    serving.close()
+    other.close()
+
+
+def test_replay_after_snapshot_gives_the_same_vectors(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one", "two"))
+    index = Index.open(tmp_path)
+    for n in range(5):  # live writes after the snapshot the writer left
+        index.write(upserts=[_upsert(hash_encoder, _article(f"d{n}", f"text {n}"))], deletes=["a"] if n == 2 else [])
+    index.close()
+    reopened = Index.open(tmp_path)
+    assert len(reopened.vectors) == reopened.counts().passages == 5
+    query = hash_encoder.encode_queries(["text 3"])
+    best = reopened.search_vectors(query, 1)[0][0]
+    assert reopened.passages_by_row([best])[best].doc_id == "d3"
+    reopened.close()
+
+
+def test_damaged_snapshot_is_rebuilt_from_sqlite(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one", "two"))
+    for snapshot in live_version(tmp_path).glob("vectors-*.faiss"):
+        snapshot.write_bytes(b"garbage")
+    index = Index.open(tmp_path)
+    assert len(index.vectors) == 2
+    index.close()
+
+
+def test_rebuild_makes_a_new_version_and_keeps_the_previous(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one"))
+    first = live_version(tmp_path)
+    _write(tmp_path, hash_encoder, _article("b", "two"), rebuild=True)
+    assert live_version(tmp_path) != first and first.is_dir()
+    index = Index.open(tmp_path)
+    assert [index.counts().documents] == [1]
+    with pytest.raises(NotFoundError):
+        index.document("a")
+    index.close()
+    for _ in range(3):
+        _write(tmp_path, hash_encoder, _article("c", "three"), rebuild=True)
+    assert len(list(iter_versions(tmp_path))) == 2
+
+
+def test_interrupted_rebuild_leaves_the_live_version(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one"))
+    before = live_version(tmp_path)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings(), rebuild=True),
+    ):
+        raise KeyboardInterrupt
+    assert live_version(tmp_path) == before
+    assert not list((tmp_path / "versions").glob("tmp-*"))
+
+
+def test_stale_build_from_a_killed_rebuild_is_ignored_then_cleaned(tmp_path: Path, hash_encoder: HashEncoder) -> None:
     _write(tmp_path, hash_encoder, _article("a", "one"))
     stale = tmp_path / "versions" / "tmp-deadbeef"
     stale.mkdir()
     (stale / "meta.sqlite").write_bytes(b"half written")
-    assert IndexReader.open(tmp_path).manifest.documents == 1
-    _write(tmp_path, hash_encoder, _article("b", "two"))
+    assert Index.open(tmp_path).counts().documents == 1
+    _write(tmp_path, hash_encoder, _article("b", "two"), rebuild=True)
     assert not stale.exists()
-
-
-def test_previous_version_is_kept_for_rollback(tmp_path: Path, hash_encoder: HashEncoder) -> None:
-    for n in range(4):
-        _write(tmp_path, hash_encoder, _article(f"d{n}", f"text {n}"))
-    assert [m.documents for m in iter_versions(tmp_path)] == [3, 4]
 
 
 def test_model_mismatch_is_a_clear_error(tmp_path: Path, hash_encoder: HashEncoder) -> None:
     _write(tmp_path, hash_encoder, _article("a", "one"))
     other = HashEncoder(dimension=32, name="other-model")
-    reader = IndexReader.open(tmp_path)
+    index = Index.open(tmp_path)
     with pytest.raises(ModelMismatchError, match="other-model"):
-        reader.check_model(other.identity)
-    reader.close()
+        index.check_model(other.identity)
+    index.close()
     with pytest.raises(ModelMismatchError):
         IndexWriter(tmp_path, other.identity, ChunkingSettings()).open()
-    assert not list((tmp_path / "versions").glob("tmp-*"))
 
 
 def test_missing_index_is_index_not_found(tmp_path: Path) -> None:
     with pytest.raises(IndexNotFoundError, match="no index"):
-        IndexReader.open(tmp_path / "nowhere")
+        Index.open(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("damage", ["manifest", "sqlite", "faiss", "current", "counts"])
+@pytest.mark.parametrize("damage", ["manifest", "sqlite", "current", "format"])
 def test_corrupt_index_is_detected(tmp_path: Path, hash_encoder: HashEncoder, damage: str) -> None:
     _write(tmp_path, hash_encoder, _article("a", "one", "two"))
     folder = live_version(tmp_path)
     if damage == "manifest":
         (folder / "manifest.json").write_text("{not json", encoding="utf-8")
     elif damage == "sqlite":
-        (folder / "meta.sqlite").write_bytes(b"garbage" * 100)
-    elif damage == "faiss":
-        (folder / "vectors.faiss").write_bytes(b"garbage")
+        for path in folder.glob("meta.sqlite*"):
+            path.write_bytes(b"garbage" * 100)
     elif damage == "current":
         (tmp_path / "CURRENT").write_text("v999999\n", encoding="utf-8")
     else:
-        with sqlite3.connect(folder / "meta.sqlite") as conn:
-            conn.execute("DELETE FROM passages WHERE ordinal = 1")
+        text = (folder / "manifest.json").read_text(encoding="utf-8")
+        (folder / "manifest.json").write_text(text.replace('"format_version": 2', '"format_version": 99'), "utf-8")
     with pytest.raises(IndexCorruptError):
-        IndexReader.open(tmp_path)
+        Index.open(tmp_path)
 
 
-def test_second_writer_is_refused_while_one_is_open(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+def test_vectors_follow_sqlite_when_rows_were_removed_behind_faiss(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one", "two"))
+    with sqlite3.connect(live_version(tmp_path) / "meta.sqlite") as conn:
+        conn.execute("DELETE FROM passages WHERE ordinal = 1")
+    index = Index.open(tmp_path)
+    assert len(index.vectors) == index.counts().passages == 1
+    index.close()
+
+
+def test_a_second_writer_waits_and_then_fails_clearly(
+    tmp_path: Path, hash_encoder: HashEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import poshuk.store as store
+
+    _write(tmp_path, hash_encoder, _article("a", "one"))
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
     first = IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings())
     first.open()
     try:
-        with pytest.raises(IndexStoreError, match="another process"):
+        with pytest.raises(IndexStoreError, match="busy"):
             IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()).open()
     finally:
         first.abort()
+
+
+def test_vectors_of_the_wrong_dimension_are_refused(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "one"))
+    index = Index.open(tmp_path)
+    article, passages = _article("b", "two")
+    with pytest.raises(ValueError, match="dimension"):
+        index.write(upserts=[Upsert(article, passages, np.zeros((1, 8), dtype=np.float32))])
+    assert index.counts().documents == 1
+    index.close()

@@ -9,7 +9,7 @@ a private copy of the index and swaps it in only when everything succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,13 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from poshuk.chunking import chunk_article
 from poshuk.documents import Article, Passage
 from poshuk.encoder import Encoder
 from poshuk.errors import BadRecordError
+from poshuk.ingest import chunk_step, encode_step
 from poshuk.language import LanguageDetector
 from poshuk.readers import iter_sources, read_articles
-from poshuk.settings import ChunkingSettings, Settings
+from poshuk.settings import Settings
 from poshuk.store import Counts, IndexWriter
 
 
@@ -66,27 +66,6 @@ def read_step(
     """Every article (or bad record) in ``sources``, in order."""
     for source, root in sources:
         yield from read_articles(source, detector=detector, root=root)
-
-
-def chunk_step(
-    articles: Iterable[Article], settings: ChunkingSettings, count_tokens: Callable[[str], int]
-) -> list[tuple[Article, list[Passage]]]:
-    """Each article with its passages."""
-    return [(article, chunk_article(article, settings, count_tokens)) for article in articles]
-
-
-def encode_step(encoder: Encoder, passages: Sequence[Passage]) -> NDArray[np.float32]:
-    """Passage vectors, one row per passage, in order.
-
-    Passages are encoded longest-first so each batch pads to similar lengths.
-    """
-    if not passages:
-        return np.zeros((0, encoder.identity.dimension), dtype=np.float32)
-    order = sorted(range(len(passages)), key=lambda i: len(passages[i].embed_text), reverse=True)
-    vectors = encoder.encode_passages([passages[i].embed_text for i in order])
-    out = np.empty_like(vectors)
-    out[np.asarray(order)] = vectors
-    return out
 
 
 def write_step(

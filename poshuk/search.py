@@ -107,6 +107,15 @@ class Searcher:
             raise
 
     @property
+    def index(self) -> Index:
+        """The open index version (writers use it through ``poshuk.ingest``)."""
+        return self._reader
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder
+
+    @property
     def index_dir(self) -> Path:
         """The index folder this searcher reads (the parent of its version folder)."""
         return self._reader.folder.parent.parent

@@ -48,10 +48,13 @@ def _quiet_model_loading() -> None:
 
 def _cmd_model_install(args: argparse.Namespace) -> int:
     from poshuk.models import install_model
+    from poshuk.onnx_export import ensure_onnx
 
     _quiet_model_loading()
     settings = _settings(args)
     installed = install_model(args.name, settings.home_path, force=args.force, progress=_say)
+    # The ONNX encoders' export (fp32 + int8) is built here too, so serving never needs torch.
+    ensure_onnx(installed.folder, weights_sha256=installed.weights_sha256, progress=_say)
     print(f"model {args.name} ready at {installed.folder}")
     return 0
 

@@ -9,13 +9,23 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Body, Parameter
+from litestar.params import Body, Parameter, QueryParameter
 
 from poshuk.errors import InvalidQueryError
-from poshuk.search import Searcher
+from poshuk.filters import Filters
+from poshuk.search import Mode, Searcher
 from poshuk.settings import ServiceSettings
 from service.errors import problem_responses
-from service.schemas import HitOut, SearchRequest, SearchResponse
+from service.schemas import (
+    DATE_DOC,
+    MODE_DOC,
+    OFFSET_DOC,
+    HitOut,
+    SearchRequest,
+    SearchResponse,
+    SpanOut,
+    build_filters,
+)
 
 UK_QUERY = "переговори Росії та Північної Кореї про постачання зброї"
 EN_QUERY = "Russia North Korea arms talks"
@@ -23,25 +33,56 @@ EN_QUERY = "Russia North Korea arms talks"
 _REQUEST_EXAMPLES = [
     Example(summary="Ukrainian query", value={"query": UK_QUERY, "k": 5}),
     Example(summary="English query", value={"query": EN_QUERY, "k": 5}),
+    Example(
+        summary="Filters and collapse",
+        description="Ukrainian articles from August 2023 in the `світ` section, each article once.",
+        value={
+            "query": EN_QUERY,
+            "k": 5,
+            "mode": "hybrid",
+            "filters": {
+                "lang": ["uk"],
+                "section": ["світ"],
+                "published_from": "2023-08-01",
+                "published_to": "2023-08-31",
+            },
+            "collapse": True,
+        },
+    ),
+    Example(summary="Second page, words only", value={"query": UK_QUERY, "k": 5, "offset": 5, "mode": "lexical"}),
 ]
+
+_EXAMPLE_TEXT = (
+    "Переговори про продаж зброї між Росією та Північною Кореєю активно просуваються, "
+    "заявив координатор Ради національної безпеки США Джон Кірбі."
+)
+
+
+def _spans(text: str, *words: str) -> list[SpanOut]:
+    return [SpanOut(start=text.index(w), end=text.index(w) + len(w)) for w in words]
+
 
 _RESPONSE_EXAMPLE = SearchResponse(
     query=EN_QUERY,
     took_ms=12.417,
     model="multilingual-e5-small",
+    mode="hybrid",
+    offset=0,
     hits=[
         HitOut(
             rank=1,
-            score=0.873214,
+            score=0.032787,
             passage_id="uk-001#0",
             doc_id="uk-001",
             title="Кірбі: Росія та КНДР активно просувають переговори про зброю",
-            text="Переговори про продаж зброї між Росією та Північною Кореєю активно просуваються, "
-            "заявив координатор Ради національної безпеки США Джон Кірбі.",
+            text=_EXAMPLE_TEXT,
             url="https://example.com/news/uk-001",
             source="Example News",
             published_at=datetime(2023, 8, 31, 9, 15, tzinfo=UTC),
             lang="uk",
+            highlights=_spans(_EXAMPLE_TEXT, "Росією", "Північною Кореєю"),
+            highlight_kind="terms",
+            other_matches=2,
         )
     ],
 )
@@ -49,9 +90,9 @@ _RESPONSE_EXAMPLE = SearchResponse(
 _RESPONSES: dict[int, ResponseSpec] = {
     200: ResponseSpec(
         data_container=SearchResponse,
-        description="Passages ranked by closeness in meaning, best first.",
+        description="Passages (or, with `collapse`, articles) ranked best first.",
         generate_examples=False,
-        examples=[Example(summary="One hit", value=_RESPONSE_EXAMPLE)],
+        examples=[Example(summary="One hit, collapsed, with highlights", value=_RESPONSE_EXAMPLE)],
     ),
     **problem_responses(400, 413, 503),
 }
@@ -67,9 +108,26 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
         raise InvalidQueryError(f"k must be between 1 and {limits.max_k}, got {k}")
 
 
-def _search(searcher: Searcher, limits: ServiceSettings, query: str, k: int) -> SearchResponse:
+def _search(
+    searcher: Searcher,
+    limits: ServiceSettings,
+    query: str,
+    k: int,
+    *,
+    mode: Mode,
+    filters: Filters | None,
+    collapse: bool,
+    offset: int,
+    highlight: bool,
+) -> SearchResponse:
     check_request(query, k, limits)
-    return SearchResponse.from_result(searcher.search(query, k=k))
+    result = searcher.search(
+        query, k=k, mode=mode, filters=filters, collapse=collapse, offset=offset, highlight=highlight
+    )
+    return SearchResponse.from_result(result)
+
+
+_LIST_DOC = "Repeat the parameter for several values; any of them matches."
 
 
 class SearchController(Controller):
@@ -81,26 +139,42 @@ class SearchController(Controller):
         status_code=200,
         sync_to_thread=True,
         summary="Search (JSON body)",
-        description="Encode the query with the index's model and return the `k` closest passages, "
-        "each with its article's metadata. Ukrainian and English queries search the same index.",
+        description="Find the `k` best passages for the query, each with its article's metadata and where it "
+        "matches. Ukrainian and English queries search the same index. `mode` picks meaning, words or both; "
+        "`filters` restrict the articles (the answer is the top `k` among matching ones); `collapse` returns "
+        "each article once; `offset` pages through the results.",
         responses=_RESPONSES,
     )
     def search_post(
         self,
         data: Annotated[
             SearchRequest,
-            Body(description="The query and how many passages to return.", examples=_REQUEST_EXAMPLES),
+            Body(
+                description="The query, how many hits, and optionally mode, filters, collapse, offset.",
+                examples=_REQUEST_EXAMPLES,
+            ),
         ],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
     ) -> SearchResponse:
-        return _search(searcher, limits, data.query, data.k)
+        return _search(
+            searcher,
+            limits,
+            data.query,
+            data.k,
+            mode=data.mode,
+            filters=None if data.filters is None else data.filters.to_filters(),
+            collapse=data.collapse,
+            offset=data.offset,
+            highlight=data.highlight,
+        )
 
     @get(
         "/",
         sync_to_thread=True,
         summary="Search (query string)",
-        description="The same search as `POST /v1/search`, with the query in `q` and the count in `k`.",
+        description="The same search as `POST /v1/search` as a link: the query in `q`, filters as repeatable "
+        "`lang`, `source`, `section` and `tag` parameters and the dates in `from` and `to`.",
         responses=_RESPONSES,
     )
     def search_get(
@@ -118,5 +192,41 @@ class SearchController(Controller):
             ),
         ],
         k: Annotated[int, Parameter(description="How many passages to return, best first.")] = 10,
+        mode: Annotated[Mode, Parameter(description=MODE_DOC)] = "hybrid",
+        lang: Annotated[list[str] | None, Parameter(description="Language. " + _LIST_DOC)] = None,
+        source: Annotated[list[str] | None, Parameter(description="Source. " + _LIST_DOC)] = None,
+        section: Annotated[list[str] | None, Parameter(description="Section. " + _LIST_DOC)] = None,
+        tag: Annotated[
+            list[str] | None, Parameter(description="Tag; repeat it to require several (all must match).")
+        ] = None,
+        published_from: Annotated[
+            str | None, QueryParameter(name="from", description="Published at or after this. " + DATE_DOC)
+        ] = None,
+        published_to: Annotated[
+            str | None, QueryParameter(name="to", description="Published at or before this. " + DATE_DOC)
+        ] = None,
+        collapse: Annotated[bool, Parameter(description="Return each article once.")] = False,
+        offset: Annotated[int, Parameter(description=OFFSET_DOC)] = 0,
+        highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
     ) -> SearchResponse:
-        return _search(searcher, limits, q, k)
+        filters = build_filters(
+            lang=lang,
+            source=source,
+            section=section,
+            tags=tag,
+            published_from=published_from,
+            published_to=published_to,
+            from_name="from",
+            to_name="to",
+        )
+        return _search(
+            searcher,
+            limits,
+            q,
+            k,
+            mode=mode,
+            filters=filters,
+            collapse=collapse,
+            offset=offset,
+            highlight=highlight,
+        )

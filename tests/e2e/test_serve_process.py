@@ -153,6 +153,38 @@ def test_english_query_finds_the_ukrainian_article_over_http(http: httpx.Client)
     assert hits[0]["doc_id"] == "uk-001"
 
 
+def test_filters_collapse_and_highlights_over_http(http: httpx.Client) -> None:
+    query = "Russia and North Korea are negotiating ammunition deliveries"
+    body = {
+        "query": query,
+        "k": 5,
+        "collapse": True,
+        "filters": {"lang": ["uk"], "published_from": "2023-08-01", "published_to": "2023-08-31"},
+    }
+    response = http.post("/v1/search", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["mode"], result["offset"]) == ("hybrid", 0)
+    [hit] = result["hits"]  # one article in the example set matches the filters
+    assert hit["doc_id"] == "uk-001"
+    assert hit["lang"] == "uk" and hit["published_at"].startswith("2023-08-31")
+    assert hit["other_matches"] >= 1
+    assert hit["highlights"] and hit["highlight_kind"] in {"terms", "sentence"}
+    assert all(0 <= s["start"] < s["end"] <= len(hit["text"]) for s in hit["highlights"])
+    params = {"q": query, "k": 5, "collapse": "true", "lang": "uk", "from": "2023-08-01", "to": "2023-08-31"}
+    assert http.get("/v1/search", params=params).json()["hits"] == result["hits"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_modes_and_paging_over_http(http: httpx.Client, mode: str) -> None:
+    query = "Шойгу Північна Корея боєприпаси"
+    whole = http.post("/v1/search", json={"query": query, "k": 4, "mode": mode}).json()
+    second = http.post("/v1/search", json={"query": query, "k": 2, "offset": 2, "mode": mode}).json()
+    assert whole["mode"] == second["mode"] == mode
+    assert whole["hits"][0]["doc_id"] == "uk-001"
+    assert [h["passage_id"] for h in second["hits"]] == [h["passage_id"] for h in whole["hits"][2:]]
+
+
 def test_document_over_http(http: httpx.Client) -> None:
     response = http.get("/v1/documents/uk-001")
     assert response.status_code == 200, response.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -21,7 +23,8 @@ from poshuk.store import IndexWriter
 from service.app import ServiceState, create_app
 from service.errors import IndexNotReadyError
 from service.server import serve
-from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest, assert_problem
+from tests.service_support import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
+from tests.unit.news import NEWS_BY_ID, build_news_index, matching
 
 ARTICLES: dict[Article, tuple[str, ...]] = {
     Article(
@@ -122,7 +125,7 @@ class ExplodingEncoder(HashEncoder):
 
 
 def _check_hits(body: dict[str, Any], k: int) -> list[dict[str, Any]]:
-    assert set(body) == {"query", "took_ms", "model", "hits"}
+    assert set(body) == RESULT_FIELDS
     assert body["model"] == "hash-test-encoder"
     assert isinstance(body["took_ms"], float)
     hits: list[dict[str, Any]] = body["hits"]
@@ -167,6 +170,229 @@ def test_k_defaults_to_ten_and_is_capped_by_the_index_size(client: TestClient[Li
     hits = _check_hits(response.json(), 10)
     assert len(hits) == sum(len(texts) for texts in ARTICLES.values())
     assert hits[0]["doc_id"] == "uk-002"
+
+
+# --- modes, filters, collapse, paging, highlights ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def news_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_news_index(tmp_path_factory.mktemp("news") / "index", HashEncoder())
+
+
+@pytest.fixture
+def news(settings: Settings, news_dir: Path) -> Iterator[TestClient[Litestar]]:
+    app = create_app(settings, news_dir, encoder=HashEncoder())
+    with TestClient(app) as test_client:
+        assert _state(app).wait(10), "the index never finished loading"
+        yield test_client
+
+
+def _post(client: TestClient[Litestar], **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/search", json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    assert set(result) == RESULT_FIELDS
+    assert all(set(h) == HIT_FIELDS for h in result["hits"])
+    return result
+
+
+def _ids(body: dict[str, Any], key: str = "passage_id") -> list[str]:
+    return [h[key] for h in body["hits"]]
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_each_mode_answers(news: TestClient[Litestar], mode: str) -> None:
+    posted = _post(news, query="дрони атакували", k=3, mode=mode)
+    assert posted["mode"] == mode
+    assert posted["offset"] == 0
+    assert [h["rank"] for h in posted["hits"]] == [1, 2, 3]
+    assert posted["hits"][0]["doc_id"] == "uk-war-1"
+    got = news.get("/v1/search", params={"q": "дрони атакували", "k": 3, "mode": mode})
+    assert got.status_code == 200, got.text
+    assert got.json()["mode"] == mode
+    assert _ids(got.json()) == _ids(posted)
+
+
+def test_mode_defaults_to_hybrid(news: TestClient[Litestar]) -> None:
+    assert _post(news, query="дрони")["mode"] == "hybrid"
+
+
+def test_lexical_mode_finds_only_passages_with_the_words(news: TestClient[Litestar]) -> None:
+    body = _post(news, query="inflation", k=10, mode="lexical")
+    assert set(_ids(body, "doc_id")) == {"en-econ-1", "en-econ-2"}
+
+
+FILTER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str]]] = [
+    # name, POST filters, GET params, the articles that match
+    ("lang", {"lang": ["uk"]}, {"lang": "uk"}, matching(lambda a: a.lang == "uk")),
+    (
+        "source any-of",
+        {"source": ["Reuters", "Суспільне"]},
+        {"source": ["Reuters", "Суспільне"]},
+        matching(lambda a: a.source in {"Reuters", "Суспільне"}),
+    ),
+    ("section", {"section": ["війна"]}, {"section": "війна"}, matching(lambda a: a.section == "війна")),
+    ("one tag", {"tags": ["дрони"]}, {"tag": "дрони"}, matching(lambda a: "дрони" in a.tags)),
+    (
+        "tags all-of",
+        {"tags": ["rates", "inflation"]},
+        {"tag": ["rates", "inflation"]},
+        matching(lambda a: {"rates", "inflation"} <= set(a.tags)),
+    ),
+    (
+        "date range, whole days",
+        {"published_from": "2023-08-01", "published_to": "2023-08-20"},
+        {"from": "2023-08-01", "to": "2023-08-20"},
+        matching(
+            lambda a: a.published_at is not None and "2023-08-01" <= a.published_at.date().isoformat() <= "2023-08-20"
+        ),
+    ),
+    (
+        "date-times",
+        {"published_from": "2023-08-15T23:10:00Z", "published_to": "2023-09-01T12:00:00+00:00"},
+        {"from": "2023-08-15T23:10:00Z", "to": "2023-09-01T12:00:00"},
+        {"uk-war-2", "en-war-1", "uk-econ-1"},
+    ),
+    ("from only", {"published_from": "2023-09-01"}, {"from": "2023-09-01"}, {"uk-econ-1", "en-econ-1"}),
+    (
+        "combined",
+        {"lang": ["uk"], "tags": ["дрони"], "published_to": "2023-08-15"},
+        {"lang": "uk", "tag": "дрони", "to": "2023-08-15"},
+        {"uk-war-1", "uk-war-2"},
+    ),
+    ("nothing matches", {"lang": ["pl"]}, {"lang": "pl"}, set()),
+]
+
+
+@pytest.mark.parametrize(("name", "filters", "params", "expected"), FILTER_CASES, ids=[c[0] for c in FILTER_CASES])
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_filters_return_the_top_k_among_matching_passages(
+    news: TestClient[Litestar],
+    mode: str,
+    name: str,
+    filters: dict[str, Any],
+    params: dict[str, Any],
+    expected: set[str],
+) -> None:
+    query, k = "дрони атакували порт", 3
+    everything = _post(news, query=query, k=100, mode=mode)
+    filtered = _post(news, query=query, k=k, mode=mode, filters=filters)
+    got = news.get("/v1/search", params={"q": query, "k": k, "mode": mode, **params})
+    assert got.status_code == 200, got.text
+    assert _ids(got.json()) == _ids(filtered)
+    assert set(_ids(filtered, "doc_id")) <= expected
+    candidates = [h for h in everything["hits"] if h["doc_id"] in expected]
+    assert len(filtered["hits"]) == min(k, len(candidates))  # still k hits when enough match
+    if mode != "hybrid":  # dense and BM25 scores do not depend on the filter, so the order is the same
+        assert _ids(filtered) == [h["passage_id"] for h in candidates[:k]]
+        assert [h["score"] for h in filtered["hits"]] == [h["score"] for h in candidates[:k]]
+
+
+def test_filters_and_their_absence(news: TestClient[Litestar]) -> None:
+    plain = _ids(_post(news, query="дрони", k=20))
+    assert _ids(_post(news, query="дрони", k=20, filters={})) == plain
+    assert _ids(_post(news, query="дрони", k=20, filters=None)) == plain
+    empty_lists = {"lang": [], "source": [], "section": [], "tags": []}
+    assert _ids(_post(news, query="дрони", k=20, filters=empty_lists)) == plain
+
+
+def test_articles_without_a_date_are_left_out_by_date_filters(news: TestClient[Litestar]) -> None:
+    undated = matching(lambda a: a.published_at is None)
+    assert undated
+    body = _post(news, query="дрони", k=20, filters={"published_from": "1900-01-01"})
+    assert not undated & set(_ids(body, "doc_id"))
+    assert set(_ids(body, "doc_id")) == set(NEWS_BY_ID) - undated
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_collapse_returns_each_article_once_with_its_other_matches(news: TestClient[Litestar], mode: str) -> None:
+    query = "дрони атакували"
+    passages = _post(news, query=query, k=100, mode=mode)
+    articles = _post(news, query=query, k=100, mode=mode, collapse=True)
+    doc_ids = _ids(articles, "doc_id")
+    assert len(doc_ids) == len(set(doc_ids))
+    order = list(dict.fromkeys(_ids(passages, "doc_id")))  # each article where its best passage ranks
+    assert doc_ids == order
+    best = {}
+    for hit in passages["hits"]:
+        best.setdefault(hit["doc_id"], hit["passage_id"])
+    counts = {doc: _ids(passages, "doc_id").count(doc) for doc in order}
+    for hit in articles["hits"]:
+        assert hit["passage_id"] == best[hit["doc_id"]]
+        assert hit["other_matches"] == counts[hit["doc_id"]] - 1
+    assert any(h["other_matches"] > 0 for h in articles["hits"])
+    assert all(h["other_matches"] == 0 for h in passages["hits"])
+    got = news.get("/v1/search", params={"q": query, "k": 100, "mode": mode, "collapse": "true"})
+    assert got.json()["hits"] == articles["hits"]
+
+
+def test_collapse_with_filters(news: TestClient[Litestar]) -> None:
+    body = _post(news, query="дрони", k=2, collapse=True, filters={"lang": ["uk"], "section": ["війна"]})
+    assert sorted(_ids(body, "doc_id")) == ["uk-war-1", "uk-war-2"]
+    other = {h["doc_id"]: h["other_matches"] for h in body["hits"]}
+    assert other["uk-war-2"] >= 1
+
+
+@pytest.mark.parametrize("collapse", [False, True])
+def test_offset_pages_do_not_overlap_and_match_one_longer_page(news: TestClient[Litestar], collapse: bool) -> None:
+    query = "дрони атакували порт"
+    whole = _post(news, query=query, k=4, collapse=collapse)
+    first = _post(news, query=query, k=2, offset=0, collapse=collapse)
+    second = _post(news, query=query, k=2, offset=2, collapse=collapse)
+    assert first["offset"] == 0 and second["offset"] == 2
+    assert not set(_ids(first)) & set(_ids(second))
+    assert _ids(first) + _ids(second) == _ids(whole)
+    assert [h["rank"] for h in second["hits"]] == [3, 4]
+    assert first["hits"] + second["hits"] == whole["hits"]
+    got = news.get("/v1/search", params={"q": query, "k": 2, "offset": 2, "collapse": str(collapse).lower()})
+    assert got.json()["hits"] == second["hits"]
+
+
+def test_offset_past_the_end_is_an_empty_page(news: TestClient[Litestar]) -> None:
+    total = len(_post(news, query="дрони", k=100, mode="lexical")["hits"])
+    body = _post(news, query="дрони", k=5, mode="lexical", offset=total)
+    assert body["hits"] == []
+    assert body["offset"] == total
+
+
+def test_term_highlights_point_at_the_matched_words(news: TestClient[Litestar]) -> None:
+    body = _post(news, query="дрони атакували", k=100, mode="lexical")
+    marked = [h for h in body["hits"] if h["highlight_kind"] == "terms"]
+    assert len(marked) >= 5
+    for hit in marked:
+        assert hit["highlights"]
+        ends = [0]
+        for span in hit["highlights"]:
+            assert ends[-1] <= span["start"] < span["end"] <= len(hit["text"])
+            ends.append(span["end"])
+            for word in hit["text"][span["start"] : span["end"]].split():
+                assert word.casefold().startswith(("дрон", "атак")), (word, hit["text"])
+    top = body["hits"][0]
+    assert top["passage_id"] == "uk-war-1#0"
+    assert [top["text"][s["start"] : s["end"]] for s in top["highlights"]] == ["дрони атакували"]
+    for hit in body["hits"]:
+        if hit["highlight_kind"] is None:
+            assert hit["highlights"] == []
+
+
+def test_passages_found_by_meaning_get_their_closest_sentence(news: TestClient[Litestar]) -> None:
+    body = _post(news, query="дрони атакували", k=100, mode="dense")
+    sentences = [h for h in body["hits"] if h["highlight_kind"] == "sentence"]
+    assert sentences
+    for hit in sentences:
+        [span] = hit["highlights"]
+        sentence = hit["text"][span["start"] : span["end"]]
+        assert sentence.strip() == sentence and sentence
+        assert not any(word.casefold().startswith("дрон") for word in sentence.split())
+
+
+def test_highlight_false_leaves_hits_unmarked(news: TestClient[Litestar]) -> None:
+    for mode in ("dense", "lexical", "hybrid"):
+        body = _post(news, query="дрони атакували", k=5, mode=mode, highlight=False)
+        assert all(h["highlights"] == [] and h["highlight_kind"] is None for h in body["hits"])
+    got = news.get("/v1/search", params={"q": "дрони", "highlight": "false"}).json()
+    assert all(h["highlights"] == [] for h in got["hits"])
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -336,6 +562,14 @@ def test_openapi_schema_documents_every_route(client: TestClient[Litestar]) -> N
     assert "Russia North Korea arms talks" in text  # the English one
     post_200 = paths["/v1/search"]["post"]["responses"]["200"]["content"]["application/json"]
     assert post_200["examples"]
+    [response_example] = post_200["examples"].values()
+    hit = response_example["value"]["hits"][0]
+    assert [hit["text"][s["start"] : s["end"]] for s in hit["highlights"]] == ["Росією", "Північною Кореєю"]
+    request_examples = paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]["examples"]
+    with_filters = [e for e in request_examples if "filters" in e]
+    assert with_filters and with_filters[0]["collapse"] is True
+    get_params = {p["name"] for p in paths["/v1/search"]["get"]["parameters"]}
+    assert {"q", "k", "mode", "lang", "source", "section", "tag", "from", "to", "collapse", "offset"} <= get_params
     assert "application/problem+json" in paths["/v1/search"]["post"]["responses"]["400"]["content"]
 
 
@@ -363,3 +597,26 @@ def test_serve_refuses_a_model_that_is_not_provisioned(tmp_path: Path, index_dir
     settings = Settings(home=str(tmp_path / "home"), model="no-such-model-for-tests")
     with pytest.raises(ModelError, match="not available offline"):
         serve(index_dir, settings)
+
+
+# --- README ------------------------------------------------------------------------------------
+
+
+def _readme_http_examples() -> tuple[list[dict[str, Any]], list[str]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## HTTP API", 1)[1].split("\n## ", 1)[0]
+    bodies = [json.loads(body) for body in re.findall(r"-d '(\{.*?\})'", section, flags=re.DOTALL)]
+    links = re.findall(r"curl -s '(localhost:8000/v1/search\?[^']+)'", section)
+    return bodies, links
+
+
+def test_readme_http_examples_are_valid_requests(news: TestClient[Litestar]) -> None:
+    bodies, links = _readme_http_examples()
+    assert len(bodies) >= 2 and any("filters" in b and b.get("collapse") for b in bodies)
+    assert links
+    for body in bodies:
+        assert news.post("/v1/search", json=body).status_code == 200, body
+    for link in links:
+        response = news.get(link.removeprefix("localhost:8000"))
+        assert response.status_code == 200, (link, response.text)
+        assert response.json()["offset"] == 5

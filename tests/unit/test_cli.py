@@ -1,0 +1,203 @@
+"""``poshuk search`` in-process: argument checking, and output over a HashEncoder index.
+
+Argument mistakes exit 2 with one error line before any model loads. Searches replace
+the model loader (the boundary) with the ``HashEncoder`` the index was built with.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from indexer import cli
+from indexer.cli import BOLD, RESET, build_parser, format_result, main
+from poshuk.encoder import Encoder, HashEncoder
+from poshuk.highlight import Span
+from poshuk.search import Hit, SearchResult
+from poshuk.settings import Settings
+from tests.unit.news import NEWS_BY_ID, build_news_index
+
+
+@pytest.fixture(scope="module")
+def news_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_news_index(tmp_path_factory.mktemp("cli") / "index", HashEncoder())
+
+
+@pytest.fixture
+def hash_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI loads the HashEncoder instead of a real model, and reads no machine settings."""
+
+    def load_encoder(settings: Settings) -> Encoder:
+        return HashEncoder()
+
+    monkeypatch.setattr("poshuk.models.load_encoder", load_encoder)
+    monkeypatch.setattr(cli, "_quiet_model_loading", lambda: None)
+    for name in ("POSHUK_CONFIG", "POSHUK_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POSHUK_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argument errors must be reported before any model loads."""
+
+    def refuse(settings: Settings) -> Encoder:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("poshuk.models.load_encoder", refuse)
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 1, captured.err
+    assert captured.err.splitlines()[-1] == errors[0]  # usage first, then the one error line
+    return errors[0]
+
+
+SEARCH = ["search", "дрони", "--index", "unused-index"]
+
+
+@pytest.mark.usefixtures("no_model")
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--from", "31.08.2023"], "argument --from: expected an ISO 8601 date or date-time"),
+        (["--to", "2023-02-30"], "argument --to: expected an ISO 8601 date"),
+        (["--from", "yesterday"], "'yesterday'"),
+        (["--mode", "bm25"], "argument --mode: invalid choice: 'bm25'"),
+        (["--offset", "-1"], "argument --offset: must be between 0 and 199, got -1"),
+        (["--offset", "200"], "argument --offset: must be between 0 and 199, got 200"),
+        (["--offset", "two"], "argument --offset: expected a whole number, got 'two'"),
+        (["--from", "2023-09-01", "--to", "2023-08-01"], "--from (2023-09-01) is after --to (2023-08-01)"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str
+) -> None:
+    assert fragment in _usage_error(capsys, [*SEARCH, *extra])
+
+
+@pytest.mark.usefixtures("no_model")
+def test_help_lists_the_search_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--mode", "--lang", "--source", "--section", "--tag", "--from", "--to", "--collapse", "--offset"):
+        assert flag in out
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(hash_model: None, news_dir: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    def go(*args: str) -> tuple[int, str, str]:
+        code = main(["search", *args, "--index", str(news_dir)])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return go
+
+
+def _json(run: Run, *args: str) -> dict[str, object]:
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def _docs(result: dict[str, object]) -> list[str]:
+    hits = result["hits"]
+    assert isinstance(hits, list)
+    return [h["doc_id"] for h in hits]
+
+
+def test_json_prints_the_full_result(run: Run) -> None:
+    result = _json(run, "дрони атакували", "-k", "3", "--mode", "lexical")
+    assert result["mode"] == "lexical"
+    assert result["offset"] == 0
+    hits = result["hits"]
+    assert isinstance(hits, list) and len(hits) == 3
+    top = hits[0]
+    assert top["passage_id"] == "uk-war-1#0"
+    assert top["highlight_kind"] == "terms"
+    assert [top["text"][s["start"] : s["end"]] for s in top["highlights"]] == ["дрони атакували"]
+    assert top["other_matches"] == 0
+
+
+def test_filter_flags(run: Run) -> None:
+    docs = _docs(_json(run, "дрони", "-k", "20", "--lang", "uk", "--tag", "дрони", "--to", "2023-08-15"))
+    assert set(docs) == {"uk-war-1", "uk-war-2"}
+    docs = _docs(_json(run, "дрони", "-k", "20", "--source", "Reuters", "--source", "AP"))
+    assert set(docs) == {"en-war-1", "en-econ-1", "en-econ-2"}
+    docs = _docs(_json(run, "дрони", "-k", "20", "--section", "business", "--from", "2023-09-01T00:00:00Z"))
+    assert docs == ["en-econ-1"]
+    assert _docs(_json(run, "дрони", "--lang", "pl")) == []
+
+
+def test_collapse_and_offset(run: Run) -> None:
+    whole = _docs(_json(run, "дрони атакували", "-k", "4", "--collapse"))
+    assert len(whole) == len(set(whole)) == 4
+    second = _json(run, "дрони атакували", "-k", "2", "--collapse", "--offset", "2")
+    assert second["offset"] == 2
+    assert _docs(second) == whole[2:]
+
+
+def test_plain_output_without_a_terminal(run: Run) -> None:
+    code, out, _ = run("дрони атакували", "-k", "2", "--collapse", "--mode", "lexical")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith(" 1. [") and "(uk-war-1 2023-08-01) (+1 more in this article)" in lines[0]
+    assert lines[1] == "    " + NEWS_BY_ID["uk-war-1"].text.split("\n\n")[0]  # no escape codes when piped
+    assert "\033" not in out
+
+
+def test_no_results(run: Run) -> None:
+    code, out, _ = run("дрони", "--lang", "pl")
+    assert (code, out) == (0, "no results\n")
+
+
+def test_plain_output_marks_highlights_in_bold_for_a_terminal() -> None:
+    text = "Уночі дрони атакували порт."
+    hit = Hit(
+        rank=3,
+        score=0.5,
+        passage_id="a#0",
+        doc_id="a",
+        title="Title",
+        text=text,
+        published_at=datetime(2023, 8, 1, tzinfo=UTC),
+        highlights=[Span(6, 21), Span(22, 26)],
+        highlight_kind="terms",
+        other_matches=2,
+    )
+    result = SearchResult(query="q", took_ms=1.0, model="m", hits=[hit], offset=2)
+    bold = format_result(result, bold=True)
+    assert bold == (
+        f" 3. [0.500] Title (a 2023-08-01) (+2 more in this article)\n"
+        f"    Уночі {BOLD}дрони атакували{RESET} {BOLD}порт{RESET}.\n"
+    )
+    assert format_result(result, bold=False).splitlines()[1] == f"    {text}"
+
+
+def test_readme_search_examples_parse() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("  #")[0] for line in section.splitlines() if line.startswith("poshuk search ")]
+    assert any("--collapse" in line and "--from" in line for line in lines)
+    parser = build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        assert args.func is cli._cmd_search

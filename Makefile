@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 POSHUK := $(VENV)/bin/poshuk
 INDEX ?= .poshuk/example-index
 
-.PHONY: setup model demo test lint typecheck pytest clean
+.PHONY: setup model browser demo test lint typecheck pytest clean
 
-setup: $(VENV)/.installed model
+setup: $(VENV)/.installed model browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 model: $(VENV)/.installed
 	$(POSHUK) model install
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-liberation)
 
 demo: setup
 	$(POSHUK) index examples/articles --index $(INDEX)

@@ -20,7 +20,7 @@ import numpy as np
 from poshuk.analysis import Analyzer
 from poshuk.chunking import split_sentences
 from poshuk.documents import clean_text
-from poshuk.encoder import Encoder
+from poshuk.encoder import Encoder, Vectors
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
@@ -32,6 +32,7 @@ from poshuk.store import Index, Manifest, StoredDocument, StoredPassage
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
 CANDIDATES = 200  # passages each retriever contributes; pages are cut from this pool
+SENTENCE_HIGHLIGHT_HITS = 3  # hits per page whose best sentence is found by meaning
 
 
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,15 +146,16 @@ class Searcher:
         text = clean_text(query).strip()
         self._validate(text, k, mode, offset)
         terms = analyse_query(text, self._analyzer)
-        ranked = self._rank(text, terms, mode, filters)
+        vector = None if mode == "lexical" else self._encoder.encode_queries([text])
+        ranked = self._rank(vector, terms, mode, filters)
         stored = self._reader.passages_by_row([row for row, _ in ranked])
         chosen = self._page(ranked, stored, k=k, offset=offset, collapse=collapse)
         hits = [
             self._hit(offset + n, stored[row], score, others, terms if highlight else None)
             for n, (row, score, others) in enumerate(chosen, start=1)
         ]
-        if highlight and self.semantic_highlights and mode != "lexical":
-            hits = self._add_sentence_highlights(text, hits)
+        if highlight and self.semantic_highlights and vector is not None:
+            hits = self._add_sentence_highlights(vector[0], hits)
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(
             query=text,
@@ -174,20 +176,22 @@ class Searcher:
         if not 0 <= offset <= CANDIDATES - 1:
             raise InvalidQueryError(f"offset must be between 0 and {CANDIDATES - 1}, got {offset}")
 
-    def _dense(self, text: str, filters: Filters | None) -> list[tuple[int, float]]:
-        return self._reader.search_vectors(self._encoder.encode_queries([text]), CANDIDATES, filters)
+    def _dense(self, vector: Vectors, filters: Filters | None) -> list[tuple[int, float]]:
+        return self._reader.search_vectors(vector, CANDIDATES, filters)
 
     def _lexical(self, terms: QueryTerms, filters: Filters | None) -> list[tuple[int, float]]:
         if terms.empty:
             return []
         return self._reader.lexical_search(terms.match_expression(), CANDIDATES, filters)
 
-    def _rank(self, text: str, terms: QueryTerms, mode: Mode, filters: Filters | None) -> list[tuple[int, float]]:
-        if mode == "dense":
-            return self._dense(text, filters)
-        if mode == "lexical":
+    def _rank(
+        self, vector: Vectors | None, terms: QueryTerms, mode: Mode, filters: Filters | None
+    ) -> list[tuple[int, float]]:
+        if vector is None:
             return self._lexical(terms, filters)
-        dense = self._dense(text, filters)
+        if mode == "dense":
+            return self._dense(vector, filters)
+        dense = self._dense(vector, filters)
         lexical = self._lexical(terms, filters)
         coverage = self._coverage(terms, [row for row, _ in lexical])
         return fuse([r for r, _ in dense], [r for r, _ in lexical], coverage, self.fusion)
@@ -238,18 +242,32 @@ class Searcher:
             other_matches=others,
         )
 
-    def _add_sentence_highlights(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """Mark the sentence closest in meaning for hits with no matching words (one encoder call)."""
-        pending = [(n, s) for n, hit in enumerate(hits) if not hit.highlights for s in split_sentences(hit.text)]
+    def _add_sentence_highlights(self, query_vector: Vectors, hits: list[Hit]) -> list[Hit]:
+        """Mark the sentence closest in meaning for top hits with no matching words.
+
+        One encoder call over the sentences of at most ``SENTENCE_HIGHLIGHT_HITS`` hits keeps
+        this cheap; a one-sentence passage is marked whole without encoding anything.
+        """
+        out = list(hits)
+        pending: list[tuple[int, str]] = []
+        for n, hit in enumerate(hits):
+            if hit.highlights:
+                continue
+            sentences = split_sentences(hit.text)
+            if len(sentences) == 1:
+                span = sentence_span(hit.text, sentences[0])
+                if span is not None:
+                    out[n] = msgspec.structs.replace(hit, highlights=[span], highlight_kind="sentence")
+            elif sentences and len({i for i, _ in pending}) < SENTENCE_HIGHLIGHT_HITS:
+                pending.extend((n, s) for s in sentences)
         if not pending:
-            return hits
+            return out
         vectors = self._encoder.encode_passages([s for _, s in pending])
-        similarity = vectors @ self._encoder.encode_queries([query])[0]
+        similarity = vectors @ query_vector
         best: dict[int, tuple[float, str]] = {}
         for (n, sentence), value in zip(pending, similarity.tolist(), strict=True):
             if n not in best or value > best[n][0]:
                 best[n] = (value, sentence)
-        out = list(hits)
         for n, (_, sentence) in best.items():
             span = sentence_span(out[n].text, sentence)
             if span is not None:

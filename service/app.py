@@ -28,7 +28,9 @@ from poshuk.settings import ServiceSettings, Settings
 from service.errors import IndexNotReadyError, problem_handler
 from service.routes.documents import DocumentsController
 from service.routes.health import HealthController
+from service.routes.page import PageController
 from service.routes.search import SearchController
+from service.routes.similar import SimilarController
 
 logger = logging.getLogger("poshuk.service")
 
@@ -152,7 +154,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     """
     service_state = ServiceState(index_dir, settings, encoder)
     return Litestar(
-        route_handlers=[SearchController, DocumentsController, HealthController],
+        route_handlers=[SearchController, DocumentsController, SimilarController, HealthController, PageController],
         dependencies={
             "searcher": Provide(_provide_searcher, sync_to_thread=False),
             "limits": Provide(_provide_limits, sync_to_thread=False),

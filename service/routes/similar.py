@@ -1,0 +1,60 @@
+"""``/v1/documents/{doc_id}/similar``: articles closest in meaning to one article ("more like this")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, QueryParameter
+
+from poshuk.errors import InvalidQueryError
+from poshuk.search import Searcher
+from poshuk.settings import ServiceSettings
+from service.errors import problem_responses
+from service.schemas import DATE_DOC, SearchResponse, build_filters
+
+
+class SimilarController(Controller):
+    path = "/v1/documents"
+    tags = ("documents",)
+
+    @get(
+        "/{doc_id:str}/similar",
+        sync_to_thread=True,
+        summary="Similar articles",
+        description="Articles closest in meaning to this one, best first, each article once and never the article "
+        "itself. The same response shape as a search (`mode` is `dense`, `query` is `similar:{doc_id}`, no "
+        "highlights). Optional filters as in `GET /v1/search`. 404 if the index holds no article with this id.",
+        responses=problem_responses(400, 404, 503),
+    )
+    def similar(
+        self,
+        doc_id: Annotated[str, PathParameter(description="Article id as given at indexing, e.g. `uk-001`.")],
+        searcher: NamedDependency[Searcher],
+        limits: NamedDependency[ServiceSettings],
+        k: Annotated[int, QueryParameter(description="How many articles to return, best first.")] = 10,
+        lang: Annotated[
+            list[str] | None, QueryParameter(description="Only articles in any of these languages.")
+        ] = None,
+        source: Annotated[
+            list[str] | None, QueryParameter(description="Only articles from any of these sources.")
+        ] = None,
+        published_from: Annotated[
+            str | None, QueryParameter(name="from", description="Published at or after this. " + DATE_DOC)
+        ] = None,
+        published_to: Annotated[
+            str | None, QueryParameter(name="to", description="Published at or before this. " + DATE_DOC)
+        ] = None,
+    ) -> SearchResponse:
+        if not 1 <= k <= limits.max_k:
+            raise InvalidQueryError(f"k must be between 1 and {limits.max_k}, got {k}")
+        filters = build_filters(
+            lang=lang,
+            source=source,
+            published_from=published_from,
+            published_to=published_to,
+            from_name="from",
+            to_name="to",
+        )
+        return SearchResponse.from_result(searcher.similar(doc_id, k=k, filters=filters))

@@ -170,6 +170,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_delete(args: argparse.Namespace) -> int:
+    """Delete articles through the same core path as the HTTP API (one durable transaction)."""
+    from poshuk.store import Index, IndexWriter
+
+    live = Index.open(args.index)
+    manifest = live.manifest
+    live.close()
+    missing: list[str] = []
+    with IndexWriter(args.index, manifest.model, manifest.chunking, manifest.lexical) as writer:
+        for doc_id in dict.fromkeys(args.ids):
+            if not writer.delete(doc_id):
+                missing.append(doc_id)
+        counts = writer.commit()
+    deleted = len(dict.fromkeys(args.ids)) - len(missing)
+    print(f"deleted {deleted} documents; index now holds {counts.documents} documents, {counts.passages} passages")
+    if missing:
+        print(f"not in the index: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_key_new(args: argparse.Namespace) -> int:
+    from service.auth import new_key
+
+    key, digest = new_key()
+    print(key)
+    print(f'# give the key to the client; put this under [auth] in the settings file:\nkeys = ["{digest}"]')
+    return 0
+
+
 def _cmd_settings(args: argparse.Namespace) -> int:
     if args.table:
         print(settings_table())
@@ -244,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--model", help="model name, sentence-transformers id or local folder")
     index.add_argument("--strict", action="store_true", help="stop at the first bad record, changing nothing")
     index.add_argument(
-        "--rebuild", action="store_true", help="build a new version from these sources only, then swap it in"
+        "--rebuild",
+        action="store_true",
+        help="build a new version from these sources only (plus what is written to the live index meanwhile), "
+        "then swap it in",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
     index.set_defaults(func=_cmd_index)
@@ -288,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="TCP port (default 8000)")
     serve.add_argument("--model", help="model name, sentence-transformers id or local folder")
     serve.set_defaults(func=_cmd_serve)
+
+    remove = add("delete", "Delete articles from an index.", "poshuk delete uk-001 uk-002 --index ./idx")
+    remove.add_argument("ids", nargs="+", metavar="ID", help="article ids")
+    remove.add_argument("--index", type=Path, required=True, help="index folder")
+    remove.set_defaults(func=_cmd_delete)
+
+    key = add("key", "Manage API keys for writing over HTTP.", "poshuk key new")
+    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    key_new = key_sub.add_parser("new", help="Print a fresh random key and the settings line with its hash.")
+    key_new.set_defaults(func=_cmd_key_new)
 
     show = add("settings", "Show the effective settings.", "poshuk settings --table")
     show.add_argument("--table", action="store_true", help="print every setting as a markdown table")

@@ -20,11 +20,11 @@ from tqdm import tqdm
 from poshuk.documents import Article, Passage
 from poshuk.encoder import Encoder
 from poshuk.errors import BadRecordError
-from poshuk.ingest import chunk_step, encode_step
+from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.language import LanguageDetector
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import Settings
-from poshuk.store import Counts, IndexWriter
+from poshuk.store import Counts, IndexWriter, Upsert, last_change
 
 
 @dataclass
@@ -75,6 +75,12 @@ def write_step(
     writer.upsert(article, passages, vectors)
 
 
+def _reencode(articles: Sequence[Article], encoder: Encoder, settings: Settings) -> list[Upsert]:
+    """Articles written to the live index during a rebuild with another model, in the new model's vectors."""
+    chunked = chunk_step(articles, settings.chunking, encoder.count_tokens)
+    return to_upserts(chunked, encode_step(encoder, [p for _, passages in chunked for p in passages]))
+
+
 def index_paths(
     paths: Sequence[Path],
     index_dir: Path,
@@ -93,6 +99,7 @@ def index_paths(
     new version from these sources alone and swaps it in when done.
     """
     started = time.perf_counter()
+    since = last_change(index_dir) if rebuild else None  # live writes from now on are carried into the rebuild
     sources = find_sources(paths)
     report = IndexReport()
     detector = LanguageDetector()
@@ -110,7 +117,14 @@ def index_paths(
     total = sum(len(passages) for _, passages in chunked)
     batch_docs = max(1, settings.batch_size * 4)
     with (
-        IndexWriter(index_dir, encoder.identity, settings.chunking, rebuild=rebuild) as writer,
+        IndexWriter(
+            index_dir,
+            encoder.identity,
+            settings.chunking,
+            rebuild=rebuild,
+            prepare=lambda carried: _reencode(carried, encoder, settings),
+            since=since,
+        ) as writer,
         tqdm(total=total, desc="embedding", unit=" passages", disable=not progress) as bar,
     ):
         for start in range(0, len(chunked), batch_docs):

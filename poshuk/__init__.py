@@ -19,6 +19,7 @@ from poshuk.errors import (
     NotFoundError,
     PoshukError,
 )
+from poshuk.onnx_encoder import OnnxEncoder
 from poshuk.search import Hit, IndexStats, Searcher, SearchResult
 from poshuk.settings import ChunkingSettings, ServiceSettings, Settings, load_settings
 
@@ -40,6 +41,7 @@ __all__ = [
     "ModelIdentity",
     "ModelMismatchError",
     "NotFoundError",
+    "OnnxEncoder",
     "Passage",
     "PoshukError",
     "SearchResult",

@@ -3,6 +3,8 @@
 ``Encoder`` is the protocol every backend implements. ``SentenceTransformerEncoder``
 runs a real model (with its ``query``/``passage`` prompts, e.g. e5's ``"query: "``);
 ``HashEncoder`` is a deterministic fake for fast unit tests, like httpx's MockTransport.
+``OnnxEncoder`` (``poshuk.onnx_encoder``) runs the same weights on onnxruntime; its vectors are
+close to, not identical with, torch's, which ``check_backend`` guards.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.documents import clean_text
-from poshuk.errors import ModelError
+from poshuk.errors import ModelError, ModelMismatchError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -37,13 +39,39 @@ class ModelIdentity(msgspec.Struct, frozen=True, kw_only=True):
     backend: str
 
     def compatible_with(self, other: ModelIdentity) -> bool:
-        """Same weights, same prompts, same dimension: vectors are comparable."""
+        """Same weights, same prompts, same dimension: vectors are comparable.
+
+        The backend is ignored on purpose (same weights, same vector space); ``check_backend``
+        decides whether slightly different vectors of another backend are acceptable.
+        """
         return (
             self.weights_sha256 == other.weights_sha256
             and self.dimension == other.dimension
             and self.query_prompt == other.query_prompt
             and self.passage_prompt == other.passage_prompt
         )
+
+
+# ``ModelIdentity.backend`` -> the ``encoder`` setting that produces it.
+_ENCODER_SETTING = {"sentence-transformers": "torch", "onnx-int8": "onnx-int8", "onnx-fp32": "onnx-fp32"}
+
+
+def check_backend(index_backend: str, query_backend: str, *, allow: bool) -> None:
+    """Raise ``ModelMismatchError`` when vectors from two encoder backends would be compared.
+
+    ``ModelIdentity.compatible_with`` ignores the backend: the same weights give the same vector
+    space. But torch fp32 and ONNX int8 vectors of one text differ slightly (cosine >= 0.99), so
+    queries encoded by another backend than the index's shift scores a little; ``allow`` accepts that.
+    """
+    if allow or index_backend == query_backend:
+        return
+    setting = _ENCODER_SETTING.get(index_backend)
+    match = f"set POSHUK_ENCODER={setting} to match the index, or " if setting else ""
+    raise ModelMismatchError(
+        f"the index was built with the {index_backend!r} encoder backend, but this encoder is "
+        f"{query_backend!r}: same model, slightly different vectors",
+        hint=f"{match}set POSHUK_ALLOW_BACKEND_MISMATCH=1 / --allow-backend-mismatch to accept the difference",
+    )
 
 
 class Encoder(Protocol):

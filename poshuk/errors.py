@@ -14,7 +14,9 @@ HTTP status in one handler. The tree::
     ├── NotFoundError            an id that is not in the index
     └── IndexStoreError          the index folder is missing, locked or corrupt
         ├── IndexNotFoundError
-        └── IndexCorruptError
+        ├── IndexCorruptError
+        ├── IndexBusyError       another process holds the write lock too long
+        └── IndexRetiredError    a write reached a version that is no longer live
 """
 
 from __future__ import annotations
@@ -82,3 +84,14 @@ class IndexNotFoundError(IndexStoreError):
 
 class IndexCorruptError(IndexStoreError):
     """The index folder exists but its files are inconsistent or unreadable."""
+
+
+class IndexBusyError(IndexStoreError):
+    """Another writer held the index's write lock for longer than the busy timeout."""
+
+
+class IndexRetiredError(IndexStoreError):
+    """A write reached an index version that a rebuild has replaced; nothing was written.
+
+    The writer should open the live version (``Index.open``) and write there.
+    """

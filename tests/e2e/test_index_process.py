@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES
+from tests.consistency import check_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -54,13 +57,16 @@ def _big_source(path: Path, articles: int = 600) -> Path:
     return path
 
 
+def _wal_bytes(index_dir: Path) -> int:
+    return sum(wal.stat().st_size for wal in (index_dir / "versions").glob("*/meta.sqlite-wal"))
+
+
 def _wait_for_writer(index_dir: Path, process: subprocess.Popen[str], timeout: float = 180) -> None:
-    """Wait until the run has written passages into its (uncommitted) transaction."""
-    wal = (index_dir / "versions" / (index_dir / "CURRENT").read_text(encoding="utf-8").strip()) / "meta.sqlite-wal"
-    start = wal.stat().st_size if wal.exists() else 0
+    """Wait until the run has written passages into its (uncommitted) transaction (live or new version)."""
+    start = _wal_bytes(index_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if wal.exists() and wal.stat().st_size > start + 256 * 1024:
+        if _wal_bytes(index_dir) > start + 256 * 1024:
             return
         assert process.poll() is None, "indexing ended before it could be interrupted"
         time.sleep(0.05)
@@ -75,6 +81,7 @@ def test_cli_search_answers_in_both_languages(example_index: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_indexing_leaves_the_old_index_usable(example_index: Path, tmp_path: Path, sig: signal.Signals) -> None:
     live_before = (example_index / "CURRENT").read_text(encoding="utf-8")
+    counts_before = check_index(example_index)
     source = _big_source(tmp_path / "bulk.jsonl")
     process = subprocess.Popen(
         [POSHUK, "index", str(source), "--index", str(example_index), "--no-progress"],
@@ -96,9 +103,44 @@ def test_killed_indexing_leaves_the_old_index_usable(example_index: Path, tmp_pa
     else:
         assert process.returncode == -signal.SIGKILL
     assert (example_index / "CURRENT").read_text(encoding="utf-8") == live_before
+    assert check_index(example_index) == counts_before  # whole, and exactly as before: nothing half-written
     assert _search_ids(example_index, "Russia North Korea ammunition talks")[0] == "uk-001"
     stats = _run("search", "бюджет міської ради", "--index", str(example_index), "--json")
     assert not any(hit["doc_id"].startswith("bulk-") for hit in json.loads(stats.stdout)["hits"])
+
+
+def test_killed_rebuild_leaves_the_live_version_and_its_leftovers_are_cleared(
+    example_index: Path, tmp_path: Path
+) -> None:
+    example_index = Path(shutil.copytree(example_index, tmp_path / "index"))  # this test rebuilds it
+    live_before = (example_index / "CURRENT").read_text(encoding="utf-8")
+    counts_before = check_index(example_index)
+    source = _big_source(tmp_path / "bulk.jsonl", articles=40)
+    process = subprocess.Popen(
+        [POSHUK, "index", str(source), "--index", str(example_index), "--rebuild", "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not list((example_index / "versions").glob("tmp-*")):  # the new version is being filled
+            assert process.poll() is None and time.monotonic() < deadline, "the rebuild ended too early"
+            time.sleep(0.02)
+        time.sleep(random.Random(7).uniform(0.0, 1.0))
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert (example_index / "CURRENT").read_text(encoding="utf-8") == live_before
+    assert check_index(example_index) == counts_before
+    small = tmp_path / "one.jsonl"
+    small.write_text(json.dumps({"id": "one", "title": "Один", "text": "Одна стаття."}) + "\n", encoding="utf-8")
+    done = _run("index", str(small), "--index", str(example_index), "--rebuild", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert not list((example_index / "versions").glob("tmp-*"))  # the dead build's folder was removed
+    assert check_index(example_index)["documents"] == 1
 
 
 def test_bad_records_are_reported_and_make_a_nonzero_exit(tmp_path: Path, example_index: Path) -> None:

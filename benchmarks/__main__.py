@@ -1,0 +1,105 @@
+"""``python -m benchmarks recall [--data PATH] [--sets a,b] [--systems x,y] [--work DIR] [--limit N]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_WORK = REPO / "benchmarks" / ".work"
+DEFAULT_OUT = REPO / "benchmarks" / "results"
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    recall = sub.add_parser("recall", help="Recall, MRR and nDCG of every system on the evaluation sets.")
+    recall.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data folder (default: %(default)s)")
+    recall.add_argument("--sets", type=_csv, help="comma-separated sets (default: all)")
+    recall.add_argument("--systems", type=_csv, help="comma-separated systems (default: all)")
+    recall.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
+    recall.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    recall.add_argument("--limit", type=int, help="at most N queries per set (the corpus stays whole)")
+    recall.add_argument("--depth", type=int, default=200, help="passages retrieved per query (default: %(default)s)")
+    reliability = sub.add_parser(
+        "reliability", help="Mixed searches and writes with periodic kill -9 of the server; lost writes must be 0."
+    )
+    reliability.add_argument("--minutes", type=float, default=5.0, help="load duration (default: %(default)s)")
+    reliability.add_argument("--clients", type=int, default=4, help="client processes (default: %(default)s)")
+    reliability.add_argument(
+        "--kill-every", type=float, default=30.0, help="mean seconds between kills (default: %(default)s)"
+    )
+    reliability.add_argument("--seed", type=int, default=20230831, help="seed of the load and the kills")
+    reliability.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    reliability.add_argument("--work", type=Path, help="keep the index, settings and logs here")
+    return parser
+
+
+def _reliability(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from benchmarks.reliability import Options, render, run
+
+    result = run(
+        Options(
+            minutes=args.minutes,
+            clients=args.clients,
+            kill_every_s=args.kill_every,
+            seed=args.seed,
+            out=args.out,
+            work=args.work,
+            command=("python", "-m", "benchmarks", *argv),
+        )
+    )
+    print(render(result))
+    return 0 if result.lost_writes == 0 and result.index_consistent else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.benchmark == "reliability":
+        return _reliability(args, argv)
+    if not args.data.is_dir():
+        print(f"data not found at {args.data}; skipping")
+        return 0
+
+    from benchmarks.datasets import SETS
+    from benchmarks.recall import Options, run
+    from benchmarks.systems import system_names
+    from poshuk.errors import PoshukError
+
+    sets = args.sets or list(SETS)
+    systems = args.systems or system_names()
+    for kind, chosen, known in (("set", sets, list(SETS)), ("system", systems, system_names())):
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            parser.error(f"unknown {kind} {', '.join(unknown)}; choose from {', '.join(known)}")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    opts = Options(
+        data=args.data,
+        sets=sets,
+        systems=systems,
+        work=args.work,
+        out=args.out,
+        limit=args.limit,
+        depth=args.depth,
+        command=["python", "-m", "benchmarks", *argv],
+    )
+    try:
+        return run(opts)
+    except PoshukError as exc:
+        hint = getattr(exc, "hint", None)
+        print(f"error: {exc}" + (f"\nhint: {hint}" if hint else ""), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

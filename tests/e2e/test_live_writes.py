@@ -1,0 +1,289 @@
+"""Live writes to ``poshuk serve`` as real processes: ``kill -9`` mid-stream, and a rebuild under load.
+
+The server runs with a key configured through a settings file (``POSHUK_CONFIG``), the
+real model, on 127.0.0.1. Every 2xx write must be there after any crash, whole; a write
+never answered is either absent or whole; the index files stay consistent. During a
+``poshuk index --rebuild`` the service keeps answering searches with no failure and
+keeps every write it acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.auth import new_key
+from tests.consistency import check_index
+from tests.e2e.test_serve_process import READY_TIMEOUT, _free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+POSHUK = str(Path(sys.executable).with_name("poshuk"))
+KEY, KEY_HASH = new_key()
+AUTH = {"Authorization": f"Bearer {KEY}"}
+SEED = 20230831
+
+
+def _env(config: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["POSHUK_CONFIG"] = str(config)
+    return env
+
+
+def _jsonl(path: Path, prefix: str, count: int) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for n in range(count):
+            text = f"Текст {n} про бюджет, дороги і школи.\nДругий абзац статті {prefix}-{n}."
+            fh.write(json.dumps({"id": f"{prefix}-{n}", "title": f"Стаття {prefix} {n}", "text": text}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small index built by the real CLI with the real model."""
+    folder = tmp_path_factory.mktemp("live")
+    index_dir = folder / "index"
+    config = folder / "empty.toml"
+    config.write_text("", encoding="utf-8")
+    done = subprocess.run(
+        [POSHUK, "index", str(_jsonl(folder / "base.jsonl", "base", 8)), "--index", str(index_dir), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(config),
+    )
+    assert done.returncode == 0, done.stderr
+    return index_dir
+
+
+@pytest.fixture
+def live_index(base_index: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the base index, and a settings file with one key."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(base_index, index_dir)
+    config = tmp_path / "poshuk.toml"
+    config.write_text(
+        f'[auth]\nkeys = ["{KEY_HASH}"]\n\n[service]\nrate_limit_per_second = 0\nsnapshot_every_writes = 7\n',
+        encoding="utf-8",
+    )
+    return index_dir, config
+
+
+class Served:
+    def __init__(self, index_dir: Path, config: Path, log: Path) -> None:
+        self.log = log
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [POSHUK, "serve", "--index", str(index_dir), "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=_env(config),
+            )
+        deadline = time.monotonic() + READY_TIMEOUT
+        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, self.log.read_text(errors="replace")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        self.kill()
+        pytest.fail(f"server not ready:\n{self.log.read_text(errors='replace')}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=60) == 0, self.log.read_text(errors="replace")
+
+
+@dataclass
+class WriteLog:
+    """What the client sent, and what the server acknowledged."""
+
+    sent: dict[str, dict[str, object]] = field(default_factory=dict)
+    acked: dict[str, int] = field(default_factory=dict)  # id -> passages the answer reported
+    failures: list[str] = field(default_factory=list)
+
+
+def _article(rng: random.Random, n: int) -> dict[str, object]:
+    paragraphs = [
+        f"Абзац {p} новини {n}: міська рада обговорила {rng.choice(['бюджет', 'дороги', 'школи', 'тролейбуси'])} "
+        f"і ухвалила рішення номер {rng.randint(1, 10_000)}."
+        for p in range(rng.randint(1, 5))
+    ]
+    return {"title": f"Новина {n}", "text": "\n".join(paragraphs), "lang": "uk"}
+
+
+def _stream_writes(base_url: str, log: WriteLog, start: int, stop: threading.Event, rng: random.Random) -> None:
+    """PUT articles one after another until the server dies or ``stop`` is set."""
+    n = start
+    with httpx.Client(base_url=base_url, timeout=30.0, headers=AUTH) as client:
+        while not stop.is_set():
+            doc_id = f"w-{n:05d}"
+            body = _article(rng, n)
+            log.sent[doc_id] = body
+            try:
+                response = client.put(f"/v1/documents/{doc_id}", json=body)
+            except httpx.TransportError:
+                return  # killed: this write was never acknowledged
+            if response.status_code in (200, 201):
+                log.acked[doc_id] = response.json()["passages"]
+            else:
+                log.failures.append(f"{doc_id}: {response.status_code} {response.text}")
+            n += 1
+
+
+def _check_writes(base_url: str, log: WriteLog) -> int:
+    """Every acknowledged write is whole; every unacknowledged one is absent or whole. Returns unacked present."""
+    half = 0
+    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+        for doc_id, body in log.sent.items():
+            response = client.get(f"/v1/documents/{doc_id}")
+            if doc_id in log.acked:
+                assert response.status_code == 200, f"acknowledged write {doc_id} was lost"
+            elif response.status_code == 404:
+                continue
+            else:
+                half += 1
+            stored = response.json()
+            assert [line for line in stored["text"].splitlines() if line] == str(body["text"]).splitlines()
+            assert stored["title"] == body["title"]
+            passages = stored["passages"]
+            assert [p["ordinal"] for p in passages] == list(range(len(passages)))
+            if doc_id in log.acked:
+                assert len(passages) == log.acked[doc_id]
+            first = str(body["text"]).splitlines()[0]
+            found = client.get("/v1/search", params={"q": first, "k": 5, "mode": "lexical"})
+            assert doc_id in {h["doc_id"] for h in found.json()["hits"]}, f"{doc_id} is not searchable"
+    return half
+
+
+def test_kill_9_during_a_stream_of_writes_loses_no_acknowledged_write(
+    live_index: tuple[Path, Path], tmp_path: Path
+) -> None:
+    index_dir, config = live_index
+    rng = random.Random(SEED)
+    log = WriteLog()
+    server_log = tmp_path / "server.log"
+    for _round in range(2):
+        server = Served(index_dir, config, server_log)
+        stop = threading.Event()
+        writer = threading.Thread(
+            target=_stream_writes, args=(server.base_url, log, len(log.sent), stop, rng), daemon=True
+        )
+        writer.start()
+        time.sleep(rng.uniform(1.5, 4.0))  # a random moment mid-stream
+        server.kill()
+        stop.set()
+        writer.join(timeout=60)
+    check_index(index_dir)  # the files alone, as a fresh process reads them
+    server = Served(index_dir, config, server_log)
+    try:
+        unacked_present = _check_writes(server.base_url, log)
+    finally:
+        server.stop()
+    assert not log.failures, log.failures
+    assert len(log.acked) >= 4, f"too few writes to mean anything: {len(log.acked)}"
+    assert unacked_present <= 2  # at most the write in flight at each kill
+    assert KEY not in server_log.read_text(errors="replace")
+
+
+@dataclass
+class Load:
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _search_loop(base_url: str, stop: threading.Event, load: Load) -> None:
+    queries = ["Шойгу Північна Корея", "grain exports Odesa", "бюджет міської ради", "ECB interest rates"]
+    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+        n = 0
+        while not stop.is_set():
+            try:
+                response = client.get("/v1/search", params={"q": queries[n % len(queries)], "k": 5})
+            except httpx.TransportError as exc:
+                load.failed.append(repr(exc))
+            else:
+                if response.status_code == 200:
+                    load.ok += 1
+                else:
+                    load.failed.append(f"{response.status_code} {response.text[:200]}")
+            n += 1
+
+
+def test_rebuild_while_serving_fails_no_request_and_keeps_live_writes(
+    live_index: tuple[Path, Path], tmp_path: Path
+) -> None:
+    index_dir, config = live_index
+    small_source = _jsonl(tmp_path / "rebuild.jsonl", "r", 6)
+    server = Served(index_dir, config, tmp_path / "server.log")
+    old_version = httpx.get(f"{server.base_url}/readyz").json()["version"]
+    stop = threading.Event()
+    loads = [Load(), Load()]
+    log = WriteLog()
+    searchers = [threading.Thread(target=_search_loop, args=(server.base_url, stop, load)) for load in loads]
+    writer = threading.Thread(
+        target=_stream_writes, args=(server.base_url, log, 0, stop, random.Random(SEED)), daemon=True
+    )
+    try:
+        for thread in searchers:
+            thread.start()
+        rebuild = subprocess.Popen(
+            [POSHUK, "index", str(small_source), "--index", str(index_dir), "--rebuild", "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(config),
+        )
+        deadline = time.monotonic() + 300
+        while not list((index_dir / "versions").glob("tmp-*")):  # the rebuild has begun: writes from now on count
+            assert rebuild.poll() is None and time.monotonic() < deadline, rebuild.communicate()
+            time.sleep(0.02)
+        writer.start()
+        _, stderr = rebuild.communicate(timeout=300)
+        assert rebuild.returncode == 0, stderr
+        deadline = time.monotonic() + 10
+        with httpx.Client(base_url=server.base_url) as client:
+            while client.get("/readyz").json()["version"] == old_version:
+                assert time.monotonic() < deadline, "the service did not switch to the rebuilt version"
+                time.sleep(0.1)
+        time.sleep(1.5)  # keep the load on after the switch
+    finally:
+        stop.set()
+        for thread in [*searchers, writer]:
+            if thread.is_alive():
+                thread.join(timeout=60)
+    try:
+        assert sum(load.ok for load in loads) > 20
+        assert [f for load in loads for f in load.failed] == []
+        assert not log.failures, log.failures
+        assert log.acked, "no write was acknowledged during the rebuild"
+        _check_writes(server.base_url, log)  # written during and after the swap: all kept
+        with httpx.Client(base_url=server.base_url) as client:
+            assert client.get("/v1/documents/r-0").status_code == 200
+            assert client.get("/v1/documents/base-0").status_code == 404  # not in the rebuild's sources
+    finally:
+        server.stop()
+    check_index(index_dir)
+    assert len(list((index_dir / "versions").glob("v*"))) == 2  # the previous version is kept for rollback

@@ -39,7 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     reliability.add_argument("--seed", type=int, default=20230831, help="seed of the load and the kills")
     reliability.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     reliability.add_argument("--work", type=Path, help="keep the index, settings and logs here")
+    latency = sub.add_parser("latency", help="HTTP query latency, QPS and memory of a real `poshuk serve`.")
+    latency.add_argument("--index", type=Path, help="index to serve (default: the example articles, indexed now)")
+    latency.add_argument("--queries", type=int, default=100, help="requests per concurrency level")
+    latency.add_argument("--concurrency", type=_csv, default=["1", "8"], help="levels (default: 1,8)")
+    latency.add_argument("--encoder", default="torch", help="POSHUK_ENCODER for the server (default: torch)")
+    latency.add_argument("--mode", default="hybrid", help="search mode (default: hybrid)")
+    latency.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     return parser
+
+
+def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import msgspec
+
+    from benchmarks.latency import render, run
+
+    result = run(
+        index=args.index,
+        queries=args.queries,
+        levels=[int(c) for c in args.concurrency],
+        encoder=args.encoder,
+        mode=args.mode,
+        command=" ".join(("python", "-m", "benchmarks", *argv)),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"latency-{args.encoder}"
+    (args.out / f"{stem}.json").write_bytes(msgspec.json.format(msgspec.json.encode(result)))
+    (args.out / f"{stem}.md").write_text(render(result), encoding="utf-8")
+    print(render(result))
+    return 0
 
 
 def _reliability(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -66,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.benchmark == "reliability":
         return _reliability(args, argv)
+    if args.benchmark == "latency":
+        return _latency(args, argv)
     if not args.data.is_dir():
         print(f"data not found at {args.data}; skipping")
         return 0

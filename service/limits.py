@@ -139,7 +139,12 @@ class LimitsMiddleware:
             await send(message)
 
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:  # the client went away: let the handler finish, unheard
+            abandoned = True
+            task.add_done_callback(_log_late_failure)
+            raise
         if task in done or started:
             await task
             return

@@ -183,17 +183,22 @@ def test_kill_9_during_a_stream_of_writes_loses_no_acknowledged_write(
     live_index: tuple[Path, Path], tmp_path: Path
 ) -> None:
     index_dir, config = live_index
-    rng = random.Random(SEED)
+    kills, articles = random.Random(SEED), random.Random(SEED + 1)
     log = WriteLog()
     server_log = tmp_path / "server.log"
     for _round in range(2):
         server = Served(index_dir, config, server_log)
         stop = threading.Event()
         writer = threading.Thread(
-            target=_stream_writes, args=(server.base_url, log, len(log.sent), stop, rng), daemon=True
+            target=_stream_writes, args=(server.base_url, log, len(log.sent), stop, articles), daemon=True
         )
+        acked_before = len(log.acked)
         writer.start()
-        time.sleep(rng.uniform(1.5, 4.0))  # a random moment mid-stream
+        deadline = time.monotonic() + 60
+        while len(log.acked) < acked_before + 2:  # the stream is flowing
+            assert time.monotonic() < deadline and writer.is_alive(), log.failures
+            time.sleep(0.05)
+        time.sleep(kills.uniform(0.0, 2.5))  # then a random moment mid-stream
         server.kill()
         stop.set()
         writer.join(timeout=60)

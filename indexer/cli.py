@@ -7,6 +7,7 @@ exit; argument mistakes exit 2 (argparse's convention), interrupted runs 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -124,6 +125,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             collapse=args.collapse,
             offset=args.offset,
             highlight=not args.no_highlight,
+            dedupe=args.dedupe,
         )
     finally:
         searcher.close()
@@ -188,6 +190,63 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     if missing:
         print(f"not in the index: {', '.join(missing)}", file=sys.stderr)
         return 1
+    return 0
+
+
+class IndexReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``poshuk stats`` reports about an index folder."""
+
+    version: str
+    model: str
+    backend: str
+    dimension: int
+    documents: int
+    passages: int
+    languages: dict[str, int]
+    disk_bytes: int
+    kept_versions: list[str]
+
+
+def index_report(index_dir: Path) -> IndexReport:
+    """Read an index folder's size and make-up (read-only)."""
+    import sqlite3
+
+    from poshuk.store import Index
+
+    index = Index.open(index_dir)
+    try:
+        manifest, counts, folder = index.manifest, index.counts(), index.folder
+    finally:
+        index.close()
+    uri = (folder / "meta.sqlite").resolve().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        rows = conn.execute("SELECT coalesce(lang, '?'), count(*) FROM documents GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    versions = sorted(p.name for p in (index_dir / "versions").glob("v*") if p.is_dir())
+    return IndexReport(
+        version=manifest.version,
+        model=manifest.model.name,
+        backend=manifest.model.backend,
+        dimension=manifest.model.dimension,
+        documents=counts.documents,
+        passages=counts.passages,
+        languages={str(lang): int(n) for lang, n in rows},
+        disk_bytes=sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file()),
+        kept_versions=versions,
+    )
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    report = index_report(args.index)
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report)).decode() + "\n")
+        return 0
+    langs = ", ".join(f"{lang} {n}" for lang, n in report.languages.items()) or "none"
+    print(f"version     {report.version} (kept: {', '.join(report.kept_versions)})")
+    print(f"model       {report.model} ({report.backend}, {report.dimension} dimensions)")
+    print(f"documents   {report.documents}")
+    print(f"passages    {report.passages}")
+    print(f"languages   {len(report.languages)}: {langs}")
+    print(f"disk        {report.disk_bytes / 1_048_576:.1f} MiB ({report.disk_bytes} bytes)")
     return 0
 
 
@@ -309,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="published on or before (a bare date includes that whole day)",
     )
     search.add_argument("--collapse", action="store_true", help="each article once, with its other matches counted")
+    search.add_argument("--dedupe", action="store_true", help="each story once (copies and translations grouped)")
     search.add_argument("--offset", type=_offset, default=0, metavar="N", help="skip the first N hits (paging)")
     search.add_argument("--no-highlight", action="store_true", help="do not compute where hits match")
     search.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -326,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("ids", nargs="+", metavar="ID", help="article ids")
     remove.add_argument("--index", type=Path, required=True, help="index folder")
     remove.set_defaults(func=_cmd_delete)
+
+    stats = add("stats", "Show what an index holds and how large it is.", "poshuk stats --index ./idx --json")
+    stats.add_argument("--index", type=Path, required=True, help="index folder")
+    stats.add_argument("--json", action="store_true", help="print the report as JSON")
+    stats.set_defaults(func=_cmd_stats)
 
     key = add("key", "Manage API keys for writing over HTTP.", "poshuk key new")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")

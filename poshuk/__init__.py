@@ -4,9 +4,11 @@ The names below are the library's public surface; other newsroom tools import th
 from ``poshuk`` directly (a test keeps ``__all__`` honest).
 """
 
+from poshuk.client import AsyncClient, Client
 from poshuk.documents import Article, Passage
 from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
 from poshuk.errors import (
+    AuthError,
     BadRecordError,
     ConfigError,
     IndexCorruptError,
@@ -18,6 +20,7 @@ from poshuk.errors import (
     ModelMismatchError,
     NotFoundError,
     PoshukError,
+    ServiceUnavailableError,
 )
 from poshuk.onnx_encoder import OnnxEncoder
 from poshuk.search import Hit, IndexStats, Searcher, SearchResult
@@ -25,8 +28,11 @@ from poshuk.settings import ChunkingSettings, ServiceSettings, Settings, load_se
 
 __all__ = [
     "Article",
+    "AsyncClient",
+    "AuthError",
     "BadRecordError",
     "ChunkingSettings",
+    "Client",
     "ConfigError",
     "Encoder",
     "HashEncoder",
@@ -48,6 +54,7 @@ __all__ = [
     "Searcher",
     "SentenceTransformerEncoder",
     "ServiceSettings",
+    "ServiceUnavailableError",
     "Settings",
     "load_settings",
 ]

@@ -12,6 +12,8 @@ HTTP status in one handler. The tree::
     │   ├── InvalidQueryError    empty / over-long query, k out of range
     │   └── BadRecordError       one source record cannot be read (file + line)
     ├── NotFoundError            an id that is not in the index
+    ├── AuthError                the service refused the API key, or wanted one (HTTP 401/403)
+    ├── ServiceUnavailableError  the service is loading, busy or rate-limiting (HTTP 429/503)
     └── IndexStoreError          the index folder is missing, locked or corrupt
         ├── IndexNotFoundError
         ├── IndexCorruptError
@@ -25,8 +27,12 @@ from __future__ import annotations
 class PoshukError(Exception):
     """Base of every error raised on purpose by Poshuk.
 
-    ``hint`` is an optional next step for the person reading the message.
+    ``hint`` is an optional next step for the person reading the message. Errors that
+    ``poshuk.Client`` raises for an HTTP answer also carry its ``status`` and ``detail``.
     """
+
+    status: int | None = None
+    detail: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -72,6 +78,14 @@ class BadRecordError(InputError):
 
 class NotFoundError(PoshukError):
     """An id (document, passage) that the index does not hold."""
+
+
+class AuthError(PoshukError):
+    """The service wants an API key, or refused the one given (HTTP 401/403)."""
+
+
+class ServiceUnavailableError(PoshukError):
+    """The service cannot answer now: loading, busy, timed out or rate-limiting (HTTP 429/503); retry later."""
 
 
 class IndexStoreError(PoshukError):

@@ -78,6 +78,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         float,
         _doc("After switching to a new index version, the old one stays open this long for requests in flight.", ge=0),
     ] = 30.0
+    log_queries: Annotated[
+        bool, _doc("Log each search's query text at info level (off: queries are never logged, for privacy).")
+    ] = False
 
 
 class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -31,6 +31,7 @@ from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
 from service.errors import IndexNotReadyError, problem_handler
 from service.lifecycle import LIFECYCLE_KEY, Lifecycle
 from service.limits import Limits, LimitsMiddleware
+from service.metrics import METRICS_KEY, Metrics, MetricsController, ObservabilityMiddleware
 from service.routes.documents_write import write_controllers
 from service.routes.health import HealthController
 from service.routes.page import PageController
@@ -183,21 +184,28 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     service_state = ServiceState(index_dir, settings, encoder)
     ring = KeyRing(settings.auth)
     limits = Limits(settings.service, ring)
+    metrics = Metrics(service_state)
+    lifecycle = Lifecycle(service_state)
+    lifecycle.write_listeners.append(metrics.written)
     return Litestar(
         route_handlers=[
             SearchController,
             SimilarController,
             HealthController,
             PageController,
+            MetricsController,
             *write_controllers(settings.service),  # DocumentsController's reads with the writes
         ],
         guards=[make_guard(ring)],
-        middleware=[DefineMiddleware(LimitsMiddleware, shared=limits)],
+        middleware=[
+            DefineMiddleware(ObservabilityMiddleware, metrics=metrics),  # outermost: sees every answer
+            DefineMiddleware(LimitsMiddleware, shared=limits),
+        ],
         dependencies={
             "searcher": Provide(_provide_searcher, sync_to_thread=False),
             "limits": Provide(_provide_limits, sync_to_thread=False),
         },
-        state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: Lifecycle(service_state)}),
+        state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, METRICS_KEY: metrics}),
         lifespan=[_lifespan, _upkeep],
         exception_handlers={Exception: problem_handler},
         request_max_body_size=settings.service.max_body_bytes,

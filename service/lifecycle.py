@@ -21,6 +21,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,7 @@ class Lifecycle:
         self._thread: threading.Thread | None = None
         self._snapshot_seq: int | None = None
         self._unusable: Path | None = None  # a version that failed to open: not retried until CURRENT moves
+        self.write_listeners: list[Callable[[int, int], None]] = []  # (upserts, deletes) after each durable write
 
     @classmethod
     def of(cls, state: State) -> Lifecycle:
@@ -153,6 +155,11 @@ class Lifecycle:
                 stats.passages,
             )
             return Reloaded(version=fresh.index.folder.name, previous=previous, changed=True)
+
+    def written(self, upserts: int, deletes: int) -> None:
+        """Tell the write listeners (metrics) about one durable write."""
+        for listener in self.write_listeners:
+            listener(upserts, deletes)
 
     def _close_expired(self) -> None:
         now = time.monotonic()

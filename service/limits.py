@@ -31,7 +31,7 @@ from service.errors import ServiceProblem
 
 logger = logging.getLogger("poshuk.service")
 
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 100_000
 
 

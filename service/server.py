@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
 import uvicorn
-import uvicorn.config
 
 from poshuk.errors import ModelMismatchError
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
 from poshuk.store import Index
 from service.app import create_app
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging set-up, plus the ``poshuk`` loggers on the same stderr handler."""
-    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["poshuk"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
+from service.logging_setup import log_config
 
 
 def serve(index_dir: Path, settings: Settings) -> None:
@@ -48,8 +39,8 @@ def serve(index_dir: Path, settings: Settings) -> None:
         host=settings.service.host,
         port=settings.service.port,
         log_level=level,
-        log_config=_log_config(level),
-        access_log=True,
+        log_config=log_config(level),
+        access_log=False,  # poshuk.access logs each request (service.metrics)
         lifespan="on",
         server_header=False,
     )

@@ -77,7 +77,9 @@ def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], dele
     """One durable write; redone on the new version if a rebuild retired this one meanwhile."""
     for _attempt in range(WRITE_ATTEMPTS):
         try:
-            return searcher.index.write(upserts, deletes)
+            counts = searcher.index.write(upserts, deletes)
+            lifecycle.written(len(upserts), len(deletes))
+            return counts
         except IndexRetiredError:
             try:
                 lifecycle.reload()

@@ -1,0 +1,296 @@
+"""``Client`` and ``AsyncClient``: the Poshuk HTTP API from another newsroom tool.
+
+Both speak the stable ``/v1`` API over httpx and answer with the library's own structs
+(``SearchResult``, ``Article``), so code can move between an in-process ``Searcher`` and
+a remote service. A problem+json answer raises the matching ``PoshukError``:
+
+======  ==============================================================
+status  raises
+======  ==============================================================
+400     ``InvalidQueryError`` (invalid query) or ``InputError``
+404     ``NotFoundError``
+401/403 ``AuthError``
+429/503 ``ServiceUnavailableError``
+other   ``InputError`` for 4xx, ``PoshukError`` for the rest
+======  ==============================================================
+
+Each carries the answer's ``status`` and ``detail``. Example::
+
+    with poshuk.Client("http://127.0.0.1:8000") as client:
+        result = client.search("переговори про зброю", k=5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from poshuk.documents import Article
+from poshuk.errors import (
+    AuthError,
+    InputError,
+    InvalidQueryError,
+    NotFoundError,
+    PoshukError,
+    ServiceUnavailableError,
+)
+from poshuk.filters import Filters
+from poshuk.search import Mode, SearchResult
+
+__all__ = ["AsyncClient", "Client", "WriteResult"]
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A durable write: the ids written (or deleted), their passages, the index's change number after it."""
+
+    ids: list[str]
+    passages: int
+    seq: int
+
+
+class _Problem(msgspec.Struct, kw_only=True):
+    type: str = "about:blank"
+    title: str = ""
+    status: int = 0
+    detail: str = ""
+
+
+class _Document(msgspec.Struct, kw_only=True):
+    id: str
+    title: str
+    text: str
+    url: str | None = None
+    source: str | None = None
+    published_at: datetime | None = None
+    lang: str | None = None
+    section: str | None = None
+    tags: list[str] = []
+
+    def article(self) -> Article:
+        return Article(
+            id=self.id,
+            title=self.title,
+            text=self.text,
+            url=self.url,
+            source=self.source,
+            published_at=self.published_at,
+            lang=self.lang,
+            section=self.section,
+            tags=tuple(self.tags),
+        )
+
+
+_RESULT = msgspec.json.Decoder(SearchResult)
+_DOCUMENT = msgspec.json.Decoder(_Document)
+_WRITTEN = msgspec.json.Decoder(WriteResult)
+_PROBLEM = msgspec.json.Decoder(_Problem)
+_ENCODER = msgspec.json.Encoder()
+
+
+def error_for(response: httpx.Response) -> PoshukError:
+    """The ``PoshukError`` a non-2xx answer stands for, with its ``status`` and ``detail``."""
+    status = response.status_code
+    try:
+        problem = _PROBLEM.decode(response.content)
+    except msgspec.DecodeError:
+        problem = _Problem(status=status, detail=response.text.strip() or response.reason_phrase)
+    detail = problem.detail or problem.title or response.reason_phrase
+    error: PoshukError
+    if status == 400 and problem.type.endswith("/invalid-query"):
+        error = InvalidQueryError(detail)
+    elif status == 404:
+        error = NotFoundError(detail)
+    elif status in (401, 403):
+        error = AuthError(detail, hint="pass a valid api_key")
+    elif status in (429, 503):
+        retry = response.headers.get("retry-after")
+        error = ServiceUnavailableError(detail, hint=f"retry after {retry} s" if retry else "retry later")
+    elif 400 <= status < 500:
+        error = InputError(detail)
+    else:
+        error = PoshukError(f"HTTP {status}: {detail}")
+    error.status = status
+    error.detail = detail
+    return error
+
+
+def _search_body(
+    query: str, k: int, mode: Mode, filters: Filters | None, collapse: bool, offset: int
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": query, "k": k, "mode": mode, "collapse": collapse, "offset": offset}
+    if filters is not None:
+        body["filters"] = msgspec.to_builtins(filters)
+    return body
+
+
+def _doc_path(doc_id: str) -> str:
+    return f"/v1/documents/{quote(doc_id, safe='')}"
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _checked(response: httpx.Response) -> bytes:
+    if response.is_success:
+        return response.content
+    raise error_for(response)
+
+
+def _content(articles: Iterable[Article]) -> bytes:
+    return _ENCODER.encode(list(articles))
+
+
+class Client:
+    """A synchronous client for one Poshuk service; use it as a context manager or call ``close()``.
+
+    ``transport`` replaces the network (tests pass ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        collapse: bool = False,
+        offset: int = 0,
+    ) -> SearchResult:
+        """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
+        body = _search_body(query, k, mode, filters, collapse, offset)
+        return _RESULT.decode(_checked(self._http.post("/v1/search", json=body)))
+
+    def document(self, doc_id: str) -> Article:
+        """The stored article; ``NotFoundError`` if the index holds none with this id."""
+        return _DOCUMENT.decode(_checked(self._http.get(_doc_path(doc_id)))).article()
+
+    def similar(self, doc_id: str, k: int = 10) -> SearchResult:
+        """Articles closest in meaning to ``doc_id``, best first."""
+        return _RESULT.decode(_checked(self._http.get(_doc_path(doc_id) + "/similar", params={"k": k})))
+
+    def upsert(self, article: Article) -> WriteResult:
+        """Add or replace one article (needs a write key)."""
+        content = _ENCODER.encode(article)
+        response = self._http.put(_doc_path(article.id), content=content, headers={"Content-Type": "application/json"})
+        return _WRITTEN.decode(_checked(response))
+
+    def upsert_many(self, articles: Sequence[Article]) -> WriteResult:
+        """Add or replace a batch of articles in one durable transaction (needs a write key)."""
+        response = self._http.post(
+            "/v1/documents", content=_content(articles), headers={"Content-Type": "application/json"}
+        )
+        return _WRITTEN.decode(_checked(response))
+
+    def delete(self, doc_id: str) -> WriteResult:
+        """Delete one article (needs a write key); ``NotFoundError`` if absent."""
+        return _WRITTEN.decode(_checked(self._http.delete(_doc_path(doc_id))))
+
+    def ready(self) -> bool:
+        """Whether the service can answer searches now."""
+        return self._http.get("/readyz").status_code == 200
+
+
+class AsyncClient:
+    """The asynchronous twin of ``Client``: the same methods, awaited."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        collapse: bool = False,
+        offset: int = 0,
+    ) -> SearchResult:
+        """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
+        body = _search_body(query, k, mode, filters, collapse, offset)
+        return _RESULT.decode(_checked(await self._http.post("/v1/search", json=body)))
+
+    async def document(self, doc_id: str) -> Article:
+        """The stored article; ``NotFoundError`` if the index holds none with this id."""
+        return _DOCUMENT.decode(_checked(await self._http.get(_doc_path(doc_id)))).article()
+
+    async def similar(self, doc_id: str, k: int = 10) -> SearchResult:
+        """Articles closest in meaning to ``doc_id``, best first."""
+        response = await self._http.get(_doc_path(doc_id) + "/similar", params={"k": k})
+        return _RESULT.decode(_checked(response))
+
+    async def upsert(self, article: Article) -> WriteResult:
+        """Add or replace one article (needs a write key)."""
+        content = _ENCODER.encode(article)
+        response = await self._http.put(
+            _doc_path(article.id), content=content, headers={"Content-Type": "application/json"}
+        )
+        return _WRITTEN.decode(_checked(response))
+
+    async def upsert_many(self, articles: Sequence[Article]) -> WriteResult:
+        """Add or replace a batch of articles in one durable transaction (needs a write key)."""
+        response = await self._http.post(
+            "/v1/documents", content=_content(articles), headers={"Content-Type": "application/json"}
+        )
+        return _WRITTEN.decode(_checked(response))
+
+    async def delete(self, doc_id: str) -> WriteResult:
+        """Delete one article (needs a write key); ``NotFoundError`` if absent."""
+        return _WRITTEN.decode(_checked(await self._http.delete(_doc_path(doc_id))))
+
+    async def ready(self) -> bool:
+        """Whether the service can answer searches now."""
+        return (await self._http.get("/readyz")).status_code == 200

@@ -1,0 +1,78 @@
+"""``poshuk.Client`` and ``poshuk.AsyncClient`` against a real ``poshuk serve``, plus its ``/metrics``
+and its JSON log lines. Server start-up as in ``test_serve_process``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import poshuk
+from tests.conftest import EXAMPLES
+from tests.e2e.test_serve_process import POSHUK, Server, _env, _start
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+
+@pytest.fixture(scope="module")
+def client_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    index_dir = tmp_path_factory.mktemp("client") / "index"
+    done = subprocess.run(
+        [POSHUK, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    running = _start(index_dir, tmp_path_factory.mktemp("client-log") / "server.log")
+    yield running
+    running.process.send_signal(signal.SIGINT)
+    try:
+        running.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+
+
+def test_clients_search_read_and_scrape(client_server: Server) -> None:
+    with poshuk.Client(client_server.base_url, timeout=60.0) as client:
+        assert client.ready()
+        result = client.search("візит Шойгу до Північної Кореї", k=5, collapse=True)
+        assert isinstance(result, poshuk.SearchResult) and result.hits
+        top = result.hits[0].doc_id
+        article = client.document(top)
+        assert isinstance(article, poshuk.Article) and article.id == top
+        similar = client.similar(top, k=3)
+        assert similar.hits and top not in {hit.doc_id for hit in similar.hits}
+        with pytest.raises(poshuk.NotFoundError):
+            client.document("no-such-article")
+        with pytest.raises(poshuk.InvalidQueryError):
+            client.search("   ")
+
+    async def run() -> list[str]:
+        async with poshuk.AsyncClient(client_server.base_url, timeout=60.0) as client:
+            found = await client.search("North Korea ammunition", k=3)
+            await client.document(found.hits[0].doc_id)
+            return [hit.doc_id for hit in (await client.similar(found.hits[0].doc_id, k=2)).hits]
+
+    assert asyncio.run(run())
+
+    metrics = httpx.get(client_server.base_url + "/metrics", timeout=10).text
+    assert 'poshuk_http_requests_total{method="POST",route="/v1/search",status="200"}' in metrics
+    assert "poshuk_search_seconds_bucket" in metrics
+    assert "poshuk_index_documents 30.0" in metrics
+
+    access = []
+    for line in client_server.output().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("logger") == "poshuk.access":
+                access.append(entry)
+    assert any(e["route"].startswith("/v1/documents/{doc_id") and e["status"] == 404 for e in access), access
+    assert "Шойгу" not in client_server.output()

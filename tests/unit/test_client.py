@@ -1,0 +1,146 @@
+"""``poshuk.Client`` / ``poshuk.AsyncClient``: requests they send, structs they return, errors they raise."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import httpx
+import msgspec
+import pytest
+
+import poshuk
+from poshuk.filters import Filters
+
+HIT = {
+    "rank": 1,
+    "score": 0.5,
+    "passage_id": "uk-001#0",
+    "doc_id": "uk-001",
+    "title": "Кірбі",
+    "text": "Переговори",
+    "published_at": "2023-08-31T09:15:00Z",
+    "lang": "uk",
+    "highlights": [{"start": 0, "end": 4}],
+    "highlight_kind": "terms",
+    "other_matches": 0,
+}
+RESULT = {"query": "q", "took_ms": 1.5, "model": "m", "mode": "hybrid", "offset": 0, "hits": [HIT]}
+DOCUMENT = {"id": "uk-001", "title": "Кірбі", "text": "Переговори", "tags": ["КНДР"], "passages": []}
+WRITTEN = {"ids": ["uk-001"], "passages": 1, "seq": 7}
+
+
+def _problem(status: int, slug: str, detail: str) -> httpx.Response:
+    body = {"type": f"https://poshuk.dev/problems/{slug}", "title": slug, "status": status, "detail": detail}
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
+
+
+def _service(request: httpx.Request) -> httpx.Response:
+    path, method = request.url.path, request.method
+    if path == "/v1/search" and method == "POST":
+        body = json.loads(request.content)
+        if body["query"] == "bad":
+            return _problem(400, "invalid-query", "query is empty")
+        if body["query"] == "keyless":
+            return _problem(401, "unauthorized", "a key is needed")
+        if body["query"] == "busy":
+            return httpx.Response(429, json={"detail": "slow down"}, headers={"retry-after": "2"})
+        assert body["filters"]["lang"] == ["uk"]
+        assert body["filters"]["published_from"].startswith("2023-08-01T00:00:00")
+        return httpx.Response(200, json={**RESULT, "query": body["query"]})
+    if path == "/v1/documents/uk-001" and method == "GET":
+        return httpx.Response(200, json=DOCUMENT)
+    if path == "/v1/documents/uk-001/similar":
+        assert request.url.params["k"] == "3"
+        return httpx.Response(200, json={**RESULT, "mode": "dense"})
+    if path == "/v1/documents/a%2Fb" or path == "/v1/documents/a/b":
+        assert request.url.raw_path == b"/v1/documents/a%2Fb"
+        return _problem(404, "not-found", "no document a/b")
+    if path == "/v1/documents/uk-001" and method in ("PUT", "DELETE"):
+        if request.headers.get("authorization") != "Bearer k1":
+            return _problem(403, "forbidden", "wrong key")
+        if method == "PUT":
+            sent = json.loads(request.content)
+            assert sent["id"] == "uk-001" and sent["tags"] == ["КНДР"]
+        return httpx.Response(200 if method == "DELETE" else 201, json=WRITTEN)
+    if path == "/v1/documents" and method == "POST":
+        assert [a["id"] for a in json.loads(request.content)] == ["a", "b"]
+        return httpx.Response(200, json={"ids": ["a", "b"], "passages": 2, "seq": 9})
+    if path == "/readyz":
+        return httpx.Response(503, json={"status": "loading"})
+    return httpx.Response(500, text="boom")
+
+
+ARTICLE = poshuk.Article(id="uk-001", title="Кірбі", text="Переговори", tags=("КНДР",))
+FILTERS = Filters(lang=("uk",), published_from=datetime(2023, 8, 1, tzinfo=UTC))
+
+
+def _client(api_key: str | None = None) -> poshuk.Client:
+    return poshuk.Client("http://poshuk.test", api_key=api_key, transport=httpx.MockTransport(_service))
+
+
+def test_client_decodes_into_the_library_structs() -> None:
+    with _client("k1") as client:
+        result = client.search("Кірбі", k=3, filters=FILTERS, collapse=True)
+        assert isinstance(result, poshuk.SearchResult)
+        assert result.query == "Кірбі"
+        hit = result.hits[0]
+        assert isinstance(hit, poshuk.Hit)
+        assert hit.published_at == datetime(2023, 8, 31, 9, 15, tzinfo=UTC)
+        assert (hit.highlights[0].start, hit.highlights[0].end) == (0, 4)
+        assert client.document("uk-001") == ARTICLE
+        assert client.similar("uk-001", k=3).mode == "dense"
+        assert client.upsert(ARTICLE).seq == 7
+        assert client.upsert_many(
+            [msgspec.structs.replace(ARTICLE, id="a"), msgspec.structs.replace(ARTICLE, id="b")]
+        ).ids == ["a", "b"]
+        assert client.delete("uk-001").ids == ["uk-001"]
+        assert client.ready() is False
+
+
+@pytest.mark.parametrize(
+    ("query", "error", "status"),
+    [
+        ("bad", poshuk.InvalidQueryError, 400),
+        ("keyless", poshuk.AuthError, 401),
+        ("busy", poshuk.ServiceUnavailableError, 429),
+    ],
+)
+def test_problems_raise_the_matching_error(query: str, error: type[poshuk.PoshukError], status: int) -> None:
+    with _client() as client, pytest.raises(error) as raised:
+        client.search(query)
+    assert raised.value.status == status
+    assert raised.value.detail
+    if status == 429:
+        assert raised.value.hint == "retry after 2 s"
+
+
+def test_other_errors() -> None:
+    with _client() as client:
+        with pytest.raises(poshuk.NotFoundError) as missing:
+            client.document("a/b")
+        assert missing.value.detail == "no document a/b" and missing.value.status == 404
+        with pytest.raises(poshuk.AuthError) as refused:
+            client.delete("uk-001")
+        assert refused.value.status == 403
+        with pytest.raises(poshuk.PoshukError) as broken:
+            client.similar("zzz")
+        assert broken.value.status == 500 and type(broken.value) is poshuk.PoshukError
+
+
+def test_async_client_matches_the_sync_one() -> None:
+    async def run() -> None:
+        transport = httpx.MockTransport(_service)
+        async with poshuk.AsyncClient("http://poshuk.test", api_key="k1", transport=transport) as client:
+            result = await client.search("Кірбі", k=3, filters=FILTERS)
+            assert result.hits[0].doc_id == "uk-001"
+            assert await client.document("uk-001") == ARTICLE
+            assert (await client.similar("uk-001", k=3)).mode == "dense"
+            assert (await client.upsert(ARTICLE)).passages == 1
+            assert (await client.delete("uk-001")).seq == 7
+            assert await client.ready() is False
+            with pytest.raises(poshuk.InvalidQueryError):
+                await client.search("bad")
+
+    asyncio.run(run())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,3 +46,35 @@ def real_encoder(real_settings: Settings) -> Iterator[Encoder]:
     except ModelError as err:
         pytest.fail(f"the default model is not provisioned ({err.one_line()}); run `make setup`")
     yield encoder
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for real ``poshuk`` processes: the machine's, less any POSHUK_* but the model cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def example_index_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example articles indexed ONCE per session by the real CLI and model.
+
+    Read-only: a test that serves or writes an index takes its own ``copy_index`` of it.
+    """
+    index_dir = tmp_path_factory.mktemp("examples") / "index"
+    poshuk = str(Path(sys.executable).with_name("poshuk"))
+    done = subprocess.run(
+        [poshuk, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=cli_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "indexed 30 documents" in done.stdout
+    return index_dir
+
+
+def copy_index(source: Path, target: Path) -> Path:
+    """A private copy of an index folder (SQLite, WAL and snapshot files included)."""
+    return Path(shutil.copytree(source, target))

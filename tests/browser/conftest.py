@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import REPO, copy_index
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright
@@ -115,18 +115,9 @@ def _stop(server: Server) -> None:
 
 
 @pytest.fixture(scope="session")
-def page_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example articles indexed by the real CLI with the real default model."""
-    index_dir = tmp_path_factory.mktemp("browser") / "index"
-    done = subprocess.run(
-        [POSHUK, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
-    assert done.returncode == 0, done.stderr
-    return index_dir
+def page_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example articles indexed by the real CLI with the real default model (a private copy)."""
+    return copy_index(example_index_source, tmp_path_factory.mktemp("browser") / "index")
 
 
 @pytest.fixture(scope="session")

@@ -8,28 +8,21 @@ import json
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 import poshuk
-from tests.conftest import EXAMPLES
-from tests.e2e.test_serve_process import POSHUK, Server, _env, _start
+from tests.conftest import copy_index
+from tests.e2e.test_serve_process import Server, _start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 
 @pytest.fixture(scope="module")
-def client_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    index_dir = tmp_path_factory.mktemp("client") / "index"
-    done = subprocess.run(
-        [POSHUK, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
-    assert done.returncode == 0, done.stderr
+def client_server(example_index_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    index_dir = copy_index(example_index_source, tmp_path_factory.mktemp("client") / "index")
     running = _start(index_dir, tmp_path_factory.mktemp("client-log") / "server.log")
     yield running
     running.process.send_signal(signal.SIGINT)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import copy_index
 from tests.consistency import check_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -39,12 +39,8 @@ def _search_ids(index_dir: Path, query: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def example_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    index_dir = tmp_path_factory.mktemp("cli") / "index"
-    done = _run("index", str(EXAMPLES), "--index", str(index_dir), "--no-progress")
-    assert done.returncode == 0, done.stderr
-    assert "indexed 30 documents" in done.stdout
-    return index_dir
+def example_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_index(example_index_source, tmp_path_factory.mktemp("cli") / "index")
 
 
 def _big_source(path: Path, articles: int = 600) -> Path:

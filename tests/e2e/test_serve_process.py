@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import copy_index
 from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -42,18 +42,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def cli_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example articles indexed by the real CLI with the real default model."""
-    index_dir = tmp_path_factory.mktemp("serve") / "index"
-    done = subprocess.run(
-        [POSHUK, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
-    assert done.returncode == 0, done.stderr
-    return index_dir
+def cli_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example articles indexed by the real CLI with the real default model (a private copy)."""
+    return copy_index(example_index_source, tmp_path_factory.mktemp("serve") / "index")
 
 
 class Server:

@@ -57,12 +57,12 @@ def _wal_bytes(index_dir: Path) -> int:
     return sum(wal.stat().st_size for wal in (index_dir / "versions").glob("*/meta.sqlite-wal"))
 
 
-def _wait_for_writer(index_dir: Path, process: subprocess.Popen[str], timeout: float = 180) -> None:
+def _wait_for_writer(index_dir: Path, process: subprocess.Popen[str], timeout: float = 300) -> None:
     """Wait until the run has written passages into its (uncommitted) transaction (live or new version)."""
     start = _wal_bytes(index_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _wal_bytes(index_dir) > start + 256 * 1024:
+        if _wal_bytes(index_dir) > start + 64 * 1024:
             return
         assert process.poll() is None, "indexing ended before it could be interrupted"
         time.sleep(0.05)
@@ -84,7 +84,7 @@ def test_killed_indexing_leaves_the_old_index_usable(example_index: Path, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env={**_env(), "POSHUK_BATCH_SIZE": "4"},  # small batches: the first write comes within seconds
     )
     try:
         _wait_for_writer(example_index, process)
@@ -93,6 +93,7 @@ def test_killed_indexing_leaves_the_old_index_usable(example_index: Path, tmp_pa
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()
     if sig == signal.SIGINT:
         assert process.returncode == 130
         assert "index was not changed" in stderr

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     reliability.add_argument("--seed", type=int, default=20230831, help="seed of the load and the kills")
     reliability.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     reliability.add_argument("--work", type=Path, help="keep the index, settings and logs here")
+    dedupe = sub.add_parser("dedupe", help="Precision/recall of near-duplicate grouping (NTREX, edited BRUK copies).")
+    dedupe.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
+    dedupe.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     latency = sub.add_parser("latency", help="HTTP query latency, QPS and memory of a real `poshuk serve`.")
     latency.add_argument("--index", type=Path, help="index to serve (default: the example articles, indexed now)")
     latency.add_argument("--queries", type=int, default=100, help="requests per concurrency level")
@@ -96,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reliability(args, argv)
     if args.benchmark == "latency":
         return _latency(args, argv)
+    if args.benchmark == "dedupe":
+        from benchmarks.dedupe import run as run_dedupe
+
+        return run_dedupe(args.data, args.out, ["python", "-m", "benchmarks", *argv])
     if not args.data.is_dir():
         print(f"data not found at {args.data}; skipping")
         return 0

@@ -3,8 +3,9 @@
 Three modes: ``dense`` (the embedding, FAISS), ``lexical`` (BM25 over analysed
 terms, SQLite FTS5) and ``hybrid`` (both, fused by ``poshuk.fusion``; the default).
 Filters apply inside both retrievers, so the answer is the top-k among matching
-passages. ``collapse`` returns each article once; ``offset`` pages through a fixed
-candidate pool, so pages never overlap or skip.
+passages. ``collapse`` returns each article once, ``dedupe`` each story once (one hit
+per near-duplicate cluster: copies, edited copies, translations; see ``poshuk.dedupe``);
+``offset`` pages through a fixed candidate pool, so pages never overlap or skip.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     highlights: list[Span] = []
     highlight_kind: HighlightKind | None = None
     other_matches: int = 0
+    cluster: str | None = None
 
 
 class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,8 +148,10 @@ class Searcher:
         collapse: bool = False,
         offset: int = 0,
         highlight: bool = True,
+        dedupe: bool = False,
     ) -> SearchResult:
-        """The ``k`` best passages (or articles, with ``collapse``) for ``query``, from ``offset``."""
+        """The ``k`` best passages (or articles, with ``collapse``; or stories, with ``dedupe``) for
+        ``query``, from ``offset``."""
         started = time.perf_counter()
         text = clean_text(query).strip()
         self._validate(text, k, mode, offset)
@@ -155,7 +159,7 @@ class Searcher:
         vector = None if mode == "lexical" else self._encoder.encode_queries([text])
         ranked = self._rank(vector, terms, mode, filters)
         stored = self._reader.passages_by_row([row for row, _ in ranked])
-        chosen = self._page(ranked, stored, k=k, offset=offset, collapse=collapse)
+        chosen = self._page(ranked, stored, k=k, offset=offset, collapse=collapse, dedupe=dedupe)
         hits = [
             self._hit(offset + n, stored[row], score, others, terms if highlight else None)
             for n, (row, score, others) in enumerate(chosen, start=1)
@@ -216,15 +220,18 @@ class Searcher:
         k: int,
         offset: int,
         collapse: bool,
+        dedupe: bool = False,
     ) -> list[tuple[int, float, int]]:
-        """(row id, score, other matching passages of the article) for one page."""
+        """(row id, score, other matching passages of the article, or of the cluster with
+        ``dedupe``) for one page."""
         present = [(row, score) for row, score in ranked if row in stored]
-        if not collapse:
+        if not collapse and not dedupe:
             return [(row, score, 0) for row, score in present[offset : offset + k]]
         best: dict[str, tuple[int, float]] = {}
         counts: dict[str, int] = {}
         for row, score in present:
-            doc = stored[row].doc_id
+            p = stored[row]
+            doc = (p.cluster or p.doc_id) if dedupe else p.doc_id
             counts[doc] = counts.get(doc, 0) + 1
             best.setdefault(doc, (row, score))
         articles = list(best.items())[offset : offset + k]
@@ -246,6 +253,7 @@ class Searcher:
             highlights=spans,
             highlight_kind="terms" if spans else None,
             other_matches=others,
+            cluster=p.cluster,
         )
 
     def _add_sentence_highlights(self, query_vector: Vectors, hits: list[Hit]) -> list[Hit]:

@@ -15,6 +15,11 @@ articles. Passage row ids are never reused, which makes replay order-independent
 
 A rebuild (or a new model) writes a whole new version beside the live one and
 swaps ``CURRENT``; the previous version is kept for rollback.
+
+Each write also files the article into a story cluster (``documents.cluster``): the id
+of the first indexed article it copies or translates, else its own id (``poshuk.dedupe``;
+MinHash LSH bands live in ``minhash_bands``). Deleting a cluster's first article leaves
+the other members' cluster id as it was: the id then names no stored article.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from poshuk import dedupe
 from poshuk.analysis import Analyzer, LexicalSettings
 from poshuk.documents import Article, Passage
 from poshuk.encoder import ModelIdentity, check_backend
@@ -53,7 +59,7 @@ from poshuk.filters import Filters, timestamp, where_clause
 from poshuk.settings import ChunkingSettings
 from poshuk.vectors import VectorIndex
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KEEP_VERSIONS = 2
 BUSY_TIMEOUT_MS = 10_000
 SWAP_LOCK_TIMEOUT_S = 600.0  # how long a finished rebuild waits for the live version's writers
@@ -72,9 +78,20 @@ CREATE TABLE IF NOT EXISTS documents (
     section TEXT,
     tags TEXT NOT NULL DEFAULT '[]',
     published_ts REAL,
-    indexed_at TEXT NOT NULL
+    indexed_at TEXT NOT NULL,
+    cluster TEXT,
+    minhash BLOB,
+    centroid BLOB
 );
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published_ts);
+CREATE INDEX IF NOT EXISTS documents_cluster ON documents(cluster);
+CREATE TABLE IF NOT EXISTS minhash_bands (
+    band INTEGER NOT NULL,
+    hash INTEGER NOT NULL,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS minhash_bands_hash ON minhash_bands(band, hash);
+CREATE INDEX IF NOT EXISTS minhash_bands_doc ON minhash_bands(doc_id);
 CREATE TABLE IF NOT EXISTS passages (
     row_id INTEGER PRIMARY KEY AUTOINCREMENT,
     passage_id TEXT NOT NULL UNIQUE,
@@ -131,6 +148,7 @@ class StoredPassage(msgspec.Struct, frozen=True, kw_only=True):
     source: str | None
     published_at: datetime | None
     lang: str | None
+    cluster: str | None = None
 
 
 class StoredDocument(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +173,41 @@ class Upsert(msgspec.Struct, frozen=True):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _centroid(vectors: NDArray[np.float32]) -> NDArray[np.float32] | None:
+    """The unit-length mean of an article's passage vectors (None without passages)."""
+    if not len(vectors):
+        return None
+    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    out: NDArray[np.float32] = (mean / max(norm, 1e-12)).astype(np.float32)
+    return out
+
+
+class _Staged:
+    """Mean vectors of the articles written in the open transaction (FAISS sees them on commit)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._matrix: NDArray[np.float32] | None = None
+
+    def add(self, doc_id: str, centroid: NDArray[np.float32]) -> None:
+        n = len(self.ids)
+        if self._matrix is None or n == len(self._matrix):
+            grown = np.zeros((max(64, 2 * n), len(centroid)), dtype=np.float32)
+            if self._matrix is not None:
+                grown[:n] = self._matrix
+            self._matrix = grown
+        self._matrix[n] = centroid
+        self.ids.append(doc_id)
+
+    def nearest(self, centroid: NDArray[np.float32], k: int) -> list[str]:
+        if self._matrix is None or not self.ids:
+            return []
+        scores = self._matrix[: len(self.ids)] @ centroid
+        top = np.argsort(-scores)[:k] if len(scores) <= k else np.argpartition(-scores, k)[:k]
+        return [self.ids[int(i)] for i in top]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -275,7 +328,7 @@ def remove_stale_builds(index_dir: Path) -> None:
 
 _PASSAGE_SELECT = """
 SELECT p.row_id, p.passage_id, p.doc_id, p.ordinal, p.text,
-       d.title, d.url, d.source, d.published_at, d.lang
+       d.title, d.url, d.source, d.published_at, d.lang, d.cluster
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 
@@ -293,6 +346,7 @@ def _passage_from_row(row: tuple[object, ...]) -> StoredPassage:
         source=None if row[7] is None else str(row[7]),
         published_at=None if published is None else datetime.fromisoformat(str(published)),
         lang=None if row[9] is None else str(row[9]),
+        cluster=None if row[10] is None else str(row[10]),
     )
 
 
@@ -326,6 +380,7 @@ class Index:
         self._lock = threading.RLock()
         self._analyzer = Analyzer(self.manifest.lexical)
         self._was_live = False
+        self._staged = _Staged()  # this transaction's mean vectors, not yet in FAISS
         with contextlib.suppress(IndexStoreError):
             self._was_live = live_version(self.index_dir) == folder
         self.vectors, self.applied_seq = self._load_vectors()
@@ -544,6 +599,7 @@ class Index:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise IndexBusyError(f"index {self.index_dir} is busy: {exc}", hint="retry in a moment") from None
+        self._staged = _Staged()
         if self._was_live and not self.is_live():
             self._conn.execute("ROLLBACK")
             raise IndexRetiredError(
@@ -593,9 +649,13 @@ class Index:
         old_rows = [r for (r,) in db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (article.id,))]
         db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in old_rows])
         db.execute("DELETE FROM documents WHERE doc_id = ?", (article.id,))
+        sig = dedupe.signature(f"{article.title}\n{article.text}")
+        bands = dedupe.band_hashes(sig)
+        centroid = _centroid(vectors)
+        cluster = self._find_cluster(article, sig, bands, centroid)
         db.execute(
             "INSERT INTO documents (doc_id, title, text, url, source, published_at, lang, section, tags, "
-            "published_ts, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "published_ts, indexed_at, cluster, minhash, centroid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 article.id,
                 article.title,
@@ -608,8 +668,17 @@ class Index:
                 json.dumps(list(article.tags), ensure_ascii=False),
                 None if article.published_at is None else timestamp(article.published_at),
                 _now().isoformat(),
+                cluster,
+                sig.tobytes(),
+                None if centroid is None else centroid.tobytes(),
             ),
         )
+        db.executemany(
+            "INSERT INTO minhash_bands (band, hash, doc_id) VALUES (?, ?, ?)",
+            [(band, h, article.id) for band, h in bands],
+        )
+        if centroid is not None:
+            self._staged.add(article.id, centroid)
         added: list[int] = []
         terms = item.terms
         for n, (passage, vector) in enumerate(zip(passages, vectors, strict=True)):
@@ -627,6 +696,60 @@ class Index:
             "INSERT INTO changes (doc_id, op, removed, added, at) VALUES (?, 'upsert', ?, ?, ?)",
             (article.id, json.dumps(old_rows), json.dumps(added), _now().isoformat()),
         )
+
+    def _find_cluster(
+        self,
+        article: Article,
+        sig: NDArray[np.uint64],
+        bands: Sequence[tuple[int, int]],
+        centroid: NDArray[np.float32] | None,
+    ) -> str:
+        """The cluster of the story ``article`` repeats, or its own id when it is new.
+
+        A copy: an article sharing an LSH band whose MinHash Jaccard reaches
+        ``dedupe.COPY_THRESHOLD``. A translation: an article in another language among the
+        nearest passages (FAISS, plus this transaction's own upserts) whose mean vector's
+        cosine reaches ``dedupe.TRANSLATION_THRESHOLD``. The best match's cluster wins.
+        """
+        db = self._conn
+        best: tuple[float, str] | None = None
+        seen: set[str] = set()
+        for band, h in bands:
+            for (doc,) in db.execute("SELECT doc_id FROM minhash_bands WHERE band = ? AND hash = ?", (band, h)):
+                seen.add(str(doc))
+        seen.discard(article.id)
+        for doc in sorted(seen):
+            row = db.execute("SELECT cluster, minhash FROM documents WHERE doc_id = ?", (doc,)).fetchone()
+            if row is None or row[1] is None:
+                continue
+            score = dedupe.jaccard(sig, np.frombuffer(row[1], dtype=np.uint64))
+            if score >= dedupe.COPY_THRESHOLD and (best is None or score > best[0]):
+                best = (score, str(row[0] or doc))
+        if best is None and centroid is not None and article.lang:
+            best = self._find_translation(article, centroid)
+        return article.id if best is None else best[1]
+
+    def _find_translation(self, article: Article, centroid: NDArray[np.float32]) -> tuple[float, str] | None:
+        db = self._conn
+        candidates = set(self._staged.nearest(centroid, dedupe.CANDIDATE_PASSAGES))
+        if len(self.vectors):
+            _, ids = self.vectors.search(centroid[None, :], dedupe.CANDIDATE_PASSAGES)
+            rows = [int(i) for i in ids[0] if i >= 0]
+            if rows:
+                marks = ",".join("?" * len(rows))
+                for (doc,) in db.execute(f"SELECT DISTINCT doc_id FROM passages WHERE row_id IN ({marks})", rows):
+                    candidates.add(str(doc))
+        candidates.discard(article.id)
+        best: tuple[float, str] | None = None
+        dim = self.manifest.model.dimension
+        for doc in sorted(candidates):
+            row = db.execute("SELECT cluster, centroid, lang FROM documents WHERE doc_id = ?", (doc,)).fetchone()
+            if row is None or row[1] is None or row[2] is None or row[2] == article.lang:
+                continue
+            score = float(np.frombuffer(row[1], dtype=np.float32, count=dim) @ centroid)
+            if score >= dedupe.TRANSLATION_THRESHOLD and (best is None or score > best[0]):
+                best = (score, str(row[0] or doc))
+        return best
 
     def begin(self) -> None:
         self._lock.acquire()

@@ -113,6 +113,9 @@ class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     collapse: Annotated[bool, _doc("Return each article once (its best passage), with `other_matches`.")] = False
     offset: Annotated[int, _doc(OFFSET_DOC)] = 0
     highlight: Annotated[bool, _doc("Mark where each passage matches in `highlights`.")] = True
+    dedupe: Annotated[
+        bool, _doc("Return each story once: one hit per cluster of copies, edited copies and translations.")
+    ] = False
 
 
 class SpanOut(msgspec.Struct, kw_only=True, frozen=True):
@@ -151,6 +154,9 @@ class HitOut(msgspec.Struct, kw_only=True, frozen=True):
     other_matches: Annotated[
         int, _doc("With `collapse`: how many other passages of this article matched (0 without).")
     ] = 0
+    cluster: Annotated[
+        str | None, _doc("The story's cluster: the id of the first indexed article of the same story.")
+    ] = None
 
     @classmethod
     def from_hit(cls, hit: Hit) -> HitOut:
@@ -168,6 +174,7 @@ class HitOut(msgspec.Struct, kw_only=True, frozen=True):
             highlights=[SpanOut(start=s.start, end=s.end) for s in hit.highlights],
             highlight_kind=hit.highlight_kind,
             other_matches=hit.other_matches,
+            cluster=hit.cluster,
         )
 
 

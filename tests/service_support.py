@@ -31,6 +31,7 @@ HIT_FIELDS = {
     "highlights",
     "highlight_kind",
     "other_matches",
+    "cluster",
 }
 RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset"}
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -16,6 +19,7 @@ from poshuk.filters import Filters
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ServiceSettings
 from service.errors import problem_responses
+from service.metrics import Metrics
 from service.schemas import (
     DATE_DOC,
     MODE_DOC,
@@ -26,6 +30,8 @@ from service.schemas import (
     SpanOut,
     build_filters,
 )
+
+logger = logging.getLogger("poshuk.service.search")
 
 UK_QUERY = "переговори Росії та Північної Кореї про постачання зброї"
 EN_QUERY = "Russia North Korea arms talks"
@@ -111,6 +117,7 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
 def _search(
     searcher: Searcher,
     limits: ServiceSettings,
+    state: State,
     query: str,
     k: int,
     *,
@@ -119,11 +126,16 @@ def _search(
     collapse: bool,
     offset: int,
     highlight: bool,
+    dedupe: bool = False,
 ) -> SearchResponse:
     check_request(query, k, limits)
+    if limits.log_queries:
+        logger.info("search %r", query, extra={"query": query, "k": k, "mode": mode})
+    started = time.perf_counter()
     result = searcher.search(
-        query, k=k, mode=mode, filters=filters, collapse=collapse, offset=offset, highlight=highlight
+        query, k=k, mode=mode, filters=filters, collapse=collapse, offset=offset, highlight=highlight, dedupe=dedupe
     )
+    Metrics.of(state).observe_search(mode, time.perf_counter() - started)
     return SearchResponse.from_result(result)
 
 
@@ -156,10 +168,12 @@ class SearchController(Controller):
         ],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
+        state: State,
     ) -> SearchResponse:
         return _search(
             searcher,
             limits,
+            state,
             data.query,
             data.k,
             mode=data.mode,
@@ -167,6 +181,7 @@ class SearchController(Controller):
             collapse=data.collapse,
             offset=data.offset,
             highlight=data.highlight,
+            dedupe=data.dedupe,
         )
 
     @get(
@@ -181,6 +196,7 @@ class SearchController(Controller):
         self,
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
+        state: State,
         q: Annotated[
             str,
             Parameter(
@@ -208,6 +224,7 @@ class SearchController(Controller):
         collapse: Annotated[bool, Parameter(description="Return each article once.")] = False,
         offset: Annotated[int, Parameter(description=OFFSET_DOC)] = 0,
         highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
+        dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
     ) -> SearchResponse:
         filters = build_filters(
             lang=lang,
@@ -222,6 +239,7 @@ class SearchController(Controller):
         return _search(
             searcher,
             limits,
+            state,
             q,
             k,
             mode=mode,
@@ -229,4 +247,5 @@ class SearchController(Controller):
             collapse=collapse,
             offset=offset,
             highlight=highlight,
+            dedupe=dedupe,
         )

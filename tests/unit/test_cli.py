@@ -154,6 +154,12 @@ def test_collapse_and_offset(run: Run) -> None:
     assert _docs(second) == whole[2:]
 
 
+def test_dedupe_returns_each_story_once(run: Run) -> None:
+    body = _json(run, "дрони атакували", "-k", "20", "--dedupe")
+    clusters = [h["cluster"] for h in body["hits"]]
+    assert clusters and len(clusters) == len(set(clusters))
+
+
 def test_plain_output_without_a_terminal(run: Run) -> None:
     code, out, _ = run("дрони атакували", "-k", "2", "--collapse", "--mode", "lexical")
     assert code == 0

@@ -620,3 +620,12 @@ def test_readme_http_examples_are_valid_requests(news: TestClient[Litestar]) -> 
         response = news.get(link.removeprefix("localhost:8000"))
         assert response.status_code == 200, (link, response.text)
         assert response.json()["offset"] == 5
+
+
+def test_dedupe_returns_each_story_once(news: TestClient[Litestar]) -> None:
+    query = "дрони атакували порт"
+    body = _post(news, query=query, k=20, dedupe=True)
+    clusters = _ids(body, "cluster")
+    assert clusters and all(clusters) and len(clusters) == len(set(clusters))
+    got = news.get("/v1/search", params={"q": query, "k": 20, "dedupe": "true"})
+    assert got.json()["hits"] == body["hits"]

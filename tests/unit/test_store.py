@@ -197,7 +197,7 @@ def test_corrupt_index_is_detected(tmp_path: Path, hash_encoder: HashEncoder, da
         (tmp_path / "CURRENT").write_text("v999999\n", encoding="utf-8")
     else:
         text = (folder / "manifest.json").read_text(encoding="utf-8")
-        (folder / "manifest.json").write_text(text.replace('"format_version": 2', '"format_version": 99'), "utf-8")
+        (folder / "manifest.json").write_text(text.replace('"format_version": 3', '"format_version": 99'), "utf-8")
     with pytest.raises(IndexCorruptError):
         Index.open(tmp_path)
 

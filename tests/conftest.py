@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +20,7 @@ from poshuk.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "articles"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -78,3 +82,13 @@ def example_index_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def copy_index(source: Path, target: Path) -> Path:
     """A private copy of an index folder (SQLite, WAL and snapshot files included)."""
     return Path(shutil.copytree(source, target))
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own.
+
+    Playwright's sync API (the browser tests) keeps an event loop running in the main
+    thread for the whole session, where ``asyncio.run`` refuses to start another.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -3,7 +3,6 @@ and its JSON log lines. Server start-up as in ``test_serve_process``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 import poshuk
-from tests.conftest import copy_index
+from tests.conftest import copy_index, run_coroutine
 from tests.e2e.test_serve_process import Server, _start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -54,7 +53,7 @@ def test_clients_search_read_and_scrape(client_server: Server) -> None:
             await client.document(found.hits[0].doc_id)
             return [hit.doc_id for hit in (await client.similar(found.hits[0].doc_id, k=2)).hits]
 
-    assert asyncio.run(run())
+    assert run_coroutine(run())
 
     metrics = httpx.get(client_server.base_url + "/metrics", timeout=10).text
     assert 'poshuk_http_requests_total{method="POST",route="/v1/search",status="200"}' in metrics

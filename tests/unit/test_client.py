@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ import pytest
 
 import poshuk
 from poshuk.filters import Filters
+from tests.conftest import run_coroutine
 
 HIT = {
     "rank": 1,
@@ -143,4 +143,4 @@ def test_async_client_matches_the_sync_one() -> None:
             with pytest.raises(poshuk.InvalidQueryError):
                 await client.search("bad")
 
-    asyncio.run(run())
+    run_coroutine(run())

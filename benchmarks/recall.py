@@ -155,6 +155,7 @@ def run(opts: Options) -> int:
             dimension=identity.dimension,
             query_prompt=identity.query_prompt,
             passage_prompt=identity.passage_prompt,
+            backend=identity.backend,
         ),
         chunking=ws.settings.chunking,
         machine=machine(),

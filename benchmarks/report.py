@@ -58,6 +58,7 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     dimension: int
     query_prompt: str
     passage_prompt: str
+    backend: str = ""  # encoder backend: sentence-transformers (torch) or ONNX
 
 
 class RecallReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,7 +114,7 @@ def markdown(report: RecallReport) -> str:
         "# Recall benchmark",
         "",
         f"{m.date:%Y-%m-%d}, {m.cpu_model}, {m.usable_cores} cores, {m.ram_gib} GiB, Python {m.python}; "
-        f"model {report.model.name} (weights {report.model.weights_sha256[:12]}); "
+        f"model {report.model.name} (weights {report.model.weights_sha256[:12]}, {report.model.backend or '?'}); "
         f"{report.depth} passages per query collapsed to documents by best passage"
         + (f"; at most {report.limit} queries per set" if report.limit else "")
         + ". Full records: `recall.json`.",

@@ -79,6 +79,7 @@ class Workspace:
             "corpus": corpus,
             "weights": self.encoder.identity.weights_sha256,
             "prompts": [self.encoder.identity.query_prompt, self.encoder.identity.passage_prompt],
+            "backend": self.encoder.identity.backend,
             "chunking": msgspec.to_builtins(self.settings.chunking),
             "code": code_fingerprint(),
         }
@@ -143,7 +144,7 @@ class Workspace:
     def _vectors(self, passages: list[Passage]) -> NDArray[np.float32]:
         """Passage vectors, encoding only those not in the model's vector cache.
 
-        Vectors are cached by (model weights, passage prompt, embed text), so a change to
+        Vectors are cached by (model weights, passage prompt, backend, embed text), so a change to
         poshuk's lexical code or store rebuilds an index without re-running the model.
         """
         identity = self.encoder.identity
@@ -151,7 +152,8 @@ class Workspace:
         self.work.mkdir(parents=True, exist_ok=True)
         keys = [hashlib.sha256(p.embed_text.encode()).hexdigest() for p in passages]
         out = np.zeros((len(passages), identity.dimension), dtype=np.float32)
-        with contextlib.closing(sqlite3.connect(self.work / f"vectors-{model_key[:16]}.sqlite")) as db:
+        cache = self.work / f"vectors-{model_key[:16]}-{identity.backend}.sqlite"
+        with contextlib.closing(sqlite3.connect(cache)) as db:
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
             found: dict[str, bytes] = {}
             for start in range(0, len(keys), 500):

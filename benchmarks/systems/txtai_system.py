@@ -5,13 +5,15 @@ sbert backend encodes queries with ``encode_query``, which already applies the m
 own ``query`` prompt, while indexed data gets no prompt; so only the passage prefix is
 given as a txtai instruction. ``prepare`` checks this against poshuk's encoder (cosine
 >= 0.999 on a query and a passage) and refuses to run otherwise. The txtai index is
-saved under the set's work folder, so a re-run does not re-embed. txtai's defaults are
+saved in the work folder keyed by the model and the passage texts, so a re-run (even after
+a poshuk change that rebuilds its own index) does not re-embed. txtai's defaults are
 kept on purpose: above 5,000 passages it builds an approximate IVF index (nprobe = cells / 16),
 which is part of what "txtai out of the box" means; the notes record the index it chose.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +23,20 @@ import numpy as np
 from benchmarks.datasets import BenchSet, Query
 from benchmarks.systems import SystemUnavailable
 from benchmarks.workspace import Workspace
+from poshuk import Passage
 from poshuk.documents import clean_text
 
 INSTRUCTIONS = {"data": "passage: "}
 _CHECK_QUERY = "How many air-raid alerts were there in Kyiv last night?"
 _CHECK_PASSAGE = "Верховна Рада ухвалила державний бюджет на 2026 рік у другому читанні."
+
+
+def passages_key(model: str, passages: Sequence[Passage]) -> str:
+    """What txtai's saved index depends on: the model and the exact passage texts in order."""
+    digest = hashlib.sha256(model.encode())
+    for p in passages:
+        digest.update(b"\0" + p.embed_text.encode())
+    return digest.hexdigest()[:16]
 
 
 class TxtaiSystem:
@@ -52,7 +63,7 @@ class TxtaiSystem:
             "batch": ws.settings.batch_size,
             "encodebatch": ws.settings.batch_size,
         }
-        cache = ws.folder(bench) / f"txtai-{version}"
+        cache = ws.work / f"txtai-{version}-{passages_key(ws.encoder.identity.weights_sha256, passages)}"
         emb = Embeddings(config)
         if (cache / "config.json").is_file():
             emb.load(str(cache))

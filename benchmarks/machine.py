@@ -31,6 +31,7 @@ class Machine(msgspec.Struct, frozen=True, kw_only=True):
     os: str
     python: str
     date: datetime
+    load_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1/5/15-minute load when measured
 
 
 def _read(path: str) -> str:
@@ -59,6 +60,7 @@ def machine() -> Machine:
         os=f"{os_name} ({platform.system()} {platform.release()}, {platform.machine()})",
         python=platform.python_version(),
         date=datetime.now(UTC).replace(microsecond=0),
+        load_avg=os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0),
     )
 
 

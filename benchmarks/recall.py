@@ -98,6 +98,7 @@ def _run_system(name: str, bench: BenchSet, ws: Workspace, depth: int) -> tuple[
 def run(opts: Options) -> int:
     from poshuk import load_settings
 
+    host = machine()  # before the run, so its load average shows what else was running
     settings = load_settings()
     ws = Workspace(opts.work, settings, max_k=opts.depth)
     set_runs: list[SetRun] = []
@@ -113,6 +114,7 @@ def run(opts: Options) -> int:
         bench = full.limited(opts.limit)
         passages = ws.passages(bench)
         chunked = time.perf_counter()
+        embedded_before = ws.embedded
         _log(f"[{set_name}] {len(bench.corpus)} documents, {len(passages)} passages, {len(bench.queries)} queries")
         for name in opts.systems:
             run_, rows = _run_system(name, bench, ws, opts.depth)
@@ -140,6 +142,7 @@ def run(opts: Options) -> int:
                 chunk_seconds=round(chunked - set_started, 2),
                 index_build_seconds=None if build is None else round(build, 1),
                 wall_seconds=round(time.perf_counter() - set_started, 1),
+                passages_embedded=ws.embedded - embedded_before,
             )
         )
     identity = ws.encoder.identity
@@ -158,7 +161,7 @@ def run(opts: Options) -> int:
             backend=identity.backend,
         ),
         chunking=ws.settings.chunking,
-        machine=machine(),
+        machine=host,
         versions=versions(),
         sets=set_runs,
         runs=runs,

@@ -50,6 +50,7 @@ class SetRun(msgspec.Struct, frozen=True, kw_only=True):
     chunk_seconds: float
     index_build_seconds: float | None  # None: the poshuk index came from the cache (or was not needed)
     wall_seconds: float
+    passages_embedded: int = 0  # by the poshuk index build; the rest came from the vector cache
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,7 +114,8 @@ def markdown(report: RecallReport) -> str:
     out = [
         "# Recall benchmark",
         "",
-        f"{m.date:%Y-%m-%d}, {m.cpu_model}, {m.usable_cores} cores, {m.ram_gib} GiB, Python {m.python}; "
+        f"{m.date:%Y-%m-%d}, {m.cpu_model}, {m.usable_cores} cores, {m.ram_gib} GiB, Python {m.python}, "
+        f"load {m.load_avg[0]:.1f} at the start; "
         f"model {report.model.name} (weights {report.model.weights_sha256[:12]}, {report.model.backend or '?'}); "
         f"{report.depth} passages per query collapsed to documents by best passage"
         + (f"; at most {report.limit} queries per set" if report.limit else "")
@@ -144,7 +146,9 @@ def markdown(report: RecallReport) -> str:
             str(s.documents),
             str(s.passages),
             str(s.queries),
-            "cached" if s.index_build_seconds is None else f"{s.index_build_seconds:.0f}",
+            "cached"
+            if s.index_build_seconds is None
+            else f"{s.index_build_seconds:.0f} ({s.passages_embedded} embedded)",
             f"{s.wall_seconds:.0f}",
         ]
         for system in systems:

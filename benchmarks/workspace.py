@@ -61,6 +61,7 @@ class Workspace:
         service = msgspec.structs.replace(settings.service, max_k=max(max_k, settings.service.max_k))
         self.settings = msgspec.structs.replace(settings, service=service)
         self.index_seconds: dict[str, float] = {}  # set name -> seconds spent building its index
+        self.embedded = 0  # passages run through the model so far (the rest came from the vector cache)
         self._searchers: dict[str, Searcher] = {}
 
     @cached_property
@@ -163,6 +164,7 @@ class Workspace:
             missing = [i for i, key in enumerate(keys) if key not in found]
             if missing:
                 fresh = encode_step(self.encoder, [passages[i] for i in missing])
+                self.embedded += len(missing)
                 out[missing] = fresh
                 rows = [(keys[i], fresh[n].tobytes()) for n, i in enumerate(missing)]
                 db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)

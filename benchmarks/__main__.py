@@ -42,12 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     dedupe = sub.add_parser("dedupe", help="Precision/recall of near-duplicate grouping (NTREX, edited BRUK copies).")
     dedupe.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
     dedupe.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
-    latency = sub.add_parser("latency", help="HTTP query latency, QPS and memory of a real `poshuk serve`.")
-    latency.add_argument("--index", type=Path, help="index to serve (default: the example articles, indexed now)")
-    latency.add_argument("--queries", type=int, default=100, help="requests per concurrency level")
-    latency.add_argument("--concurrency", type=_csv, default=["1", "8"], help="levels (default: 1,8)")
-    latency.add_argument("--encoder", default="torch", help="POSHUK_ENCODER for the server (default: torch)")
-    latency.add_argument("--mode", default="hybrid", help="search mode (default: hybrid)")
+    latency = sub.add_parser(
+        "latency", help="HTTP latency, QPS and memory of poshuk serve (100k passages) and of txtai's API."
+    )
+    latency.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
+    latency.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
+    latency.add_argument("--passages", type=int, default=100_000, help="size of the scaled index (default: 100000)")
+    latency.add_argument("--queries", type=int, default=200, help="requests per concurrency level (default: 200)")
+    latency.add_argument("--concurrency", type=_csv, default=["1", "8", "32"], help="levels (default: 1,8,32)")
+    latency.add_argument("--systems", type=_csv, default=["poshuk", "txtai"], help="default: poshuk,txtai")
+    latency.add_argument("--encoder", help="POSHUK_ENCODER for poshuk (default: the setting's default)")
     latency.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     return parser
 
@@ -55,21 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
 def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import msgspec
 
-    from benchmarks.latency import render, run
+    from benchmarks.latency import Options, render, run
 
-    result = run(
-        index=args.index,
-        queries=args.queries,
-        levels=[int(c) for c in args.concurrency],
-        encoder=args.encoder,
-        mode=args.mode,
-        command=" ".join(("python", "-m", "benchmarks", *argv)),
+    report = run(
+        Options(
+            data=args.data,
+            work=args.work,
+            out=args.out,
+            passages=args.passages,
+            queries=args.queries,
+            levels=tuple(int(c) for c in args.concurrency),
+            systems=tuple(args.systems),
+            encoder=args.encoder,
+            command=("python", "-m", "benchmarks", *argv),
+        )
     )
+    if report is None:
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"latency-{args.encoder}"
-    (args.out / f"{stem}.json").write_bytes(msgspec.json.format(msgspec.json.encode(result)))
-    (args.out / f"{stem}.md").write_text(render(result), encoding="utf-8")
-    print(render(result))
+    (args.out / "latency.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
+    (args.out / "latency.md").write_text(render(report), encoding="utf-8")
+    print(render(report))
     return 0
 
 

@@ -1,13 +1,25 @@
-"""``python -m benchmarks latency``: HTTP query latency and memory of a real ``poshuk serve``.
+"""``python -m benchmarks latency``: HTTP query latency, saturation QPS and memory of real servers.
 
-Indexes the example articles (or ``--index``), starts the server as its own process
-on a free 127.0.0.1 port, reads its RSS once ready, then sends ``--queries`` searches
-from client threads at each concurrency level and reports p50/p95/p99 and QPS.
+Three servers, one after another, each its own process on a free 127.0.0.1 port, loaded
+by client threads in this (separate) process at each concurrency level:
+
+- ``poshuk`` on the *scaled* index: every passage of the recall sets (real text, vectors
+  from the benchmark's vector cache), repeated under new document ids until ``--passages``
+  (default 100,000) — real text only, as the issue allows for distractors;
+- ``poshuk`` and ``txtai``'s own API (``uvicorn txtai.api:app``, its saved index from the
+  recall benchmark, same model and passages) on the unlp2026 corpus, side by side.
+
+Every request carries a distinct real query from the recall sets (Ukrainian questions and
+headlines, English headlines and sentences), so no level is served from the query cache.
+A poshuk request is what the web page sends: hybrid, k=10, with highlights; the
+``dense, no highlights`` row is the like-for-like comparison with txtai, which returns
+ids and scores only. The query cache is measured separately: the same queries again.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -15,26 +27,31 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 
-from benchmarks.machine import Machine, machine
+from benchmarks.datasets import SETS, BenchSet
+from benchmarks.machine import Machine, machine, versions
 
 REPO = Path(__file__).resolve().parent.parent
-QUERIES = (
-    "переговори Росії та Північної Кореї про постачання боєприпасів",
-    "Which country is Russia buying artillery shells from?",
-    "експорт зерна через порти Одеси",
-    "central bank interest rates inflation",
-    "відновлення електропостачання в Харкові",
-    "wildfire evacuation California",
-    "виставка картин Марії Приймаченко",
-    "Mars rover ancient lake",
-    "новий трамвай у Львові",
-    "Dynamo Kyiv football match",
-)
+READY_TIMEOUT_S = 600.0
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True):
+    data: Path
+    work: Path
+    out: Path
+    passages: int = 100_000
+    queries: int = 200  # requests per concurrency level
+    levels: tuple[int, ...] = (1, 8, 32)
+    systems: tuple[str, ...] = ("poshuk", "txtai")
+    encoder: str | None = None  # POSHUK_ENCODER for poshuk (None: the default setting)
+    command: tuple[str, ...] = ()
 
 
 class Level(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,17 +64,26 @@ class Level(msgspec.Struct, frozen=True, kw_only=True):
     qps: float
 
 
-class LatencyResult(msgspec.Struct, frozen=True, kw_only=True):
-    command: str
-    encoder: str
-    mode: str
-    documents: int
+class ServerRun(msgspec.Struct, frozen=True, kw_only=True):
+    system: str
+    corpus: str
+    request: str  # what each request asks for
+    documents: int | None
     passages: int
-    ready_s: float
+    ready_s: float  # from process start to the first successful answer
     rss_mb_ready: float
     rss_mb_after: float
+    torch_loaded: bool | None  # whether the server process mapped torch's library (None: not checked)
     levels: list[Level]
+
+
+class LatencyReport(msgspec.Struct, frozen=True, kw_only=True):
+    command: str
+    encoder: str
+    runs: list[ServerRun]
     machine: Machine
+    versions: dict[str, str | None]
+    notes: list[str] = []
 
 
 def _free_port() -> int:
@@ -73,27 +99,34 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _torch_loaded(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _level(base: str, concurrency: int, total: int, mode: str) -> Level:
+Send = Callable[[httpx.Client, str], httpx.Response]
+
+
+def _level(base: str, concurrency: int, queries: list[str], send: Send) -> Level:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
-    counter = iter(range(total))
+    pending = iter(queries)
 
     def worker() -> None:
         nonlocal errors
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=120) as client:
             while True:
                 with lock:
-                    n = next(counter, None)
-                if n is None:
+                    query = next(pending, None)
+                if query is None:
                     return
                 started = time.perf_counter()
-                response = client.post("/v1/search", json={"query": QUERIES[n % len(QUERIES)], "k": 10, "mode": mode})
+                response = send(client, query)
                 elapsed = (time.perf_counter() - started) * 1000
                 with lock:
                     latencies.append(elapsed)
@@ -117,73 +150,285 @@ def _level(base: str, concurrency: int, total: int, mode: str) -> Level:
     )
 
 
-def run(*, index: Path | None, queries: int, levels: list[int], encoder: str, mode: str, command: str) -> LatencyResult:
-    poshuk = str(Path(sys.executable).with_name("poshuk"))
-    env = {**os.environ, "POSHUK_ENCODER": encoder}
-    with tempfile.TemporaryDirectory(prefix="poshuk-latency-") as tmp:
-        if index is None:
-            index = Path(tmp) / "index"
-            subprocess.run(
-                [poshuk, "index", str(REPO / "examples" / "articles"), "--index", str(index), "--no-progress"],
-                check=True,
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        server = subprocess.Popen(
-            [poshuk, "serve", "--index", str(index), "--port", str(port)],
-            env={**env, "POSHUK_SERVICE_LOG_LEVEL": "warning"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            ready: dict[str, object] = {}
-            while time.perf_counter() - started < 300:
+@contextmanager
+def _server(argv: list[str], env: dict[str, str], probe: Callable[[httpx.Client], bool]) -> Iterator[tuple[str, Any]]:
+    """Start a server process, wait until ``probe`` passes; yields (base url, process, ready seconds)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [part.replace("{port}", str(port)) for part in argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while True:
+                if process.poll() is not None:
+                    err = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+                    raise RuntimeError(f"{argv[0]} exited with {process.returncode}: {err}")
+                if time.perf_counter() - started > READY_TIMEOUT_S:
+                    raise RuntimeError(f"{argv} not ready in {READY_TIMEOUT_S:.0f} s")
                 try:
-                    response = httpx.get(f"{base}/readyz", timeout=2)
-                    if response.status_code == 200:
-                        ready = response.json()
+                    if probe(client):
                         break
                 except httpx.TransportError:
                     pass
-                time.sleep(0.1)
-            ready_s = time.perf_counter() - started
-            rss_ready = _rss_mb(server.pid)
-            _level(base, 1, 5, mode)  # warm-up
-            results = [_level(base, c, queries, mode) for c in levels]
-            rss_after = _rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    return LatencyResult(
-        command=command,
-        encoder=encoder,
-        mode=mode,
-        documents=int(str(ready.get("documents", 0))),
-        passages=int(str(ready.get("passages", 0))),
-        ready_s=round(ready_s, 2),
-        rss_mb_ready=round(rss_ready, 1),
-        rss_mb_after=round(rss_after, 1),
-        levels=results,
-        machine=machine(),
+                time.sleep(0.05)
+        yield base, (process, time.perf_counter() - started)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _measure(
+    *,
+    system: str,
+    corpus: str,
+    request: str,
+    argv: list[str],
+    env: dict[str, str],
+    probe: Callable[[httpx.Client], bool],
+    send: Send,
+    queries: list[str],
+    opts: Options,
+    count: Callable[[httpx.Client], tuple[int | None, int]],
+) -> ServerRun:
+    """One server: ready time and RSS, a warm-up, then each concurrency level on fresh queries."""
+    with _server(argv, env, probe) as (base, (process, ready_s)):
+        rss_ready = _rss_mb(process.pid)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            documents, passages = count(client)
+        pool = iter(queries)
+        _level(base, 1, [next(pool) for _ in range(5)], send)  # warm-up
+        levels = []
+        for concurrency in opts.levels:
+            batch = [next(pool) for _ in range(opts.queries)]
+            levels.append(_level(base, concurrency, batch, send))
+            _log(f"[{system} {corpus} {request}] c={concurrency}: {levels[-1]}")
+        return ServerRun(
+            system=system,
+            corpus=corpus,
+            request=request,
+            documents=documents,
+            passages=passages,
+            ready_s=round(ready_s, 2),
+            rss_mb_ready=round(rss_ready, 1),
+            rss_mb_after=round(_rss_mb(process.pid), 1),
+            torch_loaded=_torch_loaded(process.pid),
+            levels=levels,
+        )
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def real_queries(sets: dict[str, BenchSet]) -> list[str]:
+    """Every distinct query text of the recall sets, in a fixed shuffled order."""
+    seen: dict[str, None] = {}
+    for bench in sets.values():
+        for q in bench.queries:
+            seen.setdefault(" ".join(q.text.split())[:900], None)
+    texts = [t for t in seen if t]
+    random.Random(0).shuffle(texts)
+    return texts
+
+
+def _poshuk_probe(client: httpx.Client) -> bool:
+    return client.get("/readyz").status_code == 200
+
+
+def _poshuk_count(client: httpx.Client) -> tuple[int | None, int]:
+    ready = client.get("/readyz").json()
+    return int(ready.get("documents", 0)), int(ready.get("passages", 0))
+
+
+def _poshuk_sender(body: dict[str, Any]) -> Send:
+    def send(client: httpx.Client, query: str) -> httpx.Response:
+        return client.post("/v1/search", json={**body, "query": query})
+
+    return send
+
+
+def _txtai_send(client: httpx.Client, query: str) -> httpx.Response:
+    return client.get("/search", params={"query": query, "limit": 10})
+
+
+def _txtai_probe(client: httpx.Client) -> bool:
+    return client.get("/search", params={"query": "warm-up", "limit": 1}).status_code == 200
+
+
+def run(opts: Options) -> LatencyReport | None:
+    """The report, or None (with a message) when the evaluation data is absent."""
+    from benchmarks.scaled import build_scaled_index
+    from benchmarks.workspace import Workspace
+    from poshuk import load_settings
+
+    missing = [folder for folder, _ in SETS.values() if not (opts.data / folder).is_dir()]
+    if missing:
+        print(f"skipped: evaluation data not found under {opts.data} ({', '.join(sorted(set(missing)))})")
+        return None
+    host = machine()
+    overrides = {} if opts.encoder is None else {"encoder": opts.encoder}
+    settings = load_settings(overrides=overrides)
+    ws = Workspace(opts.work, settings, max_k=100)
+    sets = {name: loader(opts.data / folder) for name, (folder, loader) in SETS.items()}
+    queries = real_queries(sets)
+    needed = 5 + opts.queries * len(opts.levels)
+    if len(queries) < needed:
+        raise SystemExit(f"only {len(queries)} distinct queries; lower --queries to {(len(queries) - 5) // 3}")
+    env = {**os.environ, "POSHUK_ENCODER": settings.encoder, "POSHUK_SERVICE_LOG_LEVEL": "warning"}
+    env["POSHUK_SERVICE_RATE_LIMIT_PER_SECOND"] = "0"  # the load comes from one client address
+    poshuk = str(Path(sys.executable).with_name("poshuk"))
+    runs: list[ServerRun] = []
+    notes: list[str] = []
+
+    def serve_poshuk(index: Path, corpus: str, request: str, body: dict[str, Any], pool: list[str]) -> None:
+        runs.append(
+            _measure(
+                system="poshuk",
+                corpus=corpus,
+                request=request,
+                argv=[poshuk, "serve", "--index", str(index), "--port", "{port}"],
+                env=env,
+                probe=_poshuk_probe,
+                send=_poshuk_sender(body),
+                queries=pool,
+                opts=opts,
+                count=_poshuk_count,
+            )
+        )
+
+    hybrid = {"k": 10, "mode": "hybrid"}
+    if "poshuk" in opts.systems:
+        scaled = build_scaled_index(ws, sets, opts.passages)
+        serve_poshuk(scaled, f"scaled {opts.passages}", "hybrid, highlights", hybrid, queries)
+    unlp = sets["unlp2026"]
+    if "poshuk" in opts.systems:
+        ws.searcher(unlp).close()  # built from the vector cache if absent
+        index = ws.folder(unlp) / "index"
+        serve_poshuk(index, "unlp2026", "hybrid, highlights", hybrid, queries)
+        serve_poshuk(index, "unlp2026", "dense, no highlights", {"k": 10, "mode": "dense", "highlight": False}, queries)
+        cached = {"k": 10, "mode": "dense", "highlight": False}
+        runs.append(_cache_run(poshuk, index, env, cached, queries, opts))
+    if "txtai" in opts.systems:
+        txtai = _txtai_run(ws, unlp, env, queries, opts)
+        if isinstance(txtai, str):
+            notes.append(txtai)
+        else:
+            runs.append(txtai)
+    return LatencyReport(
+        command=" ".join(opts.command),
+        encoder=settings.encoder,
+        runs=runs,
+        machine=host,
+        versions=versions(),
+        notes=notes,
     )
 
 
-def render(result: LatencyResult) -> str:
-    lines = [
-        f"# Query latency over HTTP ({result.encoder}, {result.mode})",
-        "",
-        f"`{result.command}` on {result.documents} documents / {result.passages} passages; "
-        f"ready in {result.ready_s} s; RSS {result.rss_mb_ready} MB when ready, {result.rss_mb_after} MB after.",
-        f"Machine: {result.machine.cpu_model}, {result.machine.usable_cores} cores, {result.machine.date:%Y-%m-%d}.",
-        "",
-        "| concurrency | requests | errors | p50 ms | p95 ms | p99 ms | QPS |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for lv in result.levels:
-        lines.append(
-            f"| {lv.concurrency} | {lv.requests} | {lv.errors} | {lv.p50_ms} | {lv.p95_ms} | {lv.p99_ms} | {lv.qps} |"
+def _cache_run(
+    poshuk: str, index: Path, env: dict[str, str], body: dict[str, Any], queries: list[str], opts: Options
+) -> ServerRun:
+    """Each level's queries sent twice; the second pass (measured) is answered from the query cache."""
+    send = _poshuk_sender(body)
+    with _server([poshuk, "serve", "--index", str(index), "--port", "{port}"], env, _poshuk_probe) as (
+        base,
+        (process, ready_s),
+    ):
+        rss_ready = _rss_mb(process.pid)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            documents, passages = _poshuk_count(client)
+        levels = []
+        for n, concurrency in enumerate(opts.levels):
+            batch = queries[5 + n * opts.queries : 5 + (n + 1) * opts.queries]
+            _level(base, 8, batch, send)  # fills the cache
+            levels.append(_level(base, concurrency, batch, send))
+        return ServerRun(
+            system="poshuk",
+            corpus="unlp2026",
+            request="dense, no highlights, repeated queries (query cache)",
+            documents=documents,
+            passages=passages,
+            ready_s=round(ready_s, 2),
+            rss_mb_ready=round(rss_ready, 1),
+            rss_mb_after=round(_rss_mb(process.pid), 1),
+            torch_loaded=_torch_loaded(process.pid),
+            levels=levels,
         )
+
+
+def _txtai_run(ws: Any, unlp: BenchSet, env: dict[str, str], queries: list[str], opts: Options) -> ServerRun | str:
+    """txtai's API over its saved unlp2026 index (built by the recall benchmark's adapter if absent)."""
+    from benchmarks.systems import SystemUnavailable
+    from benchmarks.systems.txtai_system import TxtaiSystem
+
+    try:
+        import txtai.api  # noqa: F401  (its API extra: fastapi)
+    except ImportError as exc:
+        return f"txtai not measured: its API is not installed ({exc}); pip install 'txtai[api]'"
+    system = TxtaiSystem()
+    try:
+        system.prepare(unlp, ws)
+    except SystemUnavailable as exc:
+        return f"txtai not measured: {exc}"
+    folder = system.folder
+    system.close()
+    with tempfile.TemporaryDirectory(prefix="txtai-api-") as tmp:
+        config = Path(tmp) / "config.yml"
+        config.write_text(f"path: {folder}\n", encoding="utf-8")
+        passages = len(ws.passages(unlp))
+        return _measure(
+            system="txtai",
+            corpus="unlp2026",
+            request="dense (its API's /search, ids and scores)",
+            argv=[sys.executable, "-m", "uvicorn", "txtai.api:app", "--port", "{port}", "--log-level", "warning"],
+            env={**env, "CONFIG": str(config)},
+            probe=_txtai_probe,
+            send=_txtai_send,
+            queries=queries,
+            opts=opts,
+            count=lambda _client: (None, passages),
+        )
+
+
+def render(report: LatencyReport) -> str:
+    m = report.machine
+    lines = [
+        "# Query latency over HTTP",
+        "",
+        f"`{report.command}`; poshuk encoder `{report.encoder}`. {m.cpu_model}, {m.usable_cores} cores, "
+        f"{m.ram_gib} GiB, load {m.load_avg[0]:.1f} at the start, {m.date:%Y-%m-%d}. Client threads run in a "
+        "separate process on the same cores. Every request is a distinct real query (no cache hits) except "
+        "in the query-cache row.",
+        "",
+        "| system | corpus | passages | request | ready s | RSS MB ready / after | torch | "
+        "c | p50 ms | p95 ms | p99 ms | QPS | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report.runs:
+        for n, lv in enumerate(r.levels):
+            head = (
+                [
+                    r.system,
+                    r.corpus,
+                    f"{r.passages:,}",
+                    r.request,
+                    f"{r.ready_s}",
+                    f"{r.rss_mb_ready:.0f} / {r.rss_mb_after:.0f}",
+                    "yes" if r.torch_loaded else "no",
+                ]
+                if n == 0
+                else [""] * 7
+            )
+            cells = [*head, str(lv.concurrency), f"{lv.p50_ms}", f"{lv.p95_ms}", f"{lv.p99_ms}", f"{lv.qps}"]
+            lines.append("| " + " | ".join([*cells, str(lv.errors)]) + " |")
+    if report.notes:
+        lines += ["", *[f"- {note}" for note in report.notes]]
     return "\n".join(lines) + "\n"

@@ -132,7 +132,7 @@ class Workspace:
             for start in range(0, len(bench.corpus), batch_docs):
                 group = bench.corpus[start : start + batch_docs]
                 flat = [p for a in group for p in by_doc[a.id]]
-                vectors = self._vectors(flat)
+                vectors = self.vectors(flat)
                 offset = 0
                 for article in group:
                     n = len(by_doc[article.id])
@@ -142,7 +142,7 @@ class Workspace:
             writer.commit()
         self.index_seconds[bench.name] = time.perf_counter() - started
 
-    def _vectors(self, passages: list[Passage]) -> NDArray[np.float32]:
+    def vectors(self, passages: list[Passage]) -> NDArray[np.float32]:
         """Passage vectors, encoding only those not in the model's vector cache.
 
         Vectors are cached by (model weights, passage prompt, backend, embed text), so a change to

@@ -103,8 +103,9 @@ class Searcher:
         try:
             if encoder is None:
                 from poshuk.models import load_encoder
+                from poshuk.query_encoding import CachingEncoder
 
-                encoder = load_encoder(settings)
+                encoder = CachingEncoder(load_encoder(settings), settings.query_cache_size)
             return cls(
                 reader,
                 encoder,

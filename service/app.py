@@ -25,6 +25,8 @@ from litestar.openapi.spec import Components
 
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
+from poshuk.models import load_encoder
+from poshuk.query_encoding import for_serving
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings, Settings
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
@@ -79,7 +81,13 @@ class ServiceState:
         searcher: Searcher | None = None
         error: str | None = None
         try:
-            searcher = Searcher.open(self.index_dir, self.settings, encoder=self._encoder)
+            encoder = self._encoder if self._encoder is not None else load_encoder(self.settings)
+            encoder = for_serving(
+                encoder,
+                cache_size=self.settings.query_cache_size,
+                batching=self.settings.service.batch_queries,
+            )
+            searcher = Searcher.open(self.index_dir, self.settings, encoder=encoder)
         except PoshukError as exc:
             error = exc.one_line()
             logger.error("cannot load index %s: %s", self.index_dir, error)

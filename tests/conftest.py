@@ -52,6 +52,20 @@ def real_encoder(real_settings: Settings) -> Iterator[Encoder]:
     yield encoder
 
 
+@pytest.fixture(scope="session")
+def torch_encoder(real_settings: Settings) -> Iterator[Encoder]:
+    """The default model on the torch backend (sentence-transformers): the reference for the ONNX ones."""
+    import msgspec
+
+    from poshuk.models import load_encoder
+
+    try:
+        encoder = load_encoder(msgspec.structs.replace(real_settings, encoder="torch"))
+    except ModelError as err:
+        pytest.fail(f"the default model is not provisioned ({err.one_line()}); run `make setup`")
+    yield encoder
+
+
 def cli_env() -> dict[str, str]:
     """The environment for real ``poshuk`` processes: the machine's, less any POSHUK_* but the model cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}

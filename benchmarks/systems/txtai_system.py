@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ class TxtaiSystem:
     def __init__(self) -> None:
         self._emb: Any = None
         self._doc_ids: list[str] = []
+        self.folder: Path | None = None
 
     def prepare(self, bench: BenchSet, ws: Workspace) -> dict[str, str]:
         try:
@@ -71,6 +73,7 @@ class TxtaiSystem:
             emb.index((i, clean_text(p.embed_text), None) for i, p in enumerate(passages))
             emb.save(str(cache))
         self._emb = emb
+        self.folder = cache  # the saved index (the latency benchmark serves it with txtai's API)
         self._check_prompts(ws)
         settings = emb.config.get("build", {}).get("settings", {})
         nprobe_of = getattr(emb.ann, "nprobe", None)  # txtai sets it on the faiss index at each search

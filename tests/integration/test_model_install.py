@@ -39,7 +39,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InstalledMod
 
 @pytest.fixture(scope="session")
 def encoder(installed: InstalledModel) -> SentenceTransformerEncoder:
-    return load_encoder(Settings(home=str(installed.folder.parent.parent)))
+    return load_encoder(Settings(home=str(installed.folder.parent.parent), encoder="torch"))
 
 
 def test_install_builds_a_complete_readable_folder(installed: InstalledModel) -> None:

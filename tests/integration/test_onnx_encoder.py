@@ -94,21 +94,21 @@ def _onnx(resolved: ResolvedModel, variant: Variant) -> OnnxEncoder:
 
 
 @pytest.fixture(scope="module")
-def torch_vectors(real_encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+def torch_vectors(torch_encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
     """torch's passage vectors of TEXTS + long articles and query vectors of TEXTS, computed once."""
-    return real_encoder.encode_passages([*TEXTS, *_long_texts()]), real_encoder.encode_queries(TEXTS)
+    return torch_encoder.encode_passages([*TEXTS, *_long_texts()]), torch_encoder.encode_queries(TEXTS)
 
 
 @pytest.mark.parametrize(("variant", "floor"), [("int8", 0.99), ("fp32", 0.9999)])
 def test_onnx_vectors_match_torch(
-    real_encoder: Encoder,
+    torch_encoder: Encoder,
     torch_vectors: tuple[np.ndarray, np.ndarray],
     resolved: ResolvedModel,
     variant: Variant,
     floor: float,
 ) -> None:
     encoder = _onnx(resolved, variant)
-    assert encoder.identity.compatible_with(real_encoder.identity)
+    assert encoder.identity.compatible_with(torch_encoder.identity)
     assert encoder.identity.backend == f"onnx-{variant}"
     passages, queries = torch_vectors
     cos_passages = np.sum(encoder.encode_passages([*TEXTS, *_long_texts()]) * passages, axis=1)
@@ -117,17 +117,17 @@ def test_onnx_vectors_match_torch(
     assert worst >= floor, f"{variant}: cosine to torch {worst:.5f} < {floor}"
 
 
-def test_tokens_are_counted_like_torch(real_encoder: Encoder, resolved: ResolvedModel) -> None:
+def test_tokens_are_counted_like_torch(torch_encoder: Encoder, resolved: ResolvedModel) -> None:
     encoder = _onnx(resolved, "int8")
     for text in TEXTS:
-        assert encoder.count_tokens(text) == real_encoder.count_tokens(text), text
+        assert encoder.count_tokens(text) == torch_encoder.count_tokens(text), text
 
 
 @pytest.mark.parametrize("variant", ["int8", "fp32"])
-def test_cross_lingual_ranking_matches_torch(real_encoder: Encoder, resolved: ResolvedModel, variant: Variant) -> None:
+def test_cross_lingual_ranking_matches_torch(torch_encoder: Encoder, resolved: ResolvedModel, variant: Variant) -> None:
     encoder = _onnx(resolved, variant)
     ours = encoder.encode_queries(QUERIES) @ encoder.encode_passages(PASSAGES).T
-    theirs = real_encoder.encode_queries(QUERIES) @ real_encoder.encode_passages(PASSAGES).T
+    theirs = torch_encoder.encode_queries(QUERIES) @ torch_encoder.encode_passages(PASSAGES).T
     relevant = list(range(len(QUERIES)))  # each English query -> its Ukrainian passage
     assert np.argmax(theirs, axis=1).tolist() == relevant
     assert np.argmax(ours, axis=1).tolist() == relevant

@@ -165,11 +165,11 @@ def test_physical_cores_is_a_sane_count() -> None:
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
 
 
-def test_encoder_setting_defaults_to_torch_and_is_validated() -> None:
-    assert load_settings(env={}).encoder == "torch"
+def test_encoder_setting_defaults_to_onnx_int8_and_is_validated() -> None:
+    assert load_settings(env={}).encoder == "onnx-int8"
     assert load_settings(env={}).allow_backend_mismatch is False
-    settings = load_settings(env={"POSHUK_ENCODER": "onnx-int8", "POSHUK_ALLOW_BACKEND_MISMATCH": "1"})
-    assert (settings.encoder, settings.allow_backend_mismatch) == ("onnx-int8", True)
+    settings = load_settings(env={"POSHUK_ENCODER": "torch", "POSHUK_ALLOW_BACKEND_MISMATCH": "1"})
+    assert (settings.encoder, settings.allow_backend_mismatch) == ("torch", True)
     with pytest.raises(ConfigError):
         load_settings(env={"POSHUK_ENCODER": "onnx"})
 

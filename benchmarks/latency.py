@@ -6,8 +6,9 @@ by client threads in this (separate) process at each concurrency level:
 - ``poshuk`` on the *scaled* index: every passage of the recall sets (real text, vectors
   from the benchmark's vector cache), repeated under new document ids until ``--passages``
   (default 100,000) — real text only, as the issue allows for distractors;
-- ``poshuk`` and ``txtai``'s own API (``uvicorn txtai.api:app``, its saved index from the
-  recall benchmark, same model and passages) on the unlp2026 corpus, side by side.
+- ``poshuk`` (under uvicorn, as ``poshuk serve`` runs it, and under granian) and ``txtai``'s
+  own API (``uvicorn txtai.api:app``, its saved index from the recall benchmark, same model
+  and passages) on the unlp2026 corpus, side by side.
 
 Every request carries a distinct real query from the recall sets (Ukrainian questions and
 headlines, English headlines and sentences), so no level is served from the query cache.
@@ -40,6 +41,7 @@ from benchmarks.machine import Machine, machine, versions
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 600.0
+_FACTORY = "benchmarks.asgi_factory:app"
 
 
 class Options(msgspec.Struct, frozen=True, kw_only=True):
@@ -317,6 +319,24 @@ def run(opts: Options) -> LatencyReport | None:
         serve_poshuk(index, "unlp2026", "dense, no highlights", {"k": 10, "mode": "dense", "highlight": False}, queries)
         cached = {"k": 10, "mode": "dense", "highlight": False}
         runs.append(_cache_run(poshuk, index, env, cached, queries, opts))
+        granian = Path(sys.executable).with_name("granian")
+        if granian.is_file():
+            runs.append(
+                _measure(
+                    system="poshuk (granian)",
+                    corpus="unlp2026",
+                    request="dense, no highlights",
+                    argv=[str(granian), "--interface", "asgi", "--factory", "--port", "{port}", "--no-log", _FACTORY],
+                    env={**env, "POSHUK_BENCH_INDEX": str(index)},
+                    probe=_poshuk_probe,
+                    send=_poshuk_sender({"k": 10, "mode": "dense", "highlight": False}),
+                    queries=queries,
+                    opts=opts,
+                    count=_poshuk_count,
+                )
+            )
+        else:
+            notes.append("granian not measured: not installed (pip install granian)")
     if "txtai" in opts.systems:
         txtai = _txtai_run(ws, unlp, env, queries, opts)
         if isinstance(txtai, str):

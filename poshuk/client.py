@@ -123,9 +123,15 @@ def error_for(response: httpx.Response) -> PoshukError:
 
 
 def _search_body(
-    query: str, k: int, mode: Mode, filters: Filters | None, collapse: bool, offset: int
+    query: str,
+    k: int,
+    mode: Mode,
+    filters: Filters | None,
+    collapse: bool,
+    offset: int,
+    options: dict[str, bool],
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"query": query, "k": k, "mode": mode, "collapse": collapse, "offset": offset}
+    body: dict[str, Any] = {"query": query, "k": k, "mode": mode, "collapse": collapse, "offset": offset, **options}
     if filters is not None:
         body["filters"] = msgspec.to_builtins(filters)
     return body
@@ -188,9 +194,13 @@ class Client:
         filters: Filters | None = None,
         collapse: bool = False,
         offset: int = 0,
+        dedupe: bool = False,
+        highlight: bool = True,
+        semantic_highlights: bool = True,
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
-        body = _search_body(query, k, mode, filters, collapse, offset)
+        options = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
+        body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(self._http.post("/v1/search", json=body)))
 
     def document(self, doc_id: str) -> Article:
@@ -258,9 +268,13 @@ class AsyncClient:
         filters: Filters | None = None,
         collapse: bool = False,
         offset: int = 0,
+        dedupe: bool = False,
+        highlight: bool = True,
+        semantic_highlights: bool = True,
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
-        body = _search_body(query, k, mode, filters, collapse, offset)
+        options = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
+        body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(await self._http.post("/v1/search", json=body)))
 
     async def document(self, doc_id: str) -> Article:

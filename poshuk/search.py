@@ -150,9 +150,15 @@ class Searcher:
         offset: int = 0,
         highlight: bool = True,
         dedupe: bool = False,
+        semantic_highlights: bool | None = None,
     ) -> SearchResult:
         """The ``k`` best passages (or articles, with ``collapse``; or stories, with ``dedupe``) for
-        ``query``, from ``offset``."""
+        ``query``, from ``offset``.
+
+        ``semantic_highlights`` (default: the searcher's setting) marks, for the top hits that
+        match no query word, the sentence closest in meaning: a model call over their sentences,
+        most of a search's time on a CPU. A page can ask without it, paint, then ask again with it.
+        """
         started = time.perf_counter()
         text = clean_text(query).strip()
         self._validate(text, k, mode, offset)
@@ -165,7 +171,8 @@ class Searcher:
             self._hit(offset + n, stored[row], score, others, terms if highlight else None)
             for n, (row, score, others) in enumerate(chosen, start=1)
         ]
-        if highlight and self.semantic_highlights and vector is not None:
+        sentences = self.semantic_highlights if semantic_highlights is None else semantic_highlights
+        if highlight and sentences and vector is not None:
             hits = self._add_sentence_highlights(vector[0], hits)
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(

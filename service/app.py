@@ -88,6 +88,9 @@ class ServiceState:
                 batching=self.settings.service.batch_queries,
             )
             searcher = Searcher.open(self.index_dir, self.settings, encoder=encoder)
+            # One search before /readyz says yes: the model's first run allocates its buffers, so
+            # the first real query would otherwise pay for it.
+            searcher.search("warm-up", k=1, semantic_highlights=False)
         except PoshukError as exc:
             error = exc.one_line()
             logger.error("cannot load index %s: %s", self.index_dir, error)

@@ -24,6 +24,7 @@ from service.schemas import (
     DATE_DOC,
     MODE_DOC,
     OFFSET_DOC,
+    SEMANTIC_HIGHLIGHTS_DOC,
     HitOut,
     SearchRequest,
     SearchResponse,
@@ -127,13 +128,22 @@ def _search(
     offset: int,
     highlight: bool,
     dedupe: bool = False,
+    semantic_highlights: bool = True,
 ) -> SearchResponse:
     check_request(query, k, limits)
     if limits.log_queries:
         logger.info("search %r", query, extra={"query": query, "k": k, "mode": mode})
     started = time.perf_counter()
     result = searcher.search(
-        query, k=k, mode=mode, filters=filters, collapse=collapse, offset=offset, highlight=highlight, dedupe=dedupe
+        query,
+        k=k,
+        mode=mode,
+        filters=filters,
+        collapse=collapse,
+        offset=offset,
+        highlight=highlight,
+        dedupe=dedupe,
+        semantic_highlights=semantic_highlights,
     )
     Metrics.of(state).observe_search(mode, time.perf_counter() - started)
     return SearchResponse.from_result(result)
@@ -181,6 +191,7 @@ class SearchController(Controller):
             collapse=data.collapse,
             offset=data.offset,
             highlight=data.highlight,
+            semantic_highlights=data.semantic_highlights,
             dedupe=data.dedupe,
         )
 
@@ -224,6 +235,7 @@ class SearchController(Controller):
         collapse: Annotated[bool, Parameter(description="Return each article once.")] = False,
         offset: Annotated[int, Parameter(description=OFFSET_DOC)] = 0,
         highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
+        semantic_highlights: Annotated[bool, Parameter(description=SEMANTIC_HIGHLIGHTS_DOC)] = True,
         dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
     ) -> SearchResponse:
         filters = build_filters(
@@ -248,4 +260,5 @@ class SearchController(Controller):
             offset=offset,
             highlight=highlight,
             dedupe=dedupe,
+            semantic_highlights=semantic_highlights,
         )

@@ -272,8 +272,17 @@
     return body;
   }
 
-  function search(request) {
-    const body = { query: request.query, k: PAGE_SIZE + 1, mode: request.mode, collapse: true, offset: request.offset };
+  // Results are painted from a search without sentence highlights (no model call beyond the
+  // query's); the same search is then asked again with them, and the marks are added in place.
+  function search(request, { sentences = false } = {}) {
+    const body = {
+      query: request.query,
+      k: PAGE_SIZE + 1,
+      mode: request.mode,
+      collapse: true,
+      offset: request.offset,
+      semantic_highlights: sentences,
+    };
     if (request.filters) body.filters = request.filters;
     return api("/v1/search", {
       method: "POST",
@@ -293,6 +302,7 @@
     const seq = ++state.seq;
     els.results.removeAttribute("data-render-ms");
     els.results.removeAttribute("data-took-ms");
+    els.results.removeAttribute("data-sentences");
     hideError();
 
     if (!request.query.trim()) {
@@ -346,6 +356,35 @@
         els.results.dataset.renderMs = (performance.now() - started).toFixed(1);
       }),
     );
+    addSentenceHighlights(request, seq);
+  }
+
+  // Hits found by meaning alone have no marks yet: ask for the sentence closest to the query.
+  async function addSentenceHighlights(request, seq) {
+    const unmarked = state.response.hits.some((hit) => !(hit.highlights && hit.highlights.length));
+    if (request.mode === "lexical" || !unmarked) {
+      els.results.dataset.sentences = "done";
+      return;
+    }
+    els.results.dataset.sentences = "pending";
+    let response;
+    try {
+      response = await search(request, { sentences: true });
+    } catch (_) {
+      if (seq === state.seq) els.results.dataset.sentences = "failed"; // the results stay as they are
+      return;
+    }
+    if (seq !== state.seq) return;
+    const items = els.results.querySelectorAll(":scope > li.result");
+    state.response.hits.forEach((hit, n) => {
+      const fresh = response.hits[n];
+      if (!fresh || fresh.passage_id !== hit.passage_id || fresh.highlight_kind !== "sentence") return;
+      if (hit.highlights && hit.highlights.length) return;
+      state.response.hits[n] = { ...hit, highlights: fresh.highlights, highlight_kind: fresh.highlight_kind };
+      const old = items[n] && items[n].querySelector("p.passage");
+      if (old) old.replaceWith(passageNode(state.response.hits[n]));
+    });
+    els.results.dataset.sentences = "done";
   }
 
   function rerender() {

@@ -387,6 +387,18 @@ def test_passages_found_by_meaning_get_their_closest_sentence(news: TestClient[L
         assert not any(word.casefold().startswith("дрон") for word in sentence.split())
 
 
+def test_semantic_highlights_false_keeps_word_marks_and_skips_sentences(news: TestClient[Litestar]) -> None:
+    full = _post(news, query="дрони атакували", k=100, mode="dense")
+    quick = _post(news, query="дрони атакували", k=100, mode="dense", semantic_highlights=False)
+    assert [h["passage_id"] for h in quick["hits"]] == [h["passage_id"] for h in full["hits"]]
+    assert not any(h["highlight_kind"] == "sentence" for h in quick["hits"])
+    for before, after in zip(full["hits"], quick["hits"], strict=True):
+        if before["highlight_kind"] == "terms":
+            assert after["highlights"] == before["highlights"]
+    got = news.get("/v1/search", params={"q": "дрони атакували", "mode": "dense", "semantic_highlights": "false"})
+    assert not any(h["highlight_kind"] == "sentence" for h in got.json()["hits"])
+
+
 def test_highlight_false_leaves_hits_unmarked(news: TestClient[Litestar]) -> None:
     for mode in ("dense", "lexical", "hybrid"):
         body = _post(news, query="дрони атакували", k=5, mode=mode, highlight=False)

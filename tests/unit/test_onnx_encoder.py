@@ -165,8 +165,8 @@ def test_physical_cores_is_a_sane_count() -> None:
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
 
 
-def test_encoder_setting_defaults_to_onnx_int8_and_is_validated() -> None:
-    assert load_settings(env={}).encoder == "onnx-int8"
+def test_encoder_setting_defaults_to_onnx_fp32_and_is_validated() -> None:
+    assert load_settings(env={}).encoder == "onnx-fp32"
     assert load_settings(env={}).allow_backend_mismatch is False
     settings = load_settings(env={"POSHUK_ENCODER": "torch", "POSHUK_ALLOW_BACKEND_MISMATCH": "1"})
     assert (settings.encoder, settings.allow_backend_mismatch) == ("torch", True)

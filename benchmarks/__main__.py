@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--systems", type=_csv, default=["poshuk", "txtai"], help="default: poshuk,txtai")
     latency.add_argument("--encoder", help="POSHUK_ENCODER for poshuk (default: the setting's default)")
     latency.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    indexing = sub.add_parser("indexing", help="Passages/s of torch fp32, ONNX fp32, ONNX int8 and txtai; FLOPs.")
+    indexing.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
+    indexing.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
+    indexing.add_argument("--passages", type=int, default=512, help="passages encoded by each (default: 512)")
+    indexing.add_argument("--systems", type=_csv, default=["torch", "onnx-fp32", "onnx-int8", "txtai"])
+    indexing.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     return parser
 
 
@@ -83,6 +89,29 @@ def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import msgspec
+
+    from benchmarks.indexing import Options, render, run
+
+    report = run(
+        Options(
+            data=args.data,
+            work=args.work,
+            passages=args.passages,
+            systems=tuple(args.systems),
+            command=("python", "-m", "benchmarks", *argv),
+        )
+    )
+    if report is None:
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "indexing.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
+    (args.out / "indexing.md").write_text(render(report), encoding="utf-8")
+    print(render(report))
+    return 0
+
+
 def _reliability(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from benchmarks.reliability import Options, render, run
 
@@ -109,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reliability(args, argv)
     if args.benchmark == "latency":
         return _latency(args, argv)
+    if args.benchmark == "indexing":
+        return _indexing(args, argv)
     if args.benchmark == "dedupe":
         from benchmarks.dedupe import run as run_dedupe
 

@@ -311,6 +311,8 @@ def run(opts: Options) -> LatencyReport | None:
     if "poshuk" in opts.systems:
         scaled = build_scaled_index(ws, sets, opts.passages)
         serve_poshuk(scaled, f"scaled {opts.passages}", "hybrid, highlights", hybrid, queries)
+        filtered = {**hybrid, "collapse": True, "filters": {"lang": ["uk"]}}
+        serve_poshuk(scaled, f"scaled {opts.passages}", "hybrid, highlights, lang=uk, collapse", filtered, queries)
     unlp = sets["unlp2026"]
     if "poshuk" in opts.systems:
         ws.searcher(unlp).close()  # built from the vector cache if absent

@@ -88,6 +88,7 @@ def _search_ids(client: TestClient[Litestar], query: str) -> list[str]:
 def test_without_configured_keys_writes_are_refused_and_say_how_to_configure(tmp_path: Path, index_dir: Path) -> None:
     settings = load_settings(env={"POSHUK_HOME": str(tmp_path / "home")})
     with TestClient(create_app(settings, index_dir, encoder=HashEncoder())) as client:
+        assert ServiceState.of(client.app.state).wait(10)
         for response in (
             client.put("/v1/documents/x", json=ARTICLE, headers=AUTH),
             client.delete("/v1/documents/uk-001"),

@@ -21,6 +21,7 @@ from poshuk.errors import ConfigError
 
 ENV_PREFIX = "POSHUK_"
 DEFAULT_MODEL = "multilingual-e5-small"
+DEFAULT_APPROXIMATE_ABOVE = 200_000
 
 
 def _doc(text: str, **constraints: Any) -> msgspec.Meta:
@@ -129,6 +130,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     query_cache_size: Annotated[
         int, _doc("Query vectors kept in an LRU cache, so a repeated query skips the model (0: no cache).", ge=0)
     ] = 1024
+    approximate_above: Annotated[
+        int,
+        _doc(
+            "Passages above which vector search becomes approximate (FAISS IVF with 8-bit scalar "
+            "quantisation; recall@10 vs exact >= 0.97 at 1M in `benchmarks/results/scale.md`); at or below "
+            "it, search is exact. Applied when a FAISS snapshot is written or the vectors are rebuilt.",
+            ge=0,
+        ),
+    ] = DEFAULT_APPROXIMATE_ABOVE
     chunking: ChunkingSettings = ChunkingSettings()
     service: ServiceSettings = ServiceSettings()
     auth: AuthSettings = AuthSettings()

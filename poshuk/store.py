@@ -56,8 +56,8 @@ from poshuk.errors import (
     NotFoundError,
 )
 from poshuk.filters import Filters, timestamp, where_clause
-from poshuk.settings import ChunkingSettings
-from poshuk.vectors import VectorIndex
+from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, ChunkingSettings
+from poshuk.vectors import TRAIN_SAMPLE, VectorIndex, nlist_for
 
 FORMAT_VERSION = 3
 KEEP_VERSIONS = 2
@@ -373,8 +373,9 @@ class Index:
     Searches and writes hold one lock, so a search never sees half an article.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> None:
         self.folder = folder
+        self.approximate_above = approximate_above  # passages above which FAISS becomes IVF-SQ8
         self.manifest = _read_manifest(folder)
         self._conn = _connect(folder / _SQLITE)
         self._lock = threading.RLock()
@@ -386,8 +387,8 @@ class Index:
         self.vectors, self.applied_seq = self._load_vectors()
 
     @classmethod
-    def open(cls, index_dir: Path) -> Index:
-        return cls(live_version(index_dir))
+    def open(cls, index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> Index:
+        return cls(live_version(index_dir), approximate_above=approximate_above)
 
     @property
     def index_dir(self) -> Path:
@@ -419,11 +420,11 @@ class Index:
     def _rebuild_vectors(self) -> tuple[VectorIndex, int]:
         """FAISS from the passages table alone (the truth)."""
         dim = self.manifest.model.dimension
-        vectors = VectorIndex(dim)
         with self._lock:
             self._conn.execute("BEGIN")
             try:
                 (seq,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+                vectors = self._empty_vectors()
                 cursor = self._conn.execute("SELECT row_id, vector FROM passages ORDER BY row_id")
                 while batch := cursor.fetchmany(10_000):
                     ids = np.fromiter((r for r, _ in batch), dtype=np.int64, count=len(batch))
@@ -432,6 +433,21 @@ class Index:
             finally:
                 self._conn.execute("COMMIT")
         return vectors, int(seq)
+
+    def _empty_vectors(self) -> VectorIndex:
+        """Flat up to ``approximate_above`` passages; above, IVF-SQ8 trained on a sample of them."""
+        dim = self.manifest.model.dimension
+        rows = np.asarray([r for (r,) in self._conn.execute("SELECT row_id FROM passages")], dtype=np.int64)
+        if len(rows) <= self.approximate_above:
+            return VectorIndex(dim)
+        sample = np.sort(np.random.default_rng(0).choice(rows, size=min(len(rows), TRAIN_SAMPLE), replace=False))
+        blobs: list[bytes] = []
+        for start in range(0, len(sample), 900):
+            chunk = [int(r) for r in sample[start : start + 900]]
+            marks = ",".join("?" * len(chunk))
+            blobs += [v for (v,) in self._conn.execute(f"SELECT vector FROM passages WHERE row_id IN ({marks})", chunk)]
+        training = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+        return VectorIndex.approximate(dim, training, nlist=nlist_for(len(rows)))
 
     def refresh(self) -> int:
         """Apply changes committed by any process since the last refresh; returns how many."""
@@ -463,6 +479,10 @@ class Index:
         with self._lock:
             self.refresh()
             path = self.folder / f"vectors-{self.applied_seq:012d}.faiss"
+            fitted = self.vectors.fitted(self.approximate_above)
+            if fitted is not self.vectors:  # grown past the threshold: IVF from now on
+                self.vectors = fitted
+                path.unlink(missing_ok=True)
             if not path.exists():
                 tmp = self.folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
                 self.vectors.save(tmp)
@@ -800,8 +820,10 @@ class IndexWriter:
         prepare: Callable[[Sequence[Article]], Sequence[Upsert]] | None = None,
         since: int | None = None,
         allow_backend_mismatch: bool = False,
+        approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
     ) -> None:
         self.allow_backend_mismatch = allow_backend_mismatch
+        self.approximate_above = approximate_above
         self.index_dir = index_dir
         self.model = model
         self.chunking = chunking
@@ -849,12 +871,12 @@ class IndexWriter:
                     hint="use the same --model, or rebuild with --rebuild",
                 )
             check_backend(manifest.model.backend, self.model.backend, allow=self.allow_backend_mismatch)
-            index = Index(live)
+            index = Index(live, approximate_above=self.approximate_above)
         else:
             if (self.index_dir / "versions").is_dir():
                 remove_stale_builds(self.index_dir)
             self._new_version = create_version(self.index_dir, self.model, self.chunking, self.lexical)
-            index = Index(self._new_version)
+            index = Index(self._new_version, approximate_above=self.approximate_above)
         try:
             index.begin()
         except BaseException:

@@ -134,8 +134,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         int,
         _doc(
             "Passages above which vector search becomes approximate (FAISS IVF with 8-bit scalar "
-            "quantisation; recall@10 vs exact >= 0.97 at 1M in `benchmarks/results/scale.md`); at or below "
-            "it, search is exact. Applied when a FAISS snapshot is written or the vectors are rebuilt.",
+            "quantisation, a quarter of the memory; recall against exact search in "
+            "`benchmarks/results/scale.md`); at or below it, search is exact. Applied when a FAISS snapshot "
+            "is written or the vectors are rebuilt.",
             ge=0,
         ),
     ] = DEFAULT_APPROXIMATE_ABOVE

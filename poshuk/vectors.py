@@ -39,7 +39,7 @@ TRAIN_SAMPLE = 100_000  # vectors the IVF lists and the quantiser are trained on
 MIN_NLIST = 64
 MAX_NLIST = 2048  # k-means wants >= 39 training points a list: 100k / 2048 = 48
 TRAIN_POINTS_PER_LIST = 39
-NPROBE_FRACTION = 1 / 8  # share of the lists scanned per query (scale benchmark: recall@10 >= 0.97 at 1M)
+NPROBE_FRACTION = 1 / 8  # share of the lists scanned per query; recall stops rising beyond it (scale.md)
 MIN_NPROBE = 16
 
 _HASHTABLE = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from faiss's stubs

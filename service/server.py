@@ -23,7 +23,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    reader = Index.open(index_dir)
+    reader = Index.open(index_dir, approximate_above=settings.approximate_above)
     built_with = reader.manifest.model
     reader.close()
     model = resolve_model(settings.model, settings.home_path)

@@ -152,3 +152,33 @@ def test_store_snapshot_turns_ivf_past_the_threshold_and_rebuild_builds_ivf(
 
 def test_the_default_threshold_is_a_setting() -> None:
     assert Settings().approximate_above == 200_000
+
+
+def test_the_setting_reaches_the_index_through_index_paths_and_searcher_open(
+    tmp_path: Path, hash_encoder: HashEncoder
+) -> None:
+    from indexer.pipeline import index_paths
+    from poshuk.search import Searcher
+    from poshuk.settings import load_settings
+    from tests.conftest import EXAMPLES
+
+    env = {"POSHUK_HOME": str(tmp_path / "home")}
+    tiny = load_settings(env={**env, "POSHUK_APPROXIMATE_ABOVE": "10"})
+    index_dir = tmp_path / "index"
+    report = index_paths([EXAMPLES], index_dir, encoder=hash_encoder, settings=tiny, progress=False)
+    assert report.passages > 10
+    searcher = Searcher.open(index_dir, tiny, encoder=hash_encoder)
+    assert searcher.index.vectors.approximate_kind  # the writer's snapshot turned IVF at the tiny threshold
+    assert searcher.index.approximate_above == 10
+    hits = searcher.index.search_vectors(hash_encoder.encode_queries(["anything"]), 5)
+    assert len(hits) == 5
+    searcher.close()
+    for snapshot in live_version(index_dir).glob("vectors-*.faiss"):
+        snapshot.unlink()
+    exact = Searcher.open(index_dir, load_settings(env=env), encoder=hash_encoder)  # rebuilt at the default
+    assert not exact.index.vectors.approximate_kind
+    exact.close()
+    rebuilt = Searcher.open(index_dir, tiny, encoder=hash_encoder)  # rebuilt at the setting: IVF again
+    assert rebuilt.index.vectors.approximate_kind
+    rebuilt.close()
+

@@ -61,10 +61,15 @@ from poshuk.vectors import TRAIN_SAMPLE, VectorIndex, nlist_for
 
 FORMAT_VERSION = 3
 KEEP_VERSIONS = 2
+# An approximate (IVF-SQ8) index is asked for this many times the wanted hits, which are then
+# ranked by exact inner product with the float32 vectors SQLite holds: the 8-bit codes blur
+# near neighbours, the exact vectors do not (recall in benchmarks/results/scale.md).
+RESCORE_FACTOR = 4
 BUSY_TIMEOUT_MS = 10_000
 SWAP_LOCK_TIMEOUT_S = 600.0  # how long a finished rebuild waits for the live version's writers
 _MANIFEST = "manifest.json"
 _SQLITE = "meta.sqlite"
+_MAX_SQL_VARIABLES = 30_000  # SQLite's limit is 32,766 since 3.32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -367,6 +372,31 @@ def _article_from_row(row: tuple[Any, ...]) -> Article:
     )
 
 
+def rescore(
+    conn: sqlite3.Connection, query: NDArray[np.float32], candidates: NDArray[np.int64], k: int
+) -> list[tuple[int, float]]:
+    """The ``k`` best of ``candidates`` (row ids; -1 is skipped) by exact inner product with ``query``.
+
+    One query for the candidates' float32 vectors (``passages.vector``), one matrix product. A
+    candidate no longer in SQLite (deleted by another process, not yet applied) drops out.
+    """
+    rows = [int(r) for r in candidates if r >= 0]
+    if not rows:
+        return []
+    found: list[tuple[int, bytes]] = []
+    for start in range(0, len(rows), _MAX_SQL_VARIABLES):
+        chunk = rows[start : start + _MAX_SQL_VARIABLES]
+        marks = ",".join("?" * len(chunk))
+        found += conn.execute(f"SELECT row_id, vector FROM passages WHERE row_id IN ({marks})", chunk).fetchall()
+    if not found:
+        return []
+    ids = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
+    matrix = np.frombuffer(b"".join(v for _, v in found), dtype=np.float32).reshape(len(found), -1)
+    scores = matrix @ np.asarray(query, dtype=np.float32).ravel()
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(int(ids[i]), float(scores[i])) for i in top]
+
+
 class Index:
     """One open index version: reads, writes and the in-memory FAISS, thread-safe.
 
@@ -523,8 +553,11 @@ class Index:
             allowed = None if filters is None or filters.is_empty() else self.allowed_rows(filters)
             if allowed is not None and len(allowed) == 0:
                 return []
-            scores, ids = self.vectors.search(queries, k, allowed=allowed)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            if not self.vectors.approximate_kind:
+                scores, ids = self.vectors.search(queries, k, allowed=allowed)
+                return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            _, ids = self.vectors.search(queries, k * RESCORE_FACTOR, allowed=allowed)
+            return rescore(self._conn, queries[0], ids[0], k)
 
     def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
         """Row ids of every passage whose article passes ``filters``."""

@@ -171,7 +171,7 @@ def test_the_setting_reaches_the_index_through_index_paths_and_searcher_open(
     assert searcher.index.vectors.approximate_kind  # the writer's snapshot turned IVF at the tiny threshold
     assert searcher.index.approximate_above == 10
     hits = searcher.index.search_vectors(hash_encoder.encode_queries(["anything"]), 5)
-    assert len(hits) == 5
+    assert len(hits) == 5 and hits == sorted(hits, key=lambda h: -h[1])  # re-scored, best first
     searcher.close()
     for snapshot in live_version(index_dir).glob("vectors-*.faiss"):
         snapshot.unlink()
@@ -181,4 +181,23 @@ def test_the_setting_reaches_the_index_through_index_paths_and_searcher_open(
     rebuilt = Searcher.open(index_dir, tiny, encoder=hash_encoder)  # rebuilt at the setting: IVF again
     assert rebuilt.index.vectors.approximate_kind
     rebuilt.close()
+
+
+def test_rescoring_ranks_approximate_candidates_by_exact_inner_product(tmp_path: Path) -> None:
+    import contextlib
+    import sqlite3
+
+    from poshuk.store import rescore
+
+    vectors = _clustered(50)
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.sqlite")) as conn:
+        conn.execute("CREATE TABLE passages (row_id INTEGER PRIMARY KEY, vector BLOB NOT NULL)")
+        conn.executemany("INSERT INTO passages VALUES (?, ?)", [(i, v.tobytes()) for i, v in enumerate(vectors)])
+        query = vectors[7]
+        candidates = np.array([3, 7, -1, 12, 99, 40], dtype=np.int64)  # -1: an empty slot; 99: not in SQLite
+        ranked = rescore(conn, query, candidates, 3)
+    exact = {i: float(vectors[i] @ query) for i in (3, 7, 12, 40)}
+    best = sorted(exact, key=lambda i: -exact[i])[:3]
+    assert [r for r, _ in ranked] == best and ranked[0][0] == 7
+    assert np.allclose([s for _, s in ranked], [exact[i] for i in best], atol=1e-6)
 

@@ -86,6 +86,15 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     log_queries: Annotated[
         bool, _doc("Log each search's query text at info level (off: queries are never logged, for privacy).")
     ] = False
+    faiss_threads: Annotated[
+        int,
+        _doc(
+            "OpenMP threads one FAISS search may use in `poshuk serve` (0: one per core). Concurrent requests "
+            "already keep the cores busy; more threads per search only contend (5x slower at 2 cores).",
+            ge=0,
+            le=256,
+        ),
+    ] = 1
 
 
 class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -24,6 +24,7 @@ parameters are in ``benchmarks/results/scale.md``.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,27 @@ _HASHTABLE = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing 
 
 Ids = NDArray[np.int64]
 Scores = NDArray[np.float32]
+
+_search_threads: int | None = None  # FAISS's OpenMP threads per search; None: OpenMP's default
+_applied = threading.local()  # the value this thread last gave OpenMP
+
+
+def set_search_threads(threads: int | None) -> None:
+    """Use ``threads`` OpenMP threads in every later search of this process (0 or None: OpenMP's default).
+
+    OpenMP keeps the thread count per calling thread: ``faiss.omp_set_num_threads`` in the
+    main thread does not reach the worker threads a server searches in. So this records
+    the number and each search applies it to its own thread, once per thread.
+    """
+    global _search_threads
+    _search_threads = threads or None
+
+
+def _apply_search_threads() -> None:
+    threads = _search_threads
+    if threads is not None and getattr(_applied, "threads", None) != threads:
+        faiss.omp_set_num_threads(threads)
+        _applied.threads = threads
 
 
 def nlist_for(passages: int) -> int:
@@ -147,6 +169,7 @@ class VectorIndex:
             return np.zeros((rows, 0), dtype=np.float32), np.zeros((rows, 0), dtype=np.int64)
         k = max(1, min(k, limit))
         queries = _f32(queries)
+        _apply_search_threads()
         # keep ``selector`` referenced until the search returns: params only holds a C++ pointer
         selector = faiss.IDSelectorBatch(_i64(allowed)) if allowed is not None else None
         if self._ivf is None:

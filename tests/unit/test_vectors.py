@@ -201,3 +201,27 @@ def test_rescoring_ranks_approximate_candidates_by_exact_inner_product(tmp_path:
     assert [r for r, _ in ranked] == best and ranked[0][0] == 7
     assert np.allclose([s for _, s in ranked], [exact[i] for i in best], atol=1e-6)
 
+
+def test_search_threads_reach_the_threads_that_search() -> None:
+    import threading
+
+    import faiss
+
+    from poshuk import vectors as vectors_module
+
+    flat, _, _, vectors = _indexes(200)
+    seen: list[int] = []
+
+    def search_in_a_worker() -> None:
+        flat.search(vectors[:1], 5)
+        seen.append(faiss.omp_get_max_threads())
+
+    assert Settings().service.faiss_threads == 1
+    try:
+        vectors_module.set_search_threads(1)
+        worker = threading.Thread(target=search_in_a_worker)  # OpenMP's count is per thread
+        worker.start()
+        worker.join()
+        assert seen == [1]
+    finally:
+        vectors_module.set_search_threads(None)

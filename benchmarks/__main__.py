@@ -59,7 +59,45 @@ def build_parser() -> argparse.ArgumentParser:
     indexing.add_argument("--passages", type=int, default=512, help="passages encoded by each (default: 512)")
     indexing.add_argument("--systems", type=_csv, default=["torch", "onnx-fp32", "onnx-int8", "txtai"])
     indexing.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    scale = sub.add_parser("scale", help="Exact flat vs approximate FAISS index at 100k and 1M passage vectors.")
+    scale.add_argument(
+        "--sizes", type=_csv, default=["100000", "1000000"], help="passage counts (default: 100000,1000000)"
+    )
+    scale.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        help="folder holding the recall run's vector cache (default: %(default)s)",
+    )
+    scale.add_argument("--scratch", type=Path, help="where the generated vectors and indexes go (default: WORK/scale)")
+    scale.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     return parser
+
+
+def _scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import msgspec
+
+    from benchmarks.scale import find_cache, render, run
+
+    if find_cache(args.work) is None:
+        print(
+            f"no passage vector cache (vectors-*-sentence-transformers.sqlite) in {args.work}; skipping "
+            "(python -m benchmarks recall fills it)"
+        )
+        return 0
+    result = run(
+        sizes=[int(s) for s in args.sizes],
+        work=args.work,
+        scratch=args.scratch or args.work / "scale",
+        command=" ".join(("python", "-m", "benchmarks", *argv)),
+    )
+    if result is None:
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_bytes(msgspec.json.format(msgspec.json.encode(result)))
+    (args.out / "scale.md").write_text(render(result), encoding="utf-8")
+    print(render(result))
+    return 0
 
 
 def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -140,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _latency(args, argv)
     if args.benchmark == "indexing":
         return _indexing(args, argv)
+    if args.benchmark == "scale":
+        return _scale(args, argv)
     if args.benchmark == "dedupe":
         from benchmarks.dedupe import run as run_dedupe
 

@@ -17,7 +17,7 @@ import msgspec
 
 from poshuk.errors import BadRecordError, InputError, PoshukError
 from poshuk.search import CANDIDATES, MODES, SearchResult
-from poshuk.settings import DEFAULT_MODEL, Settings, load_settings, settings_table
+from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, DEFAULT_MODEL, Settings, load_settings, settings_table
 
 if TYPE_CHECKING:
     from poshuk.highlight import Span
@@ -176,11 +176,18 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     """Delete articles through the same core path as the HTTP API (one durable transaction)."""
     from poshuk.store import Index, IndexWriter
 
-    live = Index.open(args.index)
+    settings = _settings(args)
+    live = Index.open(args.index, approximate_above=settings.approximate_above)
     manifest = live.manifest
     live.close()
     missing: list[str] = []
-    with IndexWriter(args.index, manifest.model, manifest.chunking, manifest.lexical) as writer:
+    with IndexWriter(
+        args.index,
+        manifest.model,
+        manifest.chunking,
+        manifest.lexical,
+        approximate_above=settings.approximate_above,
+    ) as writer:
         for doc_id in dict.fromkeys(args.ids):
             if not writer.delete(doc_id):
                 missing.append(doc_id)
@@ -207,13 +214,13 @@ class IndexReport(msgspec.Struct, frozen=True, kw_only=True):
     kept_versions: list[str]
 
 
-def index_report(index_dir: Path) -> IndexReport:
+def index_report(index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> IndexReport:
     """Read an index folder's size and make-up (read-only)."""
     import sqlite3
 
     from poshuk.store import Index
 
-    index = Index.open(index_dir)
+    index = Index.open(index_dir, approximate_above=approximate_above)
     try:
         manifest, counts, folder = index.manifest, index.counts(), index.folder
     finally:
@@ -236,7 +243,7 @@ def index_report(index_dir: Path) -> IndexReport:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    report = index_report(args.index)
+    report = index_report(args.index, approximate_above=_settings(args).approximate_above)
     if args.json:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(report)).decode() + "\n")
         return 0

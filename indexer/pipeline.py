@@ -124,6 +124,7 @@ def index_paths(
             rebuild=rebuild,
             prepare=lambda carried: _reencode(carried, encoder, settings),
             since=since,
+            approximate_above=settings.approximate_above,
         ) as writer,
         tqdm(total=total, desc="embedding", unit=" passages", disable=not progress) as bar,
     ):

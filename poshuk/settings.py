@@ -21,6 +21,7 @@ from poshuk.errors import ConfigError
 
 ENV_PREFIX = "POSHUK_"
 DEFAULT_MODEL = "multilingual-e5-small"
+DEFAULT_APPROXIMATE_ABOVE = 200_000
 
 
 def _doc(text: str, **constraints: Any) -> msgspec.Meta:
@@ -85,6 +86,15 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     log_queries: Annotated[
         bool, _doc("Log each search's query text at info level (off: queries are never logged, for privacy).")
     ] = False
+    faiss_threads: Annotated[
+        int,
+        _doc(
+            "OpenMP threads one FAISS search may use in `poshuk serve` (0: one per core). Concurrent requests "
+            "already keep the cores busy; more threads per search only contend (5x slower at 2 cores).",
+            ge=0,
+            le=256,
+        ),
+    ] = 1
 
 
 class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -129,6 +139,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     query_cache_size: Annotated[
         int, _doc("Query vectors kept in an LRU cache, so a repeated query skips the model (0: no cache).", ge=0)
     ] = 1024
+    approximate_above: Annotated[
+        int,
+        _doc(
+            "Passages above which vector search becomes approximate (FAISS IVF with 8-bit scalar "
+            "quantisation, a quarter of the memory; recall against exact search in "
+            "`benchmarks/results/scale.md`); at or below it, search is exact. Applied when a FAISS snapshot "
+            "is written or the vectors are rebuilt.",
+            ge=0,
+        ),
+    ] = DEFAULT_APPROXIMATE_ABOVE
     chunking: ChunkingSettings = ChunkingSettings()
     service: ServiceSettings = ServiceSettings()
     auth: AuthSettings = AuthSettings()

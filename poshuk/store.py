@@ -56,15 +56,20 @@ from poshuk.errors import (
     NotFoundError,
 )
 from poshuk.filters import Filters, timestamp, where_clause
-from poshuk.settings import ChunkingSettings
-from poshuk.vectors import VectorIndex
+from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, ChunkingSettings
+from poshuk.vectors import TRAIN_SAMPLE, VectorIndex, nlist_for
 
 FORMAT_VERSION = 3
 KEEP_VERSIONS = 2
+# An approximate (IVF-SQ8) index is asked for this many times the wanted hits, which are then
+# ranked by exact inner product with the float32 vectors SQLite holds: the 8-bit codes blur
+# near neighbours, the exact vectors do not (recall in benchmarks/results/scale.md).
+RESCORE_FACTOR = 4
 BUSY_TIMEOUT_MS = 10_000
 SWAP_LOCK_TIMEOUT_S = 600.0  # how long a finished rebuild waits for the live version's writers
 _MANIFEST = "manifest.json"
 _SQLITE = "meta.sqlite"
+_MAX_SQL_VARIABLES = 30_000  # SQLite's limit is 32,766 since 3.32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -367,14 +372,40 @@ def _article_from_row(row: tuple[Any, ...]) -> Article:
     )
 
 
+def rescore(
+    conn: sqlite3.Connection, query: NDArray[np.float32], candidates: NDArray[np.int64], k: int
+) -> list[tuple[int, float]]:
+    """The ``k`` best of ``candidates`` (row ids; -1 is skipped) by exact inner product with ``query``.
+
+    One query for the candidates' float32 vectors (``passages.vector``), one matrix product. A
+    candidate no longer in SQLite (deleted by another process, not yet applied) drops out.
+    """
+    rows = [int(r) for r in candidates if r >= 0]
+    if not rows:
+        return []
+    found: list[tuple[int, bytes]] = []
+    for start in range(0, len(rows), _MAX_SQL_VARIABLES):
+        chunk = rows[start : start + _MAX_SQL_VARIABLES]
+        marks = ",".join("?" * len(chunk))
+        found += conn.execute(f"SELECT row_id, vector FROM passages WHERE row_id IN ({marks})", chunk).fetchall()
+    if not found:
+        return []
+    ids = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
+    matrix = np.frombuffer(b"".join(v for _, v in found), dtype=np.float32).reshape(len(found), -1)
+    scores = matrix @ np.asarray(query, dtype=np.float32).ravel()
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(int(ids[i]), float(scores[i])) for i in top]
+
+
 class Index:
     """One open index version: reads, writes and the in-memory FAISS, thread-safe.
 
     Searches and writes hold one lock, so a search never sees half an article.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> None:
         self.folder = folder
+        self.approximate_above = approximate_above  # passages above which FAISS becomes IVF-SQ8
         self.manifest = _read_manifest(folder)
         self._conn = _connect(folder / _SQLITE)
         self._lock = threading.RLock()
@@ -386,8 +417,8 @@ class Index:
         self.vectors, self.applied_seq = self._load_vectors()
 
     @classmethod
-    def open(cls, index_dir: Path) -> Index:
-        return cls(live_version(index_dir))
+    def open(cls, index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> Index:
+        return cls(live_version(index_dir), approximate_above=approximate_above)
 
     @property
     def index_dir(self) -> Path:
@@ -419,11 +450,11 @@ class Index:
     def _rebuild_vectors(self) -> tuple[VectorIndex, int]:
         """FAISS from the passages table alone (the truth)."""
         dim = self.manifest.model.dimension
-        vectors = VectorIndex(dim)
         with self._lock:
             self._conn.execute("BEGIN")
             try:
                 (seq,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+                vectors = self._empty_vectors()
                 cursor = self._conn.execute("SELECT row_id, vector FROM passages ORDER BY row_id")
                 while batch := cursor.fetchmany(10_000):
                     ids = np.fromiter((r for r, _ in batch), dtype=np.int64, count=len(batch))
@@ -432,6 +463,21 @@ class Index:
             finally:
                 self._conn.execute("COMMIT")
         return vectors, int(seq)
+
+    def _empty_vectors(self) -> VectorIndex:
+        """Flat up to ``approximate_above`` passages; above, IVF-SQ8 trained on a sample of them."""
+        dim = self.manifest.model.dimension
+        rows = np.asarray([r for (r,) in self._conn.execute("SELECT row_id FROM passages")], dtype=np.int64)
+        if len(rows) <= self.approximate_above:
+            return VectorIndex(dim)
+        sample = np.sort(np.random.default_rng(0).choice(rows, size=min(len(rows), TRAIN_SAMPLE), replace=False))
+        blobs: list[bytes] = []
+        for start in range(0, len(sample), 900):
+            chunk = [int(r) for r in sample[start : start + 900]]
+            marks = ",".join("?" * len(chunk))
+            blobs += [v for (v,) in self._conn.execute(f"SELECT vector FROM passages WHERE row_id IN ({marks})", chunk)]
+        training = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+        return VectorIndex.approximate(dim, training, nlist=nlist_for(len(rows)))
 
     def refresh(self) -> int:
         """Apply changes committed by any process since the last refresh; returns how many."""
@@ -463,6 +509,10 @@ class Index:
         with self._lock:
             self.refresh()
             path = self.folder / f"vectors-{self.applied_seq:012d}.faiss"
+            fitted = self.vectors.fitted(self.approximate_above)
+            if fitted is not self.vectors:  # grown past the threshold: IVF from now on
+                self.vectors = fitted
+                path.unlink(missing_ok=True)
             if not path.exists():
                 tmp = self.folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
                 self.vectors.save(tmp)
@@ -503,8 +553,11 @@ class Index:
             allowed = None if filters is None or filters.is_empty() else self.allowed_rows(filters)
             if allowed is not None and len(allowed) == 0:
                 return []
-            scores, ids = self.vectors.search(queries, k, allowed=allowed)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            if not self.vectors.approximate_kind:
+                scores, ids = self.vectors.search(queries, k, allowed=allowed)
+                return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            _, ids = self.vectors.search(queries, k * RESCORE_FACTOR, allowed=allowed)
+            return rescore(self._conn, queries[0], ids[0], k)
 
     def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
         """Row ids of every passage whose article passes ``filters``."""
@@ -800,8 +853,10 @@ class IndexWriter:
         prepare: Callable[[Sequence[Article]], Sequence[Upsert]] | None = None,
         since: int | None = None,
         allow_backend_mismatch: bool = False,
+        approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
     ) -> None:
         self.allow_backend_mismatch = allow_backend_mismatch
+        self.approximate_above = approximate_above
         self.index_dir = index_dir
         self.model = model
         self.chunking = chunking
@@ -849,12 +904,12 @@ class IndexWriter:
                     hint="use the same --model, or rebuild with --rebuild",
                 )
             check_backend(manifest.model.backend, self.model.backend, allow=self.allow_backend_mismatch)
-            index = Index(live)
+            index = Index(live, approximate_above=self.approximate_above)
         else:
             if (self.index_dir / "versions").is_dir():
                 remove_stale_builds(self.index_dir)
             self._new_version = create_version(self.index_dir, self.model, self.chunking, self.lexical)
-            index = Index(self._new_version)
+            index = Index(self._new_version, approximate_above=self.approximate_above)
         try:
             index.begin()
         except BaseException:

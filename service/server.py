@@ -10,6 +10,7 @@ from poshuk.errors import ModelMismatchError
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
 from poshuk.store import Index
+from poshuk.vectors import set_search_threads
 from service.app import create_app
 from service.logging_setup import log_config
 
@@ -23,7 +24,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    reader = Index.open(index_dir)
+    reader = Index.open(index_dir, approximate_above=settings.approximate_above)
     built_with = reader.manifest.model
     reader.close()
     model = resolve_model(settings.model, settings.home_path)
@@ -32,6 +33,13 @@ def serve(index_dir: Path, settings: Settings) -> None:
             f"index {index_dir} was built with model {built_with.name!r}, not {settings.model!r}",
             hint=f"serve it with --model {built_with.name}, or rebuild the index",
         )
+    # One OpenMP thread per FAISS search by default: the service answers concurrent requests
+    # in a thread pool, so the cores are already shared between searches (and the encoder);
+    # an OpenMP team per search only adds contention and spin-waits. Measured on the 2-core
+    # machine under concurrent load, one thread per search was ~5x faster than two
+    # (benchmarks/results/scale.md searches with one). Set here, at service start, not at import:
+    # the CLI's indexing and the benchmarks keep FAISS's default.
+    set_search_threads(settings.service.faiss_threads)
     app = create_app(settings, index_dir)
     level = settings.service.log_level
     uvicorn.run(

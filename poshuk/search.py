@@ -215,7 +215,7 @@ class Searcher:
             return []
         found = self._reader.article_search(terms.match_expression(), CANDIDATES, filters)
         indexed = self._reader.article_terms([row for _, row, _ in found])
-        return [ArticleHit(doc, row, terms.coverage(set(indexed.get(row, "").split()))) for doc, row, _ in found]
+        return [ArticleHit(doc, row, terms.text_coverage(indexed.get(row, ""))) for doc, row, _ in found]
 
     def _coverage(self, terms: QueryTerms, rows: list[int]) -> dict[int, float]:
         if not rows or terms.empty:

@@ -65,6 +65,10 @@ def test_query_names_become_cyrillic_prefixes(analyzer: Analyzer) -> None:
     assert '"кірб"*' in query.match_expression()
     assert query.coverage({"кірбі", "шойгу", "say"}) == 1.0
     assert query.coverage({"кірбі", "інше"}) == pytest.approx(1 / 3)
+    assert query.text_coverage("кірбі шойгу say") == 1.0
+    assert query.text_coverage("кірбіна інше") == pytest.approx(1 / 3)  # a name prefix
+    assert query.text_coverage("saying sayer") == 0.0  # whole terms only
+    assert query.text_coverage("") == 0.0
 
 
 def test_fusion_scales_lexical_votes_by_coverage() -> None:

@@ -60,6 +60,15 @@ class QueryTerms(msgspec.Struct, frozen=True):
             return 0.0
         return sum(1 for u in self.units if u.found_in(passage_terms)) / len(self.units)
 
+    def text_coverage(self, terms: str) -> float:
+        """``coverage`` of space-separated indexed terms, found by substring search: an
+        article's terms are long, and splitting them into a set costs more than the search."""
+        if not self.units:
+            return 0.0
+        padded = f" {terms} "
+        found = sum(1 for u in self.units if f" {u.term} " in padded or any(f" {p}" in padded for p in u.prefixes))
+        return found / len(self.units)
+
 
 def analyse_query(text: str, analyzer: Analyzer) -> QueryTerms:
     """Terms for BM25, with Cyrillic prefixes attached to Latin-script names."""

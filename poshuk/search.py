@@ -1,7 +1,8 @@
 """``Searcher``: the API other newsroom tools use to query an index in-process.
 
 Three modes: ``dense`` (the embedding, FAISS), ``lexical`` (BM25 over analysed
-terms, SQLite FTS5) and ``hybrid`` (both, fused by ``poshuk.fusion``; the default).
+terms, SQLite FTS5) and ``hybrid`` (both, fused by ``poshuk.fusion`` with BM25 over
+whole articles as a third vote; the default).
 Filters apply inside both retrievers, so the answer is the top-k among matching
 passages. ``collapse`` returns each article once, ``dedupe`` each story once (one hit
 per near-duplicate cluster: copies, edited copies, translations; see ``poshuk.dedupe``);
@@ -24,7 +25,7 @@ from poshuk.documents import clean_text
 from poshuk.encoder import Encoder, Vectors
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
-from poshuk.fusion import FusionSettings, fuse
+from poshuk.fusion import ArticleHit, FusionSettings, fuse
 from poshuk.highlight import HighlightKind, Span, sentence_span, term_spans
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
@@ -209,10 +210,20 @@ class Searcher:
             return self._lexical(terms, filters)
         if mode == "dense":
             return self._dense(vector, filters)
-        dense = self._dense(vector, filters)
-        lexical = self._lexical(terms, filters)
-        coverage = self._coverage(terms, [row for row, _ in lexical])
-        return fuse([r for r, _ in dense], [r for r, _ in lexical], coverage, self.fusion)
+        dense = [row for row, _ in self._dense(vector, filters)]
+        lexical = [row for row, _ in self._lexical(terms, filters)]
+        coverage = self._coverage(terms, lexical)
+        articles = self._articles(terms, filters)
+        doc_of = self._reader.doc_ids(list(dict.fromkeys(dense + lexical))) if articles else None
+        return fuse(dense, lexical, coverage, self.fusion, articles, doc_of)
+
+    def _articles(self, terms: QueryTerms, filters: Filters | None) -> list[ArticleHit]:
+        """Articles ranked by BM25 over all their terms, with their coverage of the query."""
+        if terms.empty or self.fusion.article_weight <= 0.0:
+            return []
+        found = self._reader.article_search(terms.match_expression(), CANDIDATES, filters)
+        indexed = self._reader.article_terms([row for _, row, _ in found])
+        return [ArticleHit(doc, row, terms.text_coverage(indexed.get(row, ""))) for doc, row, _ in found]
 
     def _coverage(self, terms: QueryTerms, rows: list[int]) -> dict[int, float]:
         if not rows or terms.empty:

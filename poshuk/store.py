@@ -71,7 +71,16 @@ _MANIFEST = "manifest.json"
 _SQLITE = "meta.sqlite"
 _MAX_SQL_VARIABLES = 30_000  # SQLite's limit is 32,766 since 3.32
 
-_SCHEMA = """
+# Article-level BM25: one row per article holding the terms of all its passages, keyed by
+# the row id of its first passage (row ids are never reused, so the key is stable).
+_ARTICLE_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS article_lexical USING fts5(
+    terms, tokenize = "unicode61 remove_diacritics 0", prefix = '4'
+);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
@@ -118,6 +127,8 @@ CREATE TABLE IF NOT EXISTS changes (
     at TEXT NOT NULL
 );
 """
+    + _ARTICLE_SCHEMA
+)
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -279,6 +290,36 @@ def _connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _has_articles(conn: sqlite3.Connection) -> bool:
+    """Whether the database has the article-level BM25 table (indexes made before it lack it)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'article_lexical'").fetchone()
+    return found is not None
+
+
+def _add_articles(conn: sqlite3.Connection) -> None:
+    """Give an index made before article-level BM25 its article table, from the passages' stored terms.
+
+    Best effort and idempotent: a read-only or busy database keeps searching without article
+    evidence, and the next open tries again. Writers maintain the table whenever it exists.
+    """
+    if _has_articles(conn):
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        return
+    try:
+        if not _has_articles(conn):
+            conn.execute(_ARTICLE_SCHEMA.strip().rstrip(";"))
+            conn.execute(
+                "INSERT INTO article_lexical (rowid, terms) SELECT min(p.row_id), group_concat(l.terms, ' ') "
+                "FROM passages p JOIN lexical l ON l.rowid = p.row_id GROUP BY p.doc_id"
+            )
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+
+
 def create_version(index_dir: Path, model: ModelIdentity, chunking: ChunkingSettings, lexical: LexicalSettings) -> Path:
     """A new, empty version in a ``tmp-*`` folder; ``make_live`` names it and swaps it in."""
     versions = index_dir / "versions"
@@ -408,6 +449,7 @@ class Index:
         self.approximate_above = approximate_above  # passages above which FAISS becomes IVF-SQ8
         self.manifest = _read_manifest(folder)
         self._conn = _connect(folder / _SQLITE)
+        _add_articles(self._conn)
         self._lock = threading.RLock()
         self._analyzer = Analyzer(self.manifest.lexical)
         self._was_live = False
@@ -583,6 +625,51 @@ class Index:
             rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
         return [(int(r), float(score)) for r, score in rows]
 
+    def article_search(self, match: str, limit: int, filters: Filters | None = None) -> list[tuple[str, int, float]]:
+        """(doc id, row id of its first passage, BM25 score) of the best ``limit`` articles for an
+        FTS5 ``match`` expression, scored over all the terms of each article; [] for an index
+        without article terms."""
+        condition, params = where_clause(filters)
+        join = "" if condition == "1" else " JOIN documents d ON d.doc_id = p.doc_id"
+        sql = (
+            "SELECT p.doc_id, a.rowid, -bm25(article_lexical) AS score FROM article_lexical a "
+            f"JOIN passages p ON p.row_id = a.rowid{join} "
+            f"WHERE article_lexical MATCH ? AND {condition} ORDER BY bm25(article_lexical), a.rowid LIMIT ?"
+        )
+        with self._lock:
+            try:
+                rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
+            except sqlite3.OperationalError:
+                if _has_articles(self._conn):
+                    raise
+                return []
+        return [(str(doc), int(r), float(score)) for doc, r, score in rows]
+
+    def article_terms(self, first_rows: Sequence[int]) -> dict[int, str]:
+        """The indexed terms of each article (by the row id of its first passage), space-separated."""
+        if not first_rows:
+            return {}
+        marks = ",".join("?" * len(first_rows))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT rowid, terms FROM article_lexical WHERE rowid IN ({marks})", list(first_rows)
+            ).fetchall()
+        return {int(r): str(terms) for r, terms in rows}
+
+    def doc_ids(self, row_ids: Sequence[int]) -> dict[int, str]:
+        """The article of each passage row id."""
+        if not row_ids:
+            return {}
+        out: dict[int, str] = {}
+        rows = list(row_ids)
+        with self._lock:
+            for start in range(0, len(rows), 900):
+                chunk = rows[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                found = self._conn.execute(f"SELECT row_id, doc_id FROM passages WHERE row_id IN ({marks})", chunk)
+                out.update((int(r), str(doc)) for r, doc in found)
+        return out
+
     def lexical_terms(self, row_ids: Sequence[int]) -> dict[int, list[str]]:
         """The indexed terms of each passage."""
         if not row_ids:
@@ -672,17 +759,20 @@ class Index:
         Returns the ids of deleted documents that existed.
         """
         deleted = []
+        articles = _has_articles(self._conn)
         for doc_id in deletes:
-            if self._stage_delete(doc_id, op="delete"):
+            if self._stage_delete(doc_id, op="delete", articles=articles):
                 deleted.append(doc_id)
         for item in upserts:
-            self._stage_upsert(item)
+            self._stage_upsert(item, articles=articles)
         return deleted
 
-    def _stage_delete(self, doc_id: str, *, op: str, added: Sequence[int] = ()) -> bool:
+    def _stage_delete(self, doc_id: str, *, op: str, added: Sequence[int] = (), articles: bool = True) -> bool:
         db = self._conn
         rows = [r for (r,) in db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (doc_id,))]
         db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in rows])
+        if articles:
+            db.executemany("DELETE FROM article_lexical WHERE rowid = ?", [(r,) for r in rows])
         existed = db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount > 0
         if existed or added:
             db.execute(
@@ -691,7 +781,7 @@ class Index:
             )
         return existed
 
-    def _stage_upsert(self, item: Upsert) -> None:
+    def _stage_upsert(self, item: Upsert, *, articles: bool = True) -> None:
         article, passages, vectors = item.article, item.passages, item.vectors
         if len(passages) != len(vectors):
             raise ValueError("one vector per passage is required")
@@ -701,6 +791,8 @@ class Index:
         db = self._conn
         old_rows = [r for (r,) in db.execute("SELECT row_id FROM passages WHERE doc_id = ?", (article.id,))]
         db.executemany("DELETE FROM lexical WHERE rowid = ?", [(r,) for r in old_rows])
+        if articles:
+            db.executemany("DELETE FROM article_lexical WHERE rowid = ?", [(r,) for r in old_rows])
         db.execute("DELETE FROM documents WHERE doc_id = ?", (article.id,))
         sig = dedupe.signature(f"{article.title}\n{article.text}")
         bands = dedupe.band_hashes(sig)
@@ -733,7 +825,7 @@ class Index:
         if centroid is not None:
             self._staged.add(article.id, centroid)
         added: list[int] = []
-        terms = item.terms
+        all_terms: list[str] = []
         for n, (passage, vector) in enumerate(zip(passages, vectors, strict=True)):
             cursor = db.execute(
                 "INSERT INTO passages (passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?)",
@@ -741,10 +833,11 @@ class Index:
             )
             row = int(cursor.lastrowid or 0)
             added.append(row)
-            db.execute(
-                "INSERT INTO lexical (rowid, terms) VALUES (?, ?)",
-                (row, terms[n] if terms is not None else " ".join(self._analyzer.terms(passage.embed_text))),
-            )
+            terms = item.terms[n] if item.terms is not None else " ".join(self._analyzer.terms(passage.embed_text))
+            all_terms.append(terms)
+            db.execute("INSERT INTO lexical (rowid, terms) VALUES (?, ?)", (row, terms))
+        if articles and added:
+            db.execute("INSERT INTO article_lexical (rowid, terms) VALUES (?, ?)", (min(added), " ".join(all_terms)))
         db.execute(
             "INSERT INTO changes (doc_id, op, removed, added, at) VALUES (?, 'upsert', ?, ?, ?)",
             (article.id, json.dumps(old_rows), json.dumps(added), _now().isoformat()),

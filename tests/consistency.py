@@ -15,19 +15,28 @@ def check_index(index_dir: Path) -> dict[str, int]:
     """Assert the live version is whole; returns its counts.
 
     Every document has passages; every passage has one lexical row and one vector in
-    FAISS (as a fresh process loads it: snapshot + replay), and nothing else is there.
+    FAISS (as a fresh process loads it: snapshot + replay), every document one article row
+    (keyed by its first passage, holding all its passages' terms), and nothing else is there.
     """
     folder = live_version(index_dir)
     conn = sqlite3.connect(folder / "meta.sqlite")
     try:
         docs = {d for (d,) in conn.execute("SELECT doc_id FROM documents")}
         rows = dict(conn.execute("SELECT row_id, doc_id FROM passages").fetchall())
-        lexical = {r for (r,) in conn.execute("SELECT rowid FROM lexical")}
+        lexical = dict(conn.execute("SELECT rowid, terms FROM lexical").fetchall())
+        articles = dict(conn.execute("SELECT rowid, terms FROM article_lexical").fetchall())
     finally:
         conn.close()
     assert set(rows.values()) <= docs, "passages without their document"
     assert docs <= set(rows.values()), f"documents without passages: {sorted(docs - set(rows.values()))[:5]}"
-    assert lexical == set(rows), "lexical rows differ from passages"
+    assert set(lexical) == set(rows), "lexical rows differ from passages"
+    first: dict[str, int] = {}
+    for row, doc in sorted(rows.items(), reverse=True):
+        first[doc] = row
+    assert set(articles) == set(first.values()), "article rows differ from documents"
+    for doc, row in first.items():
+        own = [str(lexical[r]) for r, d in rows.items() if d == doc]
+        assert sorted(" ".join(own).split()) == sorted(str(articles[row]).split()), f"article terms of {doc} differ"
     index = Index(folder)
     try:
         ids = faiss.vector_to_array(index.vectors._index.id_map)

@@ -9,7 +9,7 @@ import pytest
 from poshuk.analysis import Analyzer, LexicalSettings
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, where_clause
-from poshuk.fusion import FusionSettings, fuse
+from poshuk.fusion import ArticleHit, FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
 from poshuk.query import analyse_query
 from poshuk.translit import transliterate
@@ -65,6 +65,10 @@ def test_query_names_become_cyrillic_prefixes(analyzer: Analyzer) -> None:
     assert '"кірб"*' in query.match_expression()
     assert query.coverage({"кірбі", "шойгу", "say"}) == 1.0
     assert query.coverage({"кірбі", "інше"}) == pytest.approx(1 / 3)
+    assert query.text_coverage("кірбі шойгу say") == 1.0
+    assert query.text_coverage("кірбіна інше") == pytest.approx(1 / 3)  # a name prefix
+    assert query.text_coverage("saying sayer") == 0.0  # whole terms only
+    assert query.text_coverage("") == 0.0
 
 
 def test_fusion_scales_lexical_votes_by_coverage() -> None:
@@ -78,6 +82,27 @@ def test_fusion_scales_lexical_votes_by_coverage() -> None:
 def test_fusion_is_stable_for_equal_scores() -> None:
     settings = FusionSettings()
     assert [r for r, _ in fuse([5], [7], {7: 1.0}, settings)] == [5, 7]
+
+
+def test_article_votes_go_to_every_candidate_passage_of_the_article() -> None:
+    settings = FusionSettings(rrf_k=10.0, article_weight=1.0, article_coverage_power=2.0)
+    doc_of = {1: "a", 2: "b", 3: "b"}
+    articles = [ArticleHit("b", 2, 0.5), ArticleHit("a", 1, 1.0)]
+    fused = dict(fuse([1, 2], [3], {3: 1.0}, settings, articles, doc_of))
+    assert fused[2] == pytest.approx(1 / 12 + 0.25 / 11)
+    assert fused[3] == pytest.approx(1 / 11 + 0.25 / 11)
+    assert fused[1] == pytest.approx(1 / 11 + 1 / 12)
+    # without articles (or with article_weight 0) the fusion is the passage-level one
+    off = FusionSettings(article_weight=0.0)
+    assert fuse([1, 2], [3], {3: 1.0}, off, articles, doc_of) == fuse([1, 2], [3], {3: 1.0}, off)
+
+
+def test_an_article_without_candidate_passages_enters_by_its_first_passage() -> None:
+    settings = FusionSettings()
+    articles = [ArticleHit("c", 40, 1.0), ArticleHit("d", 50, 0.0)]
+    fused = dict(fuse([1], [], {}, settings, articles, {1: "a"}))
+    assert fused[40] == pytest.approx(1 / (settings.rrf_k + 1))
+    assert 50 not in fused  # an article with no coverage gets no vote
 
 
 def test_term_spans_cover_inflected_forms_and_names(analyzer: Analyzer) -> None:

@@ -17,8 +17,10 @@ from poshuk.errors import (
     ModelMismatchError,
     NotFoundError,
 )
+from poshuk.filters import Filters
 from poshuk.settings import ChunkingSettings
 from poshuk.store import Index, IndexWriter, Upsert, iter_versions, live_version
+from tests.consistency import check_index
 
 
 def _article(doc_id: str, *paragraphs: str, title: str = "Title") -> tuple[Article, list[Passage]]:
@@ -51,6 +53,64 @@ def test_write_then_read_round_trip(tmp_path: Path, hash_encoder: HashEncoder) -
     assert doc.article.text == "перший абзац\n\nдругий абзац"
     with pytest.raises(NotFoundError):
         index.document("missing")
+    index.close()
+
+
+def test_article_search_scores_whole_articles_and_follows_writes(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    spread = _article("spread", "порт одеса", "зерно експорт", title="")
+    single = _article("single", "порт", "інше", title="")
+    _write(tmp_path, hash_encoder, spread, single, _article("other", "футбол", title=""))
+    index = Index.open(tmp_path)
+    found = index.article_search('"порт" OR "зерно"', 10)
+    assert [doc for doc, _, _ in found] == ["spread", "single"]
+    first = {doc: row for doc, row, _ in found}
+    assert first["spread"] == min(p.row_id for p in index.document("spread").passages)
+    assert sorted(index.article_terms([first["spread"]])[first["spread"]].split()) == [
+        "експорт",
+        "зерно",
+        "одеса",
+        "порт",
+    ]
+    assert index.doc_ids([first["single"]]) == {first["single"]: "single"}
+    assert index.article_search('"порт"', 10, Filters(lang=("en",))) == []
+    index.close()
+    _write(tmp_path, hash_encoder, _article("spread", "нічого спільного", title=""))
+    with IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as writer:
+        writer.delete("single")
+    index = Index.open(tmp_path)
+    assert index.article_search('"порт" OR "зерно"', 10) == []
+    assert [doc for doc, _, _ in index.article_search('"спільний"', 10)] == ["spread"]
+    index.close()
+    check_index(tmp_path)
+
+
+def test_an_index_made_before_article_terms_gets_them_on_open(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "порт одеса", "зерно"), _article("b", "футбол"))
+    conn = sqlite3.connect(live_version(tmp_path) / "meta.sqlite")
+    conn.execute("DROP TABLE article_lexical")
+    conn.commit()
+    conn.close()
+    index = Index.open(tmp_path)  # adds the table from the passages' stored terms
+    assert [doc for doc, _, _ in index.article_search('"зерно"', 10)] == ["a"]
+    index.close()
+    check_index(tmp_path)
+
+
+def test_without_article_terms_article_search_is_empty_and_writes_still_work(
+    tmp_path: Path, hash_encoder: HashEncoder
+) -> None:
+    _write(tmp_path, hash_encoder, _article("a", "порт одеса"))
+    index = Index.open(tmp_path)
+    conn = sqlite3.connect(live_version(tmp_path) / "meta.sqlite")
+    conn.execute("DROP TABLE article_lexical")  # as if the open could not add it (a read-only copy, say)
+    conn.commit()
+    conn.close()
+    assert index.article_search('"порт"', 10) == []
+    index.write(upserts=[_upsert(hash_encoder, _article("b", "порт"))])
+    assert {p.doc_id for p in index.passages_by_row([r for r, _ in index.lexical_search('"порт"', 10)]).values()} == {
+        "a",
+        "b",
+    }
     index.close()
 
 

@@ -96,8 +96,8 @@ def run(opts: Options) -> IndexingReport | None:
     ws = Workspace(opts.work, settings, max_k=100)
     passages = []
     for name in needed:
-        folder, loader = SETS[name]
-        passages += ws.passages(loader(opts.data / folder))[: opts.passages // len(needed)]
+        _, loader = SETS[name]
+        passages += ws.passages(loader(opts.data))[: opts.passages // len(needed)]
     texts = [p.embed_text for p in passages]
     config = _model_config(ws.model_folder)
     counter = load_encoder(settings)

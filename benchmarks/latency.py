@@ -280,7 +280,7 @@ def run(opts: Options) -> LatencyReport | None:
     overrides = {} if opts.encoder is None else {"encoder": opts.encoder}
     settings = load_settings(overrides=overrides)
     ws = Workspace(opts.work, settings, max_k=100)
-    sets = {name: loader(opts.data / folder) for name, (folder, loader) in SETS.items()}
+    sets = {name: loader(opts.data) for name, (_, loader) in SETS.items()}
     queries = real_queries(sets)
     needed = 5 + opts.queries * len(opts.levels)
     if len(queries) < needed:

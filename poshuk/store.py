@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,8 @@ from poshuk.errors import (
 from poshuk.filters import Filters, timestamp, where_clause
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, ChunkingSettings
 from poshuk.vectors import TRAIN_SAMPLE, VectorIndex, nlist_for
+
+ALLOWED_CACHE = 16  # filters whose allowed row ids an open index keeps (see Index.allowed_rows)
 
 FORMAT_VERSION = 3
 KEEP_VERSIONS = 2
@@ -451,6 +454,8 @@ class Index:
         self._conn = _connect(folder / _SQLITE)
         _add_articles(self._conn)
         self._lock = threading.RLock()
+        # filter -> row ids it allows, valid while no change is logged (see allowed_rows)
+        self._allowed: OrderedDict[tuple[bytes, int], NDArray[np.int64]] = OrderedDict()
         self._analyzer = Analyzer(self.manifest.lexical)
         self._was_live = False
         self._staged = _Staged()  # this transaction's mean vectors, not yet in FAISS
@@ -595,6 +600,10 @@ class Index:
             allowed = None if filters is None or filters.is_empty() else self.allowed_rows(filters)
             if allowed is not None and len(allowed) == 0:
                 return []
+            if allowed is not None and len(allowed) == len(self.vectors):
+                (passages,) = self._conn.execute("SELECT count(*) FROM passages").fetchone()
+                if len(allowed) == passages:
+                    allowed = None  # the filter excludes nothing: skip the id selector
             if not self.vectors.approximate_kind:
                 scores, ids = self.vectors.search(queries, k, allowed=allowed)
                 return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
@@ -602,14 +611,30 @@ class Index:
             return rescore(self._conn, queries[0], ids[0], k)
 
     def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
-        """Row ids of every passage whose article passes ``filters``."""
+        """Row ids of every passage whose article passes ``filters`` (read-only array).
+
+        A broad filter allows most of the archive, and reading its ids is most of a filtered
+        search's time, so the answer is kept for the next searches with the same filter until a
+        change is logged: every write appends to ``changes``, whose sequence never repeats.
+        """
         condition, params = where_clause(filters)
         with self._lock:
+            (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+            key = (msgspec.json.encode(filters), int(last))
+            found = self._allowed.get(key)
+            if found is not None:
+                self._allowed.move_to_end(key)
+                return found
             rows = self._conn.execute(
                 f"SELECT p.row_id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {condition}",
                 params,
             ).fetchall()
-        return np.asarray([r for (r,) in rows], dtype=np.int64)
+            allowed = np.fromiter((r for (r,) in rows), dtype=np.int64, count=len(rows))
+            allowed.setflags(write=False)
+            self._allowed[key] = allowed
+            while len(self._allowed) > ALLOWED_CACHE:
+                self._allowed.popitem(last=False)
+            return allowed
 
     def lexical_search(self, match: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
         """(row id, BM25 score) of the best ``limit`` passages for an FTS5 ``match`` expression."""

@@ -116,3 +116,23 @@ def test_similar_lists_other_articles_once_each(index_dir: Path, hash_encoder: H
     assert len(result.hits) == 2
     with pytest.raises(NotFoundError):
         searcher.similar("missing")
+
+
+def test_a_filters_allowed_rows_are_kept_until_the_next_change(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    index = Index.open(index_dir)
+    only_test = Filters(source=("test",))
+    first = index.allowed_rows(only_test)
+    assert len(first) == 4 and not first.flags.writeable
+    assert index.allowed_rows(only_test) is first  # the same filter again: no query
+    assert len(index.allowed_rows(Filters(source=("other",)))) == 0
+    with IndexWriter(index_dir, hash_encoder.identity, ChunkingSettings()) as writer:  # another writer commits
+        text = "Нова стаття про порт"
+        passage = Passage(id=passage_id("new", 0), doc_id="new", ordinal=0, text=text, embed_text=text)
+        writer.upsert(
+            Article(id="new", title="", text=text, source="test"), [passage], hash_encoder.encode_passages([text])
+        )
+    assert len(index.allowed_rows(only_test)) == 5  # a logged change makes it read again
+    index.refresh()
+    searcher = Searcher(index, hash_encoder)
+    everything = searcher.search("порт", k=10, mode="dense", filters=only_test)  # allows all: no selector
+    assert {h.doc_id for h in everything.hits} == {"grain", "football", "ecb", "new"}

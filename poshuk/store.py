@@ -456,6 +456,8 @@ class Index:
         self._lock = threading.RLock()
         # filter -> row ids it allows, valid while no change is logged (see allowed_rows)
         self._allowed: OrderedDict[tuple[bytes, int], NDArray[np.int64]] = OrderedDict()
+        self._count: tuple[int, int] | None = None  # (last change, passages)
+        self._sorted_allowed: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
         self._analyzer = Analyzer(self.manifest.lexical)
         self._was_live = False
         self._staged = _Staged()  # this transaction's mean vectors, not yet in FAISS
@@ -600,15 +602,60 @@ class Index:
             allowed = None if filters is None or filters.is_empty() else self.allowed_rows(filters)
             if allowed is not None and len(allowed) == 0:
                 return []
-            if allowed is not None and len(allowed) == len(self.vectors):
-                (passages,) = self._conn.execute("SELECT count(*) FROM passages").fetchone()
-                if len(allowed) == passages:
-                    allowed = None  # the filter excludes nothing: skip the id selector
+            if allowed is not None and len(allowed) == len(self.vectors) == self._passage_count():
+                allowed = None  # the filter excludes nothing: skip the id selector
             if not self.vectors.approximate_kind:
                 scores, ids = self.vectors.search(queries, k, allowed=allowed)
                 return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             _, ids = self.vectors.search(queries, k * RESCORE_FACTOR, allowed=allowed)
             return rescore(self._conn, queries[0], ids[0], k)
+
+    def _last_change(self) -> int:
+        (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+        return int(last)
+
+    def _passage_count(self) -> int:
+        """Passages in SQLite, counted again only after a logged change."""
+        last = self._last_change()
+        if self._count is None or self._count[0] != last:
+            (passages,) = self._conn.execute("SELECT count(*) FROM passages").fetchone()
+            self._count = (last, int(passages))
+        return self._count[1]
+
+    def _broad(self, filters: Filters | None) -> NDArray[np.int64] | None:
+        """The sorted allowed rows of a filter that lets at least half of the passages through
+        (post-filtering an unfiltered ranking is then cheaper than joining every match); else None."""
+        if filters is None or filters.is_empty():
+            return None
+        allowed = self.allowed_rows(filters)
+        total = self._passage_count()
+        if not total or len(allowed) * 2 < total:
+            return None
+        return self._sorted(allowed)
+
+    def _sorted(self, allowed: NDArray[np.int64]) -> NDArray[np.int64]:
+        """``allowed`` sorted (kept for the last filter, which the next search usually repeats)."""
+        if self._sorted_allowed is None or self._sorted_allowed[0] is not allowed:
+            ordered = np.sort(allowed)
+            ordered.setflags(write=False)
+            self._sorted_allowed = (allowed, ordered)
+        return self._sorted_allowed[1]
+
+    def _ranked_among(
+        self, sql: str, match: str, limit: int, allowed: NDArray[np.int64], row_of: Callable[[Any], int]
+    ) -> list[Any] | None:
+        """The first ``limit`` rows of an unfiltered ranking whose row is allowed, reading a few
+        times ``limit`` rows; None when that many do not suffice (the caller joins instead)."""
+        total = self._passage_count()
+        fetch = int(limit * 1.5 * total / max(len(allowed), 1)) + 10
+        rows = self._conn.execute(sql, [match, fetch]).fetchall()
+        ids = np.fromiter((row_of(r) for r in rows), dtype=np.int64, count=len(rows))
+        position = np.searchsorted(allowed, ids)
+        keep = (position < len(allowed)) & (allowed[np.minimum(position, len(allowed) - 1)] == ids)
+        kept = [r for r, ok in zip(rows, keep.tolist(), strict=True) if ok]
+        if len(kept) >= limit or len(rows) < fetch:
+            return kept[:limit]
+        return None
 
     def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
         """Row ids of every passage whose article passes ``filters`` (read-only array).
@@ -619,8 +666,7 @@ class Index:
         """
         condition, params = where_clause(filters)
         with self._lock:
-            (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
-            key = (msgspec.json.encode(filters), int(last))
+            key = (msgspec.json.encode(filters), self._last_change())
             found = self._allowed.get(key)
             if found is not None:
                 self._allowed.move_to_end(key)
@@ -647,6 +693,15 @@ class Index:
             f"WHERE lexical MATCH ? AND {condition} ORDER BY bm25(lexical), l.rowid LIMIT ?"
         )
         with self._lock:
+            broad = self._broad(filters)
+            if broad is not None:
+                plain = (
+                    "SELECT l.rowid, -bm25(lexical) AS score FROM lexical l "
+                    "WHERE lexical MATCH ? ORDER BY bm25(lexical), l.rowid LIMIT ?"
+                )
+                found = self._ranked_among(plain, match, limit, broad, lambda r: int(r[0]))
+                if found is not None:
+                    return [(int(r), float(score)) for r, score in found]
             rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
         return [(int(r), float(score)) for r, score in rows]
 
@@ -663,7 +718,16 @@ class Index:
         )
         with self._lock:
             try:
-                rows = self._conn.execute(sql, [match, *params, limit]).fetchall()
+                broad = self._broad(filters)
+                found = None
+                if broad is not None:
+                    plain = (
+                        "SELECT p.doc_id, a.rowid, -bm25(article_lexical) AS score FROM article_lexical a "
+                        "JOIN passages p ON p.row_id = a.rowid "
+                        "WHERE article_lexical MATCH ? ORDER BY bm25(article_lexical), a.rowid LIMIT ?"
+                    )
+                    found = self._ranked_among(plain, match, limit, broad, lambda r: int(r[1]))
+                rows = found if found is not None else self._conn.execute(sql, [match, *params, limit]).fetchall()
             except sqlite3.OperationalError:
                 if _has_articles(self._conn):
                     raise

@@ -10,6 +10,7 @@ from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
 from poshuk.errors import InvalidQueryError, ModelMismatchError, NotFoundError
 from poshuk.filters import Filters
+from poshuk.query import analyse_query
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
 from poshuk.store import Index, IndexWriter
@@ -136,3 +137,26 @@ def test_a_filters_allowed_rows_are_kept_until_the_next_change(index_dir: Path, 
     searcher = Searcher(index, hash_encoder)
     everything = searcher.search("порт", k=10, mode="dense", filters=only_test)  # allows all: no selector
     assert {h.doc_id for h in everything.hits} == {"grain", "football", "ecb", "new"}
+
+
+def test_a_broad_filter_ranks_like_the_joined_query(index_dir: Path, hash_encoder: HashEncoder) -> None:
+    with IndexWriter(index_dir, hash_encoder.identity, ChunkingSettings()) as writer:
+        text = "Порт Одеса прийняв судно з зерном"
+        passage = Passage(id=passage_id("other", 0), doc_id="other", ordinal=0, text=text, embed_text=text)
+        writer.upsert(
+            Article(id="other", title="", text=text, source="other"), [passage], hash_encoder.encode_passages([text])
+        )
+    index = Index.open(index_dir)
+    searcher = Searcher(index, hash_encoder)
+    broad = Filters(source=("test",))  # 4 of 5 passages: ranked unfiltered, then kept if allowed
+    allowed = set(index.allowed_rows(broad).tolist())
+    for query in ("порт зерно", "Динамо", "ECB rates"):
+        match = analyse_query(query, searcher._analyzer).match_expression()
+        everything = index.lexical_search(match, 100)
+        for limit in (1, 2, 10):
+            assert index.lexical_search(match, limit, broad) == [h for h in everything if h[0] in allowed][:limit]
+        articles = index.article_search(match, 100)
+        assert index.article_search(match, 10, broad) == [a for a in articles if a[1] in allowed][:10]
+    narrow = Filters(source=("other",))  # 1 of 5: the joined query
+    match = analyse_query("порт", searcher._analyzer).match_expression()
+    assert [r for r, _ in index.lexical_search(match, 10, narrow)] == sorted(index.allowed_rows(narrow).tolist())

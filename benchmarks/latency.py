@@ -94,15 +94,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (granian serves from a worker process it starts)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            out += _tree(int(child))
+    return out
+
+
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the server: the process and its workers, summed."""
+    total = 0.0
+    for member in _tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def _torch_loaded(pid: int) -> bool:
-    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    return any("libtorch" in Path(f"/proc/{member}/maps").read_text() for member in _tree(pid))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -404,7 +417,7 @@ def _txtai_run(ws: Any, unlp: BenchSet, env: dict[str, str], queries: list[str],
     system.close()
     with tempfile.TemporaryDirectory(prefix="txtai-api-") as tmp:
         config = Path(tmp) / "config.yml"
-        config.write_text(f"path: {folder}\n", encoding="utf-8")
+        config.write_text(f"path: {folder}\nembeddings: {{}}\n", encoding="utf-8")  # the key mounts /search
         passages = len(ws.passages(unlp))
         return _measure(
             system="txtai",

@@ -43,7 +43,7 @@ def example_index(example_index_source: Path, tmp_path_factory: pytest.TempPathF
     return copy_index(example_index_source, tmp_path_factory.mktemp("cli") / "index")
 
 
-def _big_source(path: Path, articles: int = 600) -> Path:
+def _big_source(path: Path, articles: int = 3000) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for n in range(articles):
             text = "\n\n".join(

@@ -53,6 +53,10 @@ def _big_source(path: Path, articles: int = 3000) -> Path:
     return path
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wal_bytes(index_dir: Path) -> int:
     return sum(wal.stat().st_size for wal in (index_dir / "versions").glob("*/meta.sqlite-wal"))
 
@@ -85,6 +89,9 @@ def test_killed_indexing_leaves_the_old_index_usable(example_index: Path, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
         env={**_env(), "POSHUK_BATCH_SIZE": "4"},  # small batches: the first write comes within seconds
+        # Ctrl-C as from a terminal, even when this test runs as a background job (whose children
+        # inherit SIGINT ignored, and Python then never raises KeyboardInterrupt)
+        preexec_fn=_default_sigint,
     )
     try:
         _wait_for_writer(example_index, process)

@@ -215,3 +215,22 @@ def test_serve_without_an_index_fails_fast_with_one_line(tmp_path: Path) -> None
     assert str(missing) in lines[0]
     assert elapsed < 30, f"took {elapsed:.1f} s to fail"
     assert "Uvicorn running" not in done.stdout + done.stderr
+
+
+def test_source_section_tag_filters_dedupe_and_sentence_marks_over_http(http: httpx.Client) -> None:
+    query = "Russia North Korea ammunition talks"
+    filters = {"source": ["Київський вісник"], "section": ["world"], "tags": ["КНДР", "озброєння"]}
+    body = {"query": query, "k": 10, "filters": filters}
+    hits = http.post("/v1/search", json=body).json()["hits"]
+    assert hits and {h["doc_id"] for h in hits} == {"uk-001"}  # the only article with all of these
+    assert all(h["source"] == "Київський вісник" for h in hits)
+    deduped = http.post("/v1/search", json={"query": query, "k": 10, "dedupe": True}).json()["hits"]
+    stories = [h["cluster"] or h["doc_id"] for h in deduped]
+    assert deduped[0]["doc_id"] == "uk-001" and len(stories) == len(set(stories))
+    # an English query has no word in the Ukrainian article: its closest sentence is marked instead
+    top = http.post("/v1/search", json={"query": query, "k": 3, "mode": "dense"}).json()["hits"][0]
+    assert top["doc_id"] == "uk-001" and top["highlight_kind"] == "sentence"
+    [span] = top["highlights"]
+    assert top["text"][span["start"] : span["end"]].strip()
+    quick = http.post("/v1/search", json={"query": query, "k": 3, "mode": "dense", "semantic_highlights": False})
+    assert quick.json()["hits"][0]["highlight_kind"] is None

@@ -75,13 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    import msgspec
-
     from benchmarks.scale import find_cache, render, run
 
     if find_cache(args.work) is None:
         print(
-            f"no passage vector cache (vectors-*-sentence-transformers.sqlite) in {args.work}; skipping "
+            f"no passage vector cache (vectors-*.sqlite) in {args.work}; skipping "
             "(python -m benchmarks recall fills it)"
         )
         return 0
@@ -91,18 +89,22 @@ def _scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
         scratch=args.scratch or args.work / "scale",
         command=" ".join(("python", "-m", "benchmarks", *argv)),
     )
-    if result is None:
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_bytes(msgspec.json.format(msgspec.json.encode(result)))
-    (args.out / "scale.md").write_text(render(result), encoding="utf-8")
-    print(render(result))
+    if result is not None:
+        _save(args.out, "scale", result, render(result))
     return 0
 
 
-def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def _save(out: Path, stem: str, report: object, table: str) -> None:
+    """``out/stem.json`` (every number) and ``out/stem.md`` (the table, also printed)."""
     import msgspec
 
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
+    (out / f"{stem}.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from benchmarks.latency import Options, render, run
 
     report = run(
@@ -118,18 +120,12 @@ def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
             command=("python", "-m", "benchmarks", *argv),
         )
     )
-    if report is None:
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
-    (args.out / "latency.md").write_text(render(report), encoding="utf-8")
-    print(render(report))
+    if report is not None:
+        _save(args.out, "latency", report, render(report))
     return 0
 
 
 def _indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    import msgspec
-
     from benchmarks.indexing import Options, render, run
 
     report = run(
@@ -141,12 +137,8 @@ def _indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
             command=("python", "-m", "benchmarks", *argv),
         )
     )
-    if report is None:
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "indexing.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
-    (args.out / "indexing.md").write_text(render(report), encoding="utf-8")
-    print(render(report))
+    if report is not None:
+        _save(args.out, "indexing", report, render(report))
     return 0
 
 

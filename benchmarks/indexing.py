@@ -100,8 +100,7 @@ def run(opts: Options) -> IndexingReport | None:
         passages += ws.passages(loader(opts.data))[: opts.passages // len(needed)]
     texts = [p.embed_text for p in passages]
     config = _model_config(ws.model_folder)
-    counter = load_encoder(settings)
-    tokens = [counter.count_tokens("passage: " + t) + 2 for t in texts]
+    tokens = [ws.encoder.count_tokens("passage: " + t) + 2 for t in texts]
     shape = {"layers": config["num_hidden_layers"], "hidden": config["hidden_size"]}
     flops = encoder_flops(tokens, **shape, intermediate=config["intermediate_size"])
     peak = measured_peak_gflops()
@@ -165,16 +164,9 @@ def _txtai_seconds(ws: Any, texts: list[str], batch: int) -> float | str:
         from txtai import Embeddings
     except ImportError as exc:
         return f"txtai not measured: not installed ({exc})"
-    config = {
-        "path": str(ws.model_folder),
-        "method": "sentence-transformers",
-        "content": False,
-        "instructions": {"data": "passage: "},
-        "gpu": False,
-        "batch": batch,
-        "encodebatch": batch,
-    }
-    emb = Embeddings(config)
+    from benchmarks.systems.txtai_system import embeddings_config
+
+    emb = Embeddings(embeddings_config(ws.model_folder, batch))
     emb.index([(i, t, None) for i, t in enumerate(texts[:8])])  # warm-up (loads the model)
     started = time.perf_counter()
     emb.index([(i, t, None) for i, t in enumerate(texts)])

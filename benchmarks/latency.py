@@ -213,8 +213,10 @@ def _measure(
     queries: list[str],
     opts: Options,
     count: Callable[[httpx.Client], tuple[int | None, int]],
+    repeated: bool = False,
 ) -> ServerRun:
-    """One server: ready time and RSS, a warm-up, then each concurrency level on fresh queries."""
+    """One server: ready time and RSS, a warm-up, then each concurrency level on fresh queries
+    (``repeated``: each level's queries are sent once before, so the query cache answers them)."""
     with _server(argv, env, probe) as (base, (process, ready_s)):
         rss_ready = _rss_mb(process.pid)
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -224,6 +226,8 @@ def _measure(
         levels = []
         for concurrency in opts.levels:
             batch = [next(pool) for _ in range(opts.queries)]
+            if repeated:
+                _level(base, 8, batch, send)  # fills the cache
             levels.append(_level(base, concurrency, batch, send))
             _log(f"[{system} {corpus} {request}] c={concurrency}: {levels[-1]}")
         return ServerRun(
@@ -304,7 +308,9 @@ def run(opts: Options) -> LatencyReport | None:
     runs: list[ServerRun] = []
     notes: list[str] = []
 
-    def serve_poshuk(index: Path, corpus: str, request: str, body: dict[str, Any], pool: list[str]) -> None:
+    def serve_poshuk(
+        index: Path, corpus: str, request: str, body: dict[str, Any], pool: list[str], *, repeated: bool = False
+    ) -> None:
         runs.append(
             _measure(
                 system="poshuk",
@@ -317,6 +323,7 @@ def run(opts: Options) -> LatencyReport | None:
                 queries=pool,
                 opts=opts,
                 count=_poshuk_count,
+                repeated=repeated,
             )
         )
 
@@ -331,9 +338,10 @@ def run(opts: Options) -> LatencyReport | None:
         ws.searcher(unlp).close()  # built from the vector cache if absent
         index = ws.folder(unlp) / "index"
         serve_poshuk(index, "unlp2026", "hybrid, highlights", hybrid, queries)
-        serve_poshuk(index, "unlp2026", "dense, no highlights", {"k": 10, "mode": "dense", "highlight": False}, queries)
-        cached = {"k": 10, "mode": "dense", "highlight": False}
-        runs.append(_cache_run(poshuk, index, env, cached, queries, opts))
+        dense = {"k": 10, "mode": "dense", "highlight": False}
+        serve_poshuk(index, "unlp2026", "dense, no highlights", dense, queries)
+        request = "dense, no highlights, repeated queries (query cache)"
+        serve_poshuk(index, "unlp2026", request, dense, queries, repeated=True)
         granian = Path(sys.executable).with_name("granian")
         if granian.is_file():
             runs.append(
@@ -344,7 +352,7 @@ def run(opts: Options) -> LatencyReport | None:
                     argv=[str(granian), "--interface", "asgi", "--factory", "--port", "{port}", "--no-log", _FACTORY],
                     env={**env, "POSHUK_BENCH_INDEX": str(index)},
                     probe=_poshuk_probe,
-                    send=_poshuk_sender({"k": 10, "mode": "dense", "highlight": False}),
+                    send=_poshuk_sender(dense),
                     queries=queries,
                     opts=opts,
                     count=_poshuk_count,
@@ -366,37 +374,6 @@ def run(opts: Options) -> LatencyReport | None:
         versions=versions(),
         notes=notes,
     )
-
-
-def _cache_run(
-    poshuk: str, index: Path, env: dict[str, str], body: dict[str, Any], queries: list[str], opts: Options
-) -> ServerRun:
-    """Each level's queries sent twice; the second pass (measured) is answered from the query cache."""
-    send = _poshuk_sender(body)
-    with _server([poshuk, "serve", "--index", str(index), "--port", "{port}"], env, _poshuk_probe) as (
-        base,
-        (process, ready_s),
-    ):
-        rss_ready = _rss_mb(process.pid)
-        with httpx.Client(base_url=base, timeout=30) as client:
-            documents, passages = _poshuk_count(client)
-        levels = []
-        for n, concurrency in enumerate(opts.levels):
-            batch = queries[5 + n * opts.queries : 5 + (n + 1) * opts.queries]
-            _level(base, 8, batch, send)  # fills the cache
-            levels.append(_level(base, concurrency, batch, send))
-        return ServerRun(
-            system="poshuk",
-            corpus="unlp2026",
-            request="dense, no highlights, repeated queries (query cache)",
-            documents=documents,
-            passages=passages,
-            ready_s=round(ready_s, 2),
-            rss_mb_ready=round(rss_ready, 1),
-            rss_mb_after=round(_rss_mb(process.pid), 1),
-            torch_loaded=_torch_loaded(process.pid),
-            levels=levels,
-        )
 
 
 def _txtai_run(ws: Any, unlp: BenchSet, env: dict[str, str], queries: list[str], opts: Options) -> ServerRun | str:

@@ -1,7 +1,7 @@
 """``python -m benchmarks scale``: exact flat vs approximate IVF-SQ8 FAISS search at 100k and 1M passages.
 
 A vector-only test, as the performance issue allows: the real passage vectors the recall
-benchmark cached (``<work>/vectors-*-sentence-transformers.sqlite``, multilingual-e5-small)
+benchmark cached (``<work>/vectors-*.sqlite``, multilingual-e5-small)
 are held out (``QUERIES`` of them become queries) or reused with Gaussian noise and
 renormalised until each size is reached. ``NOISE`` per dimension puts a copy at cosine ≈ 0.9
 of its source, the median cosine of a real passage to its 10th nearest neighbour, so copies
@@ -124,7 +124,8 @@ class ScaleResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def find_cache(work: Path) -> Path | None:
-    found = sorted(work.glob("vectors-*-sentence-transformers.sqlite"), key=lambda p: p.stat().st_size)
+    # any encoder backend's cache: the vectors of one model differ between backends only by rounding
+    found = sorted(work.glob("vectors-*.sqlite"), key=lambda p: p.stat().st_size)
     return found[-1] if found else None
 
 

@@ -457,7 +457,6 @@ class Index:
         # filter -> row ids it allows, valid while no change is logged (see allowed_rows)
         self._allowed: OrderedDict[tuple[bytes, int], NDArray[np.int64]] = OrderedDict()
         self._count: tuple[int, int] | None = None  # (last change, passages)
-        self._sorted_allowed: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
         self._analyzer = Analyzer(self.manifest.lexical)
         self._was_live = False
         self._staged = _Staged()  # this transaction's mean vectors, not yet in FAISS
@@ -622,8 +621,8 @@ class Index:
             self._count = (last, int(passages))
         return self._count[1]
 
-    def _broad(self, filters: Filters | None) -> NDArray[np.int64] | None:
-        """The sorted allowed rows of a filter that lets at least half of the passages through
+    def _broad(self, filters: Filters | None) -> tuple[NDArray[np.int64], int] | None:
+        """(allowed rows, passages) for a filter that lets at least half of the passages through
         (post-filtering an unfiltered ranking is then cheaper than joining every match); else None."""
         if filters is None or filters.is_empty():
             return None
@@ -631,22 +630,14 @@ class Index:
         total = self._passage_count()
         if not total or len(allowed) * 2 < total:
             return None
-        return self._sorted(allowed)
-
-    def _sorted(self, allowed: NDArray[np.int64]) -> NDArray[np.int64]:
-        """``allowed`` sorted (kept for the last filter, which the next search usually repeats)."""
-        if self._sorted_allowed is None or self._sorted_allowed[0] is not allowed:
-            ordered = np.sort(allowed)
-            ordered.setflags(write=False)
-            self._sorted_allowed = (allowed, ordered)
-        return self._sorted_allowed[1]
+        return allowed, total
 
     def _ranked_among(
-        self, sql: str, match: str, limit: int, allowed: NDArray[np.int64], row_of: Callable[[Any], int]
+        self, sql: str, match: str, limit: int, broad: tuple[NDArray[np.int64], int], row_of: Callable[[Any], int]
     ) -> list[Any] | None:
         """The first ``limit`` rows of an unfiltered ranking whose row is allowed, reading a few
         times ``limit`` rows; None when that many do not suffice (the caller joins instead)."""
-        total = self._passage_count()
+        allowed, total = broad
         fetch = int(limit * 1.5 * total / max(len(allowed), 1)) + 10
         rows = self._conn.execute(sql, [match, fetch]).fetchall()
         ids = np.fromiter((row_of(r) for r in rows), dtype=np.int64, count=len(rows))
@@ -658,7 +649,7 @@ class Index:
         return None
 
     def allowed_rows(self, filters: Filters) -> NDArray[np.int64]:
-        """Row ids of every passage whose article passes ``filters`` (read-only array).
+        """Row ids of every passage whose article passes ``filters`` (sorted, read-only array).
 
         A broad filter allows most of the archive, and reading its ids is most of a filtered
         search's time, so the answer is kept for the next searches with the same filter until a
@@ -672,7 +663,8 @@ class Index:
                 self._allowed.move_to_end(key)
                 return found
             rows = self._conn.execute(
-                f"SELECT p.row_id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {condition}",
+                f"SELECT p.row_id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {condition} "
+                "ORDER BY p.row_id",
                 params,
             ).fetchall()
             allowed = np.fromiter((r for (r,) in rows), dtype=np.int64, count=len(rows))

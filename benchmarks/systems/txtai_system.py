@@ -40,6 +40,19 @@ def passages_key(model: str, passages: Sequence[Passage]) -> str:
     return digest.hexdigest()[:16]
 
 
+def embeddings_config(model_folder: Path, batch: int) -> dict[str, Any]:
+    """txtai ``Embeddings`` over the local model folder, on the CPU, with the e5 passage prefix."""
+    return {
+        "path": str(model_folder),
+        "method": "sentence-transformers",
+        "content": False,
+        "instructions": INSTRUCTIONS,
+        "gpu": False,
+        "batch": batch,
+        "encodebatch": batch,
+    }
+
+
 class TxtaiSystem:
     name = "txtai"
 
@@ -56,15 +69,7 @@ class TxtaiSystem:
         version = importlib.metadata.version("txtai")
         passages = ws.passages(bench)
         self._doc_ids = [p.doc_id for p in passages]
-        config = {
-            "path": str(ws.model_folder),
-            "method": "sentence-transformers",
-            "content": False,
-            "instructions": INSTRUCTIONS,
-            "gpu": False,
-            "batch": ws.settings.batch_size,
-            "encodebatch": ws.settings.batch_size,
-        }
+        config = embeddings_config(ws.model_folder, ws.settings.batch_size)
         cache = ws.work / f"txtai-{version}-{passages_key(ws.encoder.identity.weights_sha256, passages)}"
         emb = Embeddings(config)
         if (cache / "config.json").is_file():

@@ -35,6 +35,7 @@ from poshuk.onnx_export import (
     OnnxExport,
     ensure_onnx,
     read_layout,
+    save_with_external_weights,
 )
 from poshuk.settings import load_settings
 
@@ -223,6 +224,46 @@ def test_ensure_builds_once_and_records_what_it_built(model_folder: Path) -> Non
     ensure_onnx(model_folder, weights_sha256="w2", exporter=counting)
     assert len(calls) == 2, "new weights rebuild it"
     assert _hidden(model_folder) == [".onnx.lock"], "no temp folders left"
+
+
+def test_weights_move_to_an_aligned_data_file_and_give_the_same_output(tmp_path: Path) -> None:
+    """Big tensors land at 64 KiB-aligned offsets of ``<model>.data`` (what lets onnxruntime map them)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(3)
+    big = rng.normal(size=(300, 64)).astype(np.float32)  # 76,800 bytes: external, aligned
+    odd = rng.normal(size=(70, 5)).astype(np.float32)  # 1,400 bytes: external, unaligned
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["odd", "small_ids"], ["small_rows"]),
+            helper.make_node("Gather", ["big", "ids"], ["rows"]),
+            helper.make_node("ReduceSum", ["small_rows"], ["total"], keepdims=0),
+            helper.make_node("Add", ["rows", "total"], ["out"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 64])],
+        [
+            numpy_helper.from_array(odd, "odd"),
+            numpy_helper.from_array(big, "big"),
+            numpy_helper.from_array(np.array([1, 69], dtype=np.int64), "small_ids"),
+        ],
+    )
+    single = tmp_path / "single.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), single)
+    ids = np.array([0, 5, 299], dtype=np.int64)
+    expected = ort.InferenceSession(str(single), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+
+    target = tmp_path / "model.onnx"
+    save_with_external_weights(single, target)
+    assert not single.exists()
+    stored = onnx.load(str(target), load_external_data=False)
+    places = {t.name: {e.key: e.value for e in t.external_data} for t in stored.graph.initializer}
+    assert places["big"]["location"] == places["odd"]["location"] == "model.onnx.data"
+    assert int(places["big"]["offset"]) % (64 * 1024) == 0 and int(places["big"]["offset"]) > 0
+    assert target.stat().st_size < 1024, "the graph file holds no weights"
+    got = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+    np.testing.assert_array_equal(got, expected)
 
 
 def _hidden(folder: Path) -> list[str]:

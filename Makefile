@@ -13,7 +13,7 @@ setup: $(VENV)/.installed model browser
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[model,dev]'
 	touch $@
 
 model: $(VENV)/.installed

@@ -41,9 +41,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _quiet_model_loading() -> None:
-    """transformers draws a progress bar on every model load; a CLI's stderr is for messages."""
-    from transformers.utils import logging as transformers_logging
+    """transformers draws a progress bar on every model load; a CLI's stderr is for messages.
 
+    A serving install has no transformers (nor torch): then there is nothing to quieten.
+    """
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
     transformers_logging.disable_progress_bar()
 
 

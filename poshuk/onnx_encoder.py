@@ -25,7 +25,7 @@ from poshuk.onnx_export import FP32_FILE, INT8_FILE, ONNX_DIR, export_onnx, read
 
 __all__ = ["OnnxEncoder", "Variant", "export_onnx", "mean_pool", "physical_cores"]
 
-_SERVE_HINT = "install onnxruntime (`pip install 'poshuk[serve]'`) or set POSHUK_ENCODER=torch"
+_SERVE_HINT = "install onnxruntime and tokenizers (dependencies of poshuk) or set POSHUK_ENCODER=torch"
 
 Variant = Literal["int8", "fp32"]
 

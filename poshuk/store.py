@@ -1232,6 +1232,15 @@ def last_change(index_dir: Path) -> int | None:
     return int(seq)
 
 
+def live_manifest(index_dir: Path) -> Manifest:
+    """The live version's manifest, after checking its database opens: what a server checks before
+    it listens, without loading the vectors (``Index.open`` does that, once, when it loads)."""
+    folder = live_version(index_dir)
+    manifest = _read_manifest(folder)
+    _connect(folder / _SQLITE).close()
+    return manifest
+
+
 def iter_versions(index_dir: Path) -> Iterator[Manifest]:
     """Manifests of the kept versions, oldest first."""
     for folder in sorted((index_dir / "versions").glob("v*")):

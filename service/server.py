@@ -9,7 +9,7 @@ import uvicorn
 from poshuk.errors import ModelMismatchError
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
-from poshuk.store import Index
+from poshuk.store import live_manifest
 from poshuk.vectors import set_search_threads
 from service.app import create_app
 from service.logging_setup import log_config
@@ -24,9 +24,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    reader = Index.open(index_dir, approximate_above=settings.approximate_above)
-    built_with = reader.manifest.model
-    reader.close()
+    built_with = live_manifest(index_dir).model
     model = resolve_model(settings.model, settings.home_path)
     if model.weights_sha256 != built_with.weights_sha256:
         raise ModelMismatchError(

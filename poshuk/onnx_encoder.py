@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,7 @@ from poshuk.documents import clean_text
 from poshuk.encoder import ModelIdentity, Vectors
 from poshuk.errors import ModelError
 from poshuk.onnx_export import FP32_FILE, INT8_FILE, ONNX_DIR, export_onnx, read_export, read_layout
+from poshuk.sentencepiece_tokenizer import SentencePieceTokenizer
 
 __all__ = ["OnnxEncoder", "Variant", "export_onnx", "mean_pool", "physical_cores"]
 
@@ -59,6 +60,47 @@ def mean_pool(hidden: NDArray[np.float32], mask: NDArray[np.int64]) -> Vectors:
     return np.ascontiguousarray(means / norms, dtype=np.float32)
 
 
+class TokenIds(Protocol):
+    """Token ids as the model's tokenizer.json defines them."""
+
+    def ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]: ...
+
+    def count(self, text: str) -> int: ...
+
+
+class _TokenizersIds:
+    """tokenizer.json on the ``tokenizers`` library: any pipeline, more memory (see SentencePieceTokenizer)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+
+    def ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Ids with special tokens, truncated like transformers does (content first)."""
+        rows: list[list[int]] = []
+        for text, encoding in zip(texts, self._tokenizer.encode_batch(list(texts)), strict=True):
+            ids: list[int] = encoding.ids
+            if len(ids) > max_length:
+                bare = self._tokenizer.encode(text, add_special_tokens=False)
+                bare.truncate(max_length - self._tokenizer.num_special_tokens_to_add(False))
+                ids = self._tokenizer.post_process(bare).ids
+            rows.append(ids)
+        return rows
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)
+
+
+def load_token_ids(path: Path) -> TokenIds:
+    """sentencepiece for the XLM-R-style Unigram pipeline it reproduces, else ``tokenizers``."""
+    from tokenizers import Tokenizer
+
+    raw = path.read_bytes()
+    fast = SentencePieceTokenizer.from_tokenizer_json(raw)
+    return fast if fast is not None else _TokenizersIds(Tokenizer.from_str(raw.decode("utf-8")))
+
+
 class OnnxEncoder:
     """The cached ONNX export of a model folder (see ``ensure_onnx``) on onnxruntime's CPU provider.
 
@@ -78,7 +120,7 @@ class OnnxEncoder:
     ) -> None:
         try:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
+            import tokenizers  # noqa: F401  (the fallback tokenizer; fail here, before the model loads)
         except ImportError as exc:
             raise ModelError(f"the ONNX encoder needs onnxruntime and tokenizers ({exc})", hint=_SERVE_HINT) from None
         layout = read_layout(folder)
@@ -99,13 +141,11 @@ class OnnxEncoder:
         options.log_severity_level = 3  # errors only: ORT warns about initializers it folds away
         try:
             self._session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            self._tokenizer: Any = Tokenizer.from_file(str(layout.transformer_dir / "tokenizer.json"))
+            self._tokens = load_token_ids(layout.transformer_dir / "tokenizer.json")
         except Exception as exc:  # onnxruntime and tokenizers raise their own types
             raise ModelError(
                 f"cannot load the ONNX model {path}: {exc}", hint="rebuild it: delete the onnx folder"
             ) from exc
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
         self._inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self._inputs
         if missing or len(self._session.get_outputs()) != 1:
@@ -129,18 +169,6 @@ class OnnxEncoder:
     def identity(self) -> ModelIdentity:
         return self._identity
 
-    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids with special tokens, truncated like transformers does (content first)."""
-        rows: list[list[int]] = []
-        for text, encoding in zip(texts, self._tokenizer.encode_batch(list(texts)), strict=True):
-            ids: list[int] = encoding.ids
-            if len(ids) > self._max_len:
-                bare = self._tokenizer.encode(text, add_special_tokens=False)
-                bare.truncate(self._max_len - self._tokenizer.num_special_tokens_to_add(False))
-                ids = self._tokenizer.post_process(bare).ids
-            rows.append(ids)
-        return rows
-
     def _run(self, rows: Sequence[Sequence[int]]) -> Vectors:
         width = max(len(r) for r in rows)
         ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
@@ -158,7 +186,7 @@ class OnnxEncoder:
         out = np.zeros((len(texts), self._identity.dimension), dtype=np.float32)
         if not texts:
             return out
-        rows = self._token_ids([prompt + clean_text(t) for t in texts])
+        rows = self._tokens.ids([prompt + clean_text(t) for t in texts], self._max_len)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
         for start in range(0, len(order), self._batch_size):
             batch = order[start : start + self._batch_size]
@@ -172,4 +200,4 @@ class OnnxEncoder:
         return self._encode(texts, self._identity.passage_prompt)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(clean_text(text)).ids)
+        return self._tokens.count(clean_text(text))

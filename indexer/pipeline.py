@@ -2,14 +2,16 @@
 
 Each step is a plain function over plain values (paths, ``Article``s, ``Passage``s,
 arrays), so a distributed engine (Ray Data's ``map_batches``) can run the same steps
-on many machines later; here they run in one process, in order. The writer works on
-a private copy of the index and swaps it in only when everything succeeded.
+on many machines later; here they run in one process, and writing a group overlaps
+encoding the next. The writer works on a private copy of the index and swaps it in
+only when everything succeeded.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,14 @@ def write_step(
     writer.upsert(article, passages, vectors)
 
 
+def write_group(
+    writer: IndexWriter, chunked: Sequence[tuple[Article, list[Passage]]], vectors: NDArray[np.float32]
+) -> None:
+    """Upsert each article of a group with its slice of ``vectors`` (rows in passage order)."""
+    for item in to_upserts(chunked, vectors):
+        write_step(writer, item.article, item.passages, item.vectors)
+
+
 def _reencode(articles: Sequence[Article], encoder: Encoder, settings: Settings) -> list[Upsert]:
     """Articles written to the live index during a rebuild with another model, in the new model's vectors."""
     chunked = chunk_step(articles, settings.chunking, encoder.count_tokens)
@@ -116,29 +126,40 @@ def index_paths(
     chunked = chunk_step(articles.values(), settings.chunking, encoder.count_tokens)
     total = sum(len(passages) for _, passages in chunked)
     batch_docs = max(1, settings.batch_size * 4)
+    writer = IndexWriter(
+        index_dir,
+        encoder.identity,
+        settings.chunking,
+        rebuild=rebuild,
+        prepare=lambda carried: _reencode(carried, encoder, settings),
+        since=since,
+        approximate_above=settings.approximate_above,
+    )
+    # One thread owns the writer from open to commit or abort (SQLite keeps a connection in the thread
+    # that opened it) and writes group i while this thread encodes group i + 1. The encoder stays here,
+    # so its errors and Ctrl-C land as before, between encoder batches, and never wait for a whole group.
     with (
-        IndexWriter(
-            index_dir,
-            encoder.identity,
-            settings.chunking,
-            rebuild=rebuild,
-            prepare=lambda carried: _reencode(carried, encoder, settings),
-            since=since,
-            approximate_above=settings.approximate_above,
-        ) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="poshuk-write") as io,
         tqdm(total=total, desc="embedding", unit=" passages", disable=not progress) as bar,
     ):
-        for start in range(0, len(chunked), batch_docs):
-            group = chunked[start : start + batch_docs]
-            flat = [p for _, passages in group for p in passages]
-            vectors = encode_step(encoder, flat)
-            offset = 0
-            for article, passages in group:
-                write_step(writer, article, passages, vectors[offset : offset + len(passages)])
-                offset += len(passages)
-            report.documents += len(group)
-            report.passages += len(flat)
-            bar.update(len(flat))
-        report.counts = writer.commit()
+        try:
+            io.submit(writer.open).result()
+            writing: Future[None] | None = None
+            for start in range(0, len(chunked), batch_docs):
+                group = chunked[start : start + batch_docs]
+                flat = [p for _, passages in group for p in passages]
+                vectors = encode_step(encoder, flat)
+                if writing is not None:
+                    writing.result()  # at most one group waits to be written; a writer error stops the run here
+                writing = io.submit(write_group, writer, group, vectors)
+                report.documents += len(group)
+                report.passages += len(flat)
+                bar.update(len(flat))
+            if writing is not None:
+                writing.result()
+            report.counts = io.submit(writer.commit).result()
+        except BaseException:
+            io.submit(writer.abort).result()  # after the write in flight (one thread, tasks in order); idempotent
+            raise
     report.seconds = time.perf_counter() - started
     return report

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from indexer.pipeline import encode_step, index_paths
-from poshuk.documents import Passage
-from poshuk.encoder import HashEncoder
+from indexer import pipeline
+from indexer.pipeline import encode_step, index_paths, read_step
+from poshuk.documents import Article, Passage
+from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import BadRecordError
-from poshuk.settings import Settings
-from poshuk.store import Index
+from poshuk.ingest import chunk_step
+from poshuk.language import LanguageDetector
+from poshuk.settings import Settings, load_settings
+from poshuk.store import Index, IndexWriter
 from tests.conftest import EXAMPLES
 
 
@@ -78,3 +84,140 @@ def test_encode_step_keeps_input_order_while_batching_by_length(hash_encoder: Ha
     passages = [Passage(id=f"d#{n}", doc_id="d", ordinal=n, text=t, embed_text=t) for n, t in enumerate(texts)]
     vectors = encode_step(hash_encoder, passages)
     assert (vectors == hash_encoder.encode_passages(texts)).all()
+
+
+GROUP = 4  # articles per encoder call with batch_size 1 (the pipeline encodes batch_size * 4 articles at a time)
+WAIT_S = 5.0  # how long a check waits for the other thread before it calls the code sequential
+
+
+class _CountingEncoder:
+    """The hash encoder, telling the test when its n-th call (the n-th group) starts; optionally fails."""
+
+    def __init__(self, groups: int, fail_on: int | None = None, error: BaseException | None = None) -> None:
+        self._inner = HashEncoder(dimension=64)
+        self.started = [threading.Event() for _ in range(groups)]
+        self.calls = 0
+        self.threads: set[int] = set()
+        self._fail_on, self._error = fail_on, error
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._inner.identity
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        return self._inner.encode_queries(texts)
+
+    def encode_passages(self, texts: Sequence[str]) -> Vectors:
+        call, self.calls = self.calls, self.calls + 1
+        self.threads.add(threading.get_ident())
+        self.started[call].set()
+        if call == self._fail_on and self._error is not None:
+            raise self._error
+        return self._inner.encode_passages(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return self._inner.count_tokens(text)
+
+
+def _news(path: Path, groups: int) -> Path:
+    """``groups * GROUP`` one-passage articles, ``n00``, ``n01``, ..."""
+    lines = [
+        json.dumps({"id": f"n{n:02}", "title": f"Новина {n}", "text": f"Міська рада, засідання {n}.", "lang": "uk"})
+        for n in range(groups * GROUP)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _small_batches(tmp_path: Path) -> Settings:
+    return load_settings(env={"POSHUK_HOME": str(tmp_path / "home"), "POSHUK_BATCH_SIZE": "1"})
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("poshuk-write")]
+
+
+def test_writing_a_group_overlaps_encoding_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    groups = 3
+    encoder = _CountingEncoder(groups)
+    overlapped: list[bool] = []
+    writer_threads: set[int] = set()
+    real_write, real_open = pipeline.write_step, IndexWriter.open
+
+    def write_step(writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: Vectors) -> None:
+        writer_threads.add(threading.get_ident())
+        group = int(article.id[1:]) // GROUP
+        if group + 1 < groups:  # a sequential pipeline encodes the next group only after this write: it waits in vain
+            overlapped.append(encoder.started[group + 1].wait(WAIT_S))
+        real_write(writer, article, passages, vectors)
+
+    def open_writer(writer: IndexWriter) -> None:
+        writer_threads.add(threading.get_ident())
+        real_open(writer)
+
+    monkeypatch.setattr(pipeline, "write_step", write_step)
+    monkeypatch.setattr(IndexWriter, "open", open_writer)
+    source = _news(tmp_path / "news.jsonl", groups)
+    settings = _small_batches(tmp_path)
+    report = index_paths([source], tmp_path / "idx", encoder=encoder, settings=settings, progress=False)
+    assert encoder.calls == groups
+    assert overlapped == [True] * (groups - 1) * GROUP, "no group was written while the next one was encoded"
+    assert len(writer_threads) == 1 and writer_threads.isdisjoint(encoder.threads)  # SQLite: one thread, not this one
+    assert (report.documents, report.passages) == (groups * GROUP, groups * GROUP)
+    reader = Index.open(tmp_path / "idx")
+    assert reader.counts().documents == groups * GROUP
+    fake = HashEncoder(dimension=64)
+    articles = [a for a in read_step([(source, None)], LanguageDetector()) if isinstance(a, Article)]
+    for article, passages in chunk_step(articles, settings.chunking, fake.count_tokens):
+        expected = fake.encode_passages([p.embed_text for p in passages])
+        assert np.array_equal(reader.document_vectors(article.id), expected)  # each article got its own vectors
+    reader.close()
+
+
+@pytest.mark.parametrize("error", [RuntimeError("encoder broke"), KeyboardInterrupt()])
+def test_an_encoder_error_mid_run_leaves_the_index_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings, error: BaseException
+) -> None:
+    index_dir = tmp_path / "idx"
+    index_paths([EXAMPLES], index_dir, encoder=HashEncoder(dimension=64), settings=settings, progress=False)
+    live_before = (index_dir / "CURRENT").read_text(encoding="utf-8")
+    written: list[str] = []
+    real_write = pipeline.write_step
+
+    def write_step(writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: Vectors) -> None:
+        real_write(writer, article, passages, vectors)
+        written.append(article.id)
+
+    monkeypatch.setattr(pipeline, "write_step", write_step)
+    encoder = _CountingEncoder(groups=4, fail_on=2, error=error)
+    source = _news(tmp_path / "news.jsonl", groups=4)
+    with pytest.raises(type(error)) as raised:
+        index_paths([source], index_dir, encoder=encoder, settings=_small_batches(tmp_path), progress=False)
+    assert raised.value is error  # the encoder's own exception, not a wrapper
+    assert written == [f"n{n:02}" for n in range(2 * GROUP)]  # two groups were written, then rolled back
+    assert not _writer_threads()
+    assert (index_dir / "CURRENT").read_text(encoding="utf-8") == live_before
+    reader = Index.open(index_dir)
+    assert reader.counts().documents == 30
+    reader.close()
+    report = index_paths([source], index_dir, encoder=HashEncoder(dimension=64), settings=settings, progress=False)
+    assert report.counts is not None and report.counts.documents == 30 + 4 * GROUP  # nothing was left locked
+
+
+def test_a_writer_error_stops_encoding_and_leaves_no_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = pipeline.write_step
+
+    def write_step(writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: Vectors) -> None:
+        if article.id == f"n{GROUP + 1:02}":
+            raise OSError("disk full")
+        real_write(writer, article, passages, vectors)
+
+    monkeypatch.setattr(pipeline, "write_step", write_step)
+    encoder = _CountingEncoder(groups=6)
+    source = _news(tmp_path / "news.jsonl", groups=6)
+    with pytest.raises(OSError, match="disk full"):
+        index_paths([source], tmp_path / "idx", encoder=encoder, settings=_small_batches(tmp_path), progress=False)
+    assert encoder.calls <= 3  # group 1's write failed; at most group 2 was encoded meanwhile
+    assert not _writer_threads()
+    assert not (tmp_path / "idx" / "CURRENT").exists()
+    assert not any((tmp_path / "idx" / "versions").iterdir())

@@ -428,9 +428,10 @@ def _cached_sha256(path: Path, home: Path) -> str:
     return digest
 
 
-def load_encoder(settings: Settings) -> Encoder:
+def load_encoder(settings: Settings, *, serving: bool = False) -> Encoder:
     """The encoder for ``settings.model`` on the ``settings.encoder`` backend, loaded offline
     (see ``resolve_model``). The ONNX backends build the model's ONNX export first if it has none.
+    ``serving``: the encoder shares the cores with request handling (``service.encoder_spin_wait``).
     """
     resolved = resolve_model(settings.model, settings.home_path)
     if settings.encoder == "torch":
@@ -456,4 +457,5 @@ def load_encoder(settings: Settings) -> Encoder:
         weights_sha256=resolved.weights_sha256,
         variant="int8" if settings.encoder == "onnx-int8" else "fp32",
         batch_size=settings.batch_size,
+        spin_wait=settings.service.encoder_spin_wait if serving else True,
     )

@@ -95,6 +95,13 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             le=256,
         ),
     ] = 1
+    encoder_spin_wait: Annotated[
+        bool,
+        _doc(
+            "Let the ONNX encoder's threads spin between queries instead of sleeping. Measured on 2 cores: "
+            "7 ms lower p50 for one user at a time, 15% fewer queries per second under concurrent load."
+        ),
+    ] = False
 
 
 class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -81,7 +81,7 @@ class ServiceState:
         searcher: Searcher | None = None
         error: str | None = None
         try:
-            encoder = self._encoder if self._encoder is not None else load_encoder(self.settings)
+            encoder = self._encoder if self._encoder is not None else load_encoder(self.settings, serving=True)
             encoder = for_serving(
                 encoder,
                 cache_size=self.settings.query_cache_size,

@@ -162,6 +162,25 @@ def test_identity_compatibility_ignores_the_backend() -> None:
     assert not torch_identity.compatible_with(other_weights)
 
 
+@pytest.mark.parametrize(("spin_wait", "expected"), [(True, "1"), (False, "0")])
+def test_spin_wait_reaches_the_session(built: Path, spin_wait: bool, expected: str) -> None:
+    encoder = OnnxEncoder(built, name="fake", weights_sha256="w1", spin_wait=spin_wait)
+    options = encoder._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+
+
+def test_a_serving_encoder_takes_the_service_spin_setting(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+    monkeypatch.setattr("poshuk.onnx_encoder.OnnxEncoder.__init__", lambda self, *a, **kw: seen.append(kw["spin_wait"]))
+    monkeypatch.setattr("poshuk.onnx_export.ensure_onnx", lambda *a, **kw: built / ONNX_DIR)
+    settings = load_settings(env={"POSHUK_MODEL": str(built), "POSHUK_HOME": str(built.parent / "home")})
+    load_encoder(settings)
+    load_encoder(settings, serving=True)
+    on = load_settings(env={"POSHUK_MODEL": str(built), "POSHUK_SERVICE_ENCODER_SPIN_WAIT": "true"})
+    load_encoder(msgspec.structs.replace(on, home=settings.home), serving=True)
+    assert seen == [True, False, True]
+
+
 def test_physical_cores_is_a_sane_count() -> None:
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
 

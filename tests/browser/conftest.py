@@ -11,26 +11,19 @@ Screenshots and the measured time to first results go to ``tests/artifacts/brows
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from tests.conftest import REPO, copy_index
+from tests.serving import Server, start_server, stop_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright
 
-POSHUK = str(Path(sys.executable).with_name("poshuk"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -42,76 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-READY_TIMEOUT = 120.0
 ACTION_TIMEOUT_MS = 60_000  # a hybrid search on a busy 2-core CI machine can take seconds
 ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
-
-
-def _env() -> dict[str, str]:
-    """The test's environment without Poshuk settings, except where the model lives."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _start(index_dir: Path, log: Path) -> Server:
-    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200."""
-    for _attempt in range(3):  # another process may take the free port before the server binds it
-        port = _free_port()
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [POSHUK, "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=_env(),
-            )
-        server = Server(process, f"http://127.0.0.1:{port}", log)
-        deadline = time.monotonic() + READY_TIMEOUT
-        with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    break
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return server
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-            pytest.fail(f"server not ready after {READY_TIMEOUT:.0f} s:\n{server.output()}")
-        if "address already in use" not in server.output().casefold():
-            pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
-    pytest.fail("no free port could be bound")
-
-
-def _stop(server: Server) -> None:
-    server.process.send_signal(signal.SIGINT)
-    try:
-        code = server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-        pytest.fail(f"server did not stop on SIGINT:\n{server.output()}")
-    assert code == 0, server.output()
 
 
 @pytest.fixture(scope="session")
@@ -122,9 +47,9 @@ def page_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def server(page_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = _start(page_index, tmp_path_factory.mktemp("browser-log") / "server.log")
+    running = start_server(page_index, tmp_path_factory.mktemp("browser-log") / "server.log")
     yield running
-    _stop(running)
+    stop_server(running)
 
 
 @pytest.fixture(scope="session")

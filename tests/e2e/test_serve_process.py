@@ -6,9 +6,6 @@ articles; the model comes from ``POSHUK_HOME`` (CI provisions it before the test
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,27 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import copy_index, poshuk_without_model_extra
+from tests.conftest import cli_env, copy_index
 from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest
+from tests.serving import Server, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 POSHUK = str(Path(sys.executable).with_name("poshuk"))
-READY_TIMEOUT = 120.0
-
-
-def _env() -> dict[str, str]:
-    """The test's environment without Poshuk settings, except where the model lives."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -47,62 +30,11 @@ def cli_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFacto
     return copy_index(example_index_source, tmp_path_factory.mktemp("serve") / "index")
 
 
-class Server:
-    def __init__(self, process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-        self.process = process
-        self.base_url = base_url
-        self.log = log
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _start(index_dir: Path, log: Path) -> Server:
-    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200."""
-    for _attempt in range(3):  # another process may take the free port before the server binds it
-        port = _free_port()
-        with log.open("wb") as out:
-            process = subprocess.Popen(  # as a serving install runs it: without torch and the model extra
-                poshuk_without_model_extra(
-                    "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)
-                ),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=_env(),
-            )
-        server = Server(process, f"http://127.0.0.1:{port}", log)
-        deadline = time.monotonic() + READY_TIMEOUT
-        with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    break
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return server
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-            pytest.fail(f"server not ready after {READY_TIMEOUT:.0f} s:\n{server.output()}")
-        if "address already in use" not in server.output().casefold():
-            pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
-    pytest.fail("no free port could be bound")
-
-
 @pytest.fixture(scope="module")
 def server(cli_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = _start(cli_index, tmp_path_factory.mktemp("serve-log") / "server.log")
+    running = start_server(cli_index, tmp_path_factory.mktemp("serve-log") / "server.log")
     yield running
-    running.process.send_signal(signal.SIGINT)
-    try:
-        code = running.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        running.process.kill()
-        running.process.wait()
-        pytest.fail(f"server did not stop on SIGINT:\n{running.output()}")
-    assert code == 0, running.output()
+    stop_server(running)
     assert "Application shutdown complete" in running.output()
 
 
@@ -203,11 +135,11 @@ def test_serve_without_an_index_fails_fast_with_one_line(tmp_path: Path) -> None
     missing = tmp_path / "nonexistent"
     started = time.monotonic()
     done = subprocess.run(
-        [POSHUK, "serve", "--index", str(missing), "--port", str(_free_port())],
+        [POSHUK, "serve", "--index", str(missing), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(),
+        env=cli_env(),
     )
     elapsed = time.monotonic() - started
     assert done.returncode != 0

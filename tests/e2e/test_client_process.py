@@ -1,11 +1,9 @@
 """``poshuk.Client`` and ``poshuk.AsyncClient`` against a real ``poshuk serve``, plus its ``/metrics``
-and its JSON log lines. Server start-up as in ``test_serve_process``."""
+and its JSON log lines. Server start-up from ``tests.serving``."""
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 import poshuk
 from tests.conftest import copy_index, run_coroutine
-from tests.e2e.test_serve_process import Server, _start
+from tests.serving import Server, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -22,14 +20,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.model]
 @pytest.fixture(scope="module")
 def client_server(example_index_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     index_dir = copy_index(example_index_source, tmp_path_factory.mktemp("client") / "index")
-    running = _start(index_dir, tmp_path_factory.mktemp("client-log") / "server.log")
+    running = start_server(index_dir, tmp_path_factory.mktemp("client-log") / "server.log")
     yield running
-    running.process.send_signal(signal.SIGINT)
-    try:
-        running.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        running.process.kill()
-        running.process.wait()
+    stop_server(running)
 
 
 def test_clients_search_read_and_scrape(client_server: Server) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from service.auth import new_key
 from tests.consistency import check_index
-from tests.e2e.test_serve_process import READY_TIMEOUT, _free_port
+from tests.serving import READY_TIMEOUT, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -85,7 +85,7 @@ def live_index(base_index: Path, tmp_path: Path) -> tuple[Path, Path]:
 class Served:
     def __init__(self, index_dir: Path, config: Path, log: Path) -> None:
         self.log = log
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         with log.open("ab") as out:
             self.process = subprocess.Popen(

@@ -72,7 +72,7 @@ BUSY_TIMEOUT_MS = 10_000
 SWAP_LOCK_TIMEOUT_S = 600.0  # how long a finished rebuild waits for the live version's writers
 _MANIFEST = "manifest.json"
 _SQLITE = "meta.sqlite"
-_MAX_SQL_VARIABLES = 30_000  # SQLite's limit is 32,766 since 3.32
+_IN_CHUNK = 900  # ids per `IN (...)` list: under SQLite's variable limit (999 before 3.32)
 
 # Article-level BM25: one row per article holding the terms of all its passages, keyed by
 # the row id of its first passage (row ids are never reused, so the key is stable).
@@ -416,6 +416,15 @@ def _article_from_row(row: tuple[Any, ...]) -> Article:
     )
 
 
+def _select_in(conn: sqlite3.Connection, sql: str, ids: Sequence[int] | NDArray[np.int64]) -> list[Any]:
+    """All rows of ``sql`` (whose one ``IN ({})`` takes the ids) for ``ids``, in chunks SQLite accepts."""
+    found: list[Any] = []
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = [int(i) for i in ids[start : start + _IN_CHUNK]]
+        found += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return found
+
+
 def rescore(
     conn: sqlite3.Connection, query: NDArray[np.float32], candidates: NDArray[np.int64], k: int
 ) -> list[tuple[int, float]]:
@@ -425,13 +434,7 @@ def rescore(
     candidate no longer in SQLite (deleted by another process, not yet applied) drops out.
     """
     rows = [int(r) for r in candidates if r >= 0]
-    if not rows:
-        return []
-    found: list[tuple[int, bytes]] = []
-    for start in range(0, len(rows), _MAX_SQL_VARIABLES):
-        chunk = rows[start : start + _MAX_SQL_VARIABLES]
-        marks = ",".join("?" * len(chunk))
-        found += conn.execute(f"SELECT row_id, vector FROM passages WHERE row_id IN ({marks})", chunk).fetchall()
+    found = _select_in(conn, "SELECT row_id, vector FROM passages WHERE row_id IN ({})", rows)
     if not found:
         return []
     ids = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
@@ -519,11 +522,7 @@ class Index:
         if len(rows) <= self.approximate_above:
             return VectorIndex(dim)
         sample = np.sort(np.random.default_rng(0).choice(rows, size=min(len(rows), TRAIN_SAMPLE), replace=False))
-        blobs: list[bytes] = []
-        for start in range(0, len(sample), 900):
-            chunk = [int(r) for r in sample[start : start + 900]]
-            marks = ",".join("?" * len(chunk))
-            blobs += [v for (v,) in self._conn.execute(f"SELECT vector FROM passages WHERE row_id IN ({marks})", chunk)]
+        blobs = [v for (v,) in _select_in(self._conn, "SELECT vector FROM passages WHERE row_id IN ({})", sample)]
         training = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
         return VectorIndex.approximate(dim, training, nlist=nlist_for(len(rows)))
 
@@ -539,16 +538,12 @@ class Index:
             added = [r for _, _, add in changes for r in json.loads(add)]
             self.vectors.remove(np.asarray(removed, dtype=np.int64))
             dim = self.manifest.model.dimension
-            for start in range(0, len(added), 900):
-                chunk = added[start : start + 900]
-                rows = self._conn.execute(
-                    f"SELECT row_id, vector FROM passages WHERE row_id IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
-                if rows:
-                    ids = np.asarray([r for r, _ in rows], dtype=np.int64)
-                    self.vectors.remove(ids)  # idempotent replay
-                    mat = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32).reshape(len(rows), dim)
-                    self.vectors.add(ids, mat)
+            rows = _select_in(self._conn, "SELECT row_id, vector FROM passages WHERE row_id IN ({})", added)
+            if rows:
+                ids = np.asarray([r for r, _ in rows], dtype=np.int64)
+                self.vectors.remove(ids)  # idempotent replay
+                mat = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32).reshape(len(rows), dim)
+                self.vectors.add(ids, mat)
             self.applied_seq = int(changes[-1][0])
             return len(changes)
 
@@ -728,38 +723,20 @@ class Index:
 
     def article_terms(self, first_rows: Sequence[int]) -> dict[int, str]:
         """The indexed terms of each article (by the row id of its first passage), space-separated."""
-        if not first_rows:
-            return {}
-        marks = ",".join("?" * len(first_rows))
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT rowid, terms FROM article_lexical WHERE rowid IN ({marks})", list(first_rows)
-            ).fetchall()
+            rows = _select_in(self._conn, "SELECT rowid, terms FROM article_lexical WHERE rowid IN ({})", first_rows)
         return {int(r): str(terms) for r, terms in rows}
 
     def doc_ids(self, row_ids: Sequence[int]) -> dict[int, str]:
         """The article of each passage row id."""
-        if not row_ids:
-            return {}
-        out: dict[int, str] = {}
-        rows = list(row_ids)
         with self._lock:
-            for start in range(0, len(rows), 900):
-                chunk = rows[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                found = self._conn.execute(f"SELECT row_id, doc_id FROM passages WHERE row_id IN ({marks})", chunk)
-                out.update((int(r), str(doc)) for r, doc in found)
-        return out
+            found = _select_in(self._conn, "SELECT row_id, doc_id FROM passages WHERE row_id IN ({})", row_ids)
+        return {int(r): str(doc) for r, doc in found}
 
     def lexical_terms(self, row_ids: Sequence[int]) -> dict[int, list[str]]:
         """The indexed terms of each passage."""
-        if not row_ids:
-            return {}
-        marks = ",".join("?" * len(row_ids))
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT rowid, terms FROM lexical WHERE rowid IN ({marks})", list(row_ids)
-            ).fetchall()
+            rows = _select_in(self._conn, "SELECT rowid, terms FROM lexical WHERE rowid IN ({})", row_ids)
         return {int(r): str(terms).split() for r, terms in rows}
 
     def passages_by_row(self, row_ids: Sequence[int]) -> dict[int, StoredPassage]:

@@ -10,10 +10,10 @@ from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
 from poshuk.errors import InvalidQueryError, ModelMismatchError, NotFoundError
 from poshuk.filters import Filters
+from poshuk.index import Index, IndexWriter
 from poshuk.query import analyse_query
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter
 
 DOCS = {
     "grain": ("Зерновий коридор", ["Судна з зерном вийшли з порту Одеса", "Експорт пшениці зріс"]),

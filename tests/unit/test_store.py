@@ -18,8 +18,8 @@ from poshuk.errors import (
     NotFoundError,
 )
 from poshuk.filters import Filters
+from poshuk.index import Index, IndexWriter, Upsert, iter_versions, live_version
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter, Upsert, iter_versions, live_version
 from tests.consistency import check_index
 
 

@@ -11,9 +11,9 @@ from poshuk.analysis import Analyzer
 from poshuk.documents import Article
 from poshuk.encoder import HashEncoder
 from poshuk.errors import IndexCorruptError, IndexRetiredError, IndexStoreError
+from poshuk.index import Index, IndexWriter, Upsert, live_version
 from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter, Upsert, live_version
 from tests.consistency import check_index
 from tests.unit.test_store import _article, _upsert, _write
 

@@ -10,8 +10,8 @@ from numpy.typing import NDArray
 
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
+from poshuk.index import Index, IndexWriter, live_version
 from poshuk.settings import ChunkingSettings, Settings
-from poshuk.store import Index, IndexWriter, live_version
 from poshuk.vectors import FLAT_IP, VectorIndex, nlist_for, nprobe_for
 
 DIM = 32
@@ -187,7 +187,7 @@ def test_rescoring_ranks_approximate_candidates_by_exact_inner_product(tmp_path:
     import contextlib
     import sqlite3
 
-    from poshuk.store import rescore
+    from poshuk.index.mirror import rescore
 
     vectors = _clustered(50)
     with contextlib.closing(sqlite3.connect(tmp_path / "p.sqlite")) as conn:

@@ -81,7 +81,7 @@ class Index:
         add_articles(self._db)
         self._write_lock = threading.RLock()
         self._readers = ReadConnections(folder / SQLITE_NAME)
-        self._allowed = AllowedCache()
+        self.allowed_cache = AllowedCache()  # filters' allowed rows, shared by this version's searches
         self._counts: Counts | None = None
         self.analyzer = Analyzer(self.manifest.lexical)  # the index's lexical settings, for writers' terms
         self._was_live = False
@@ -101,6 +101,11 @@ class Index:
     @property
     def index_dir(self) -> Path:
         return index_dir_of(self.folder)
+
+    @property
+    def approximate_above(self) -> int:
+        """Passages above which the vectors become IVF-SQ8 (at the next snapshot or rebuild)."""
+        return self.vectors.approximate_above
 
     @property
     def applied_seq(self) -> int:
@@ -155,7 +160,7 @@ class Index:
     def retrieve(self, query: RetrievalQuery) -> Candidates:
         """Every retriever's candidates for ``query``, from one read snapshot, in one call."""
         with self._readers.snapshot() as conn:
-            plan = FilterPlan(conn, query.filters, self._allowed)
+            plan = FilterPlan(conn, query.filters, self.allowed_cache)
             dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit)
             passages = passage_bm25(plan, query.terms, query.limit) if query.lexical else []
             articles = article_bm25(plan, query.terms, query.limit) if query.articles else []

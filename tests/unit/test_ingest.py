@@ -49,3 +49,14 @@ def test_prepare_then_live_write(tmp_path: Path, hash_encoder: HashEncoder, dete
     assert (counts.documents, counts.passages) == (2, 3)
     assert [lang for lang in (index.document("n1").article.lang, index.document("n2").article.lang)] == ["uk", "en"]
     index.close()
+
+
+def test_a_letterless_article_gets_no_language_on_either_write_path(detector: LanguageDetector) -> None:
+    """`poshuk index` (the reader) and HTTP writes (the same reader, then prepare) agree: no letters, no lang."""
+    from poshuk.readers import article_from_record
+
+    record = {"id": "nums", "title": "2023", "text": "1 000 000 — 42 %"}
+    read = article_from_record(record, detector)
+    assert read.lang is None
+    assert normalise_article(read, detector).lang is None
+    assert normalise_article(Article(id="nums", title="2023", text="1 000 000"), detector).lang is None

@@ -40,7 +40,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, InvalidQueryError, NotFoundError
-from service.schemas import FieldProblem, Problem
+from poshuk.wire import FieldProblem, Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://poshuk.dev/problems/"

@@ -30,11 +30,12 @@ from poshuk.readers import article_from_record
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
 from poshuk.store import Counts, Upsert
+from poshuk.wire import WriteResult
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
 from service.routes.documents import DocumentsController
-from service.write_schemas import ArticleIn, ReloadResponse, WriteResponse
+from service.write_schemas import ArticleIn, ReloadResponse
 
 NDJSON = "application/x-ndjson"
 _WRITE_OPT: dict[str, Any] = {"access": WRITE}
@@ -92,11 +93,11 @@ def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], dele
     raise IndexBusyError("the index kept changing versions during this write", hint="retry in a moment")
 
 
-def _upsert(lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None) -> WriteResponse:
+def _upsert(lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None) -> WriteResult:
     articles = _articles(items, path_id, lifecycle.detector)
     upserts = prepare(articles, searcher.encoder, searcher.index.manifest.chunking, lifecycle.detector)
     counts = _apply(lifecycle, searcher, upserts, [])
-    return WriteResponse(
+    return WriteResult(
         ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=counts.seq
     )
 
@@ -193,10 +194,10 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
             state: State,
             searcher: NamedDependency[Searcher],
-        ) -> Response[WriteResponse]:
+        ) -> Response[WriteResult]:
             lifecycle = Lifecycle.of(state)
 
-            def work() -> tuple[bool, WriteResponse]:
+            def work() -> tuple[bool, WriteResult]:
                 existed = _exists(searcher, doc_id.strip())
                 return existed, _upsert(lifecycle, searcher, [data], doc_id)
 
@@ -216,7 +217,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         )
         async def post_documents(
             self, request: Request[Any, Any, Any], state: State, searcher: NamedDependency[Searcher]
-        ) -> WriteResponse:
+        ) -> WriteResult:
             lifecycle = Lifecycle.of(state)
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
@@ -236,13 +237,13 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
             state: State,
             searcher: NamedDependency[Searcher],
-        ) -> WriteResponse:
+        ) -> WriteResult:
             lifecycle = Lifecycle.of(state)
 
-            def work() -> WriteResponse:
+            def work() -> WriteResult:
                 searcher.document(doc_id)  # NotFoundError -> 404
                 counts = _apply(lifecycle, searcher, [], [doc_id])
-                return WriteResponse(ids=[doc_id], passages=0, seq=counts.seq)
+                return WriteResult(ids=[doc_id], passages=0, seq=counts.seq)
 
             return await anyio.to_thread.run_sync(work)
 
@@ -278,7 +279,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
 
 
 def _written(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=WriteResponse, description=description, generate_examples=False)
+    return ResponseSpec(data_container=WriteResult, description=description, generate_examples=False)
 
 
 def _examples() -> list[Example]:

@@ -16,21 +16,12 @@ from litestar.params import Body, Parameter, QueryParameter
 
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
-from poshuk.search import Mode, Searcher
+from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
+from poshuk.wire import Hit, Mode, SearchResult, Span
 from service.errors import problem_responses
 from service.metrics import Metrics
-from service.schemas import (
-    DATE_DOC,
-    MODE_DOC,
-    OFFSET_DOC,
-    SEMANTIC_HIGHLIGHTS_DOC,
-    HitOut,
-    SearchRequest,
-    SearchResponse,
-    SpanOut,
-    build_filters,
-)
+from service.schemas import DATE_DOC, MODE_DOC, OFFSET_DOC, SEMANTIC_HIGHLIGHTS_DOC, SearchRequest, build_filters
 
 logger = logging.getLogger("poshuk.service.search")
 
@@ -65,18 +56,18 @@ _EXAMPLE_TEXT = (
 )
 
 
-def _spans(text: str, *words: str) -> list[SpanOut]:
-    return [SpanOut(start=text.index(w), end=text.index(w) + len(w)) for w in words]
+def _spans(text: str, *words: str) -> list[Span]:
+    return [Span(start=text.index(w), end=text.index(w) + len(w)) for w in words]
 
 
-_RESPONSE_EXAMPLE = SearchResponse(
+_RESPONSE_EXAMPLE = SearchResult(
     query=EN_QUERY,
     took_ms=12.417,
     model="multilingual-e5-small",
     mode="hybrid",
     offset=0,
     hits=[
-        HitOut(
+        Hit(
             rank=1,
             score=0.032787,
             passage_id="uk-001#0",
@@ -96,7 +87,7 @@ _RESPONSE_EXAMPLE = SearchResponse(
 
 _RESPONSES: dict[int, ResponseSpec] = {
     200: ResponseSpec(
-        data_container=SearchResponse,
+        data_container=SearchResult,
         description="Passages (or, with `collapse`, articles) ranked best first.",
         generate_examples=False,
         examples=[Example(summary="One hit, collapsed, with highlights", value=_RESPONSE_EXAMPLE)],
@@ -129,7 +120,7 @@ def _search(
     highlight: bool,
     dedupe: bool = False,
     semantic_highlights: bool = True,
-) -> SearchResponse:
+) -> SearchResult:
     check_request(query, k, limits)
     if limits.log_queries:
         logger.info("search %r", query, extra={"query": query, "k": k, "mode": mode})
@@ -146,7 +137,7 @@ def _search(
         semantic_highlights=semantic_highlights,
     )
     Metrics.of(state).observe_search(mode, time.perf_counter() - started)
-    return SearchResponse.from_result(result)
+    return result
 
 
 _LIST_DOC = "Repeat the parameter for several values; any of them matches."
@@ -179,7 +170,7 @@ class SearchController(Controller):
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
         state: State,
-    ) -> SearchResponse:
+    ) -> SearchResult:
         return _search(
             searcher,
             limits,
@@ -237,7 +228,7 @@ class SearchController(Controller):
         highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
         semantic_highlights: Annotated[bool, Parameter(description=SEMANTIC_HIGHLIGHTS_DOC)] = True,
         dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
-    ) -> SearchResponse:
+    ) -> SearchResult:
         filters = build_filters(
             lang=lang,
             source=source,

@@ -75,7 +75,7 @@ def poshuk_without_model_extra(*args: str) -> list[str]:
     fail to import (a ``None`` in ``sys.modules`` makes ``import torch`` raise ImportError)."""
     code = (
         f"import sys; sys.modules.update(dict.fromkeys({MODEL_EXTRA_MODULES!r})); "
-        "from indexer.cli import main; sys.exit(main())"
+        "from poshuk_cli.main import main; sys.exit(main())"
     )
     return [sys.executable, "-c", code, *args]
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from indexer import cli
-from indexer.cli import BOLD, RESET, build_parser, format_result, main
 from poshuk.encoder import Encoder, HashEncoder
-from poshuk.highlight import Span
-from poshuk.search import Hit, SearchResult
 from poshuk.settings import Settings
+from poshuk.wire import Hit, SearchResult, Span
+from poshuk_cli import search as cli_search
+from poshuk_cli.main import build_parser, main
+from poshuk_cli.search import BOLD, RESET, format_result
 from tests.unit.news import NEWS_BY_ID, build_news_index
 
 
@@ -36,7 +36,7 @@ def hash_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         return HashEncoder()
 
     monkeypatch.setattr("poshuk.models.load_encoder", load_encoder)
-    monkeypatch.setattr(cli, "_quiet_model_loading", lambda: None)
+    monkeypatch.setattr("poshuk.commands.quiet_model_loading", lambda: None)
     for name in ("POSHUK_CONFIG", "POSHUK_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POSHUK_HOME", str(tmp_path / "home"))
@@ -206,4 +206,4 @@ def test_readme_search_examples_parse() -> None:
     parser = build_parser()
     for line in lines:
         args = parser.parse_args(shlex.split(line)[1:])
-        assert args.func is cli._cmd_search
+        assert args.func is cli_search._cmd_search

@@ -12,9 +12,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from indexer.cli import main
 from poshuk.encoder import HashEncoder
 from poshuk.settings import Settings, load_settings
+from poshuk_cli.main import main
 from service.app import ServiceState, create_app
 from service.auth import new_key
 from service.logging_setup import JsonFormatter, log_config

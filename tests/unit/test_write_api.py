@@ -14,11 +14,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from indexer.cli import main
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, Vectors
 from poshuk.settings import ChunkingSettings, Settings, load_settings
 from poshuk.store import Index, IndexWriter, live_version
+from poshuk_cli.main import main
 from service.app import ServiceState, create_app
 from service.auth import new_key
 from service.lifecycle import Lifecycle

@@ -50,7 +50,7 @@ def quiet_model_loading() -> None:
         from transformers.utils import logging as transformers_logging
     except ImportError:
         return
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers ships it unannotated
 
 
 def say(message: str) -> None:

@@ -18,7 +18,6 @@ from typing import Annotated, Any, ClassVar
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, delete, post, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
@@ -192,11 +191,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             self,
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
-            state: State,
             searcher: NamedDependency[Searcher],
+            lifecycle: NamedDependency[Lifecycle],
         ) -> Response[WriteResult]:
-            lifecycle = Lifecycle.of(state)
-
             def work() -> tuple[bool, WriteResult]:
                 existed = _exists(searcher, doc_id.strip())
                 return existed, _upsert(lifecycle, searcher, [data], doc_id)
@@ -216,9 +213,11 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             responses=problem_responses(400, 401, 403, 413, 429, 503),
         )
         async def post_documents(
-            self, request: Request[Any, Any, Any], state: State, searcher: NamedDependency[Searcher]
+            self,
+            request: Request[Any, Any, Any],
+            searcher: NamedDependency[Searcher],
+            lifecycle: NamedDependency[Lifecycle],
         ) -> WriteResult:
-            lifecycle = Lifecycle.of(state)
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
             return await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
@@ -235,11 +234,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         async def delete_document(
             self,
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
-            state: State,
             searcher: NamedDependency[Searcher],
+            lifecycle: NamedDependency[Lifecycle],
         ) -> WriteResult:
-            lifecycle = Lifecycle.of(state)
-
             def work() -> WriteResult:
                 searcher.document(doc_id)  # NotFoundError -> 404
                 counts = _apply(lifecycle, searcher, [], [doc_id])
@@ -263,9 +260,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             "Requests in flight finish on the old version.",
             responses=problem_responses(401, 403, 429, 503),
         )
-        def reload(self, state: State) -> ReloadResponse:
+        def reload(self, lifecycle: NamedDependency[Lifecycle]) -> ReloadResponse:
             try:
-                done = Lifecycle.of(state).reload()
+                done = lifecycle.reload()
             except PoshukError as exc:
                 raise ServiceProblem(
                     503,

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -109,7 +108,7 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
 def _search(
     searcher: Searcher,
     limits: ServiceSettings,
-    state: State,
+    metrics: Metrics,
     query: str,
     k: int,
     *,
@@ -136,7 +135,7 @@ def _search(
         dedupe=dedupe,
         semantic_highlights=semantic_highlights,
     )
-    Metrics.of(state).observe_search(mode, time.perf_counter() - started)
+    metrics.observe_search(mode, time.perf_counter() - started)
     return result
 
 
@@ -169,12 +168,12 @@ class SearchController(Controller):
         ],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
-        state: State,
+        metrics: NamedDependency[Metrics],
     ) -> SearchResult:
         return _search(
             searcher,
             limits,
-            state,
+            metrics,
             data.query,
             data.k,
             mode=data.mode,
@@ -198,7 +197,7 @@ class SearchController(Controller):
         self,
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
-        state: State,
+        metrics: NamedDependency[Metrics],
         q: Annotated[
             str,
             Parameter(
@@ -242,7 +241,7 @@ class SearchController(Controller):
         return _search(
             searcher,
             limits,
-            state,
+            metrics,
             q,
             k,
             mode=mode,

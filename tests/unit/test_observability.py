@@ -15,9 +15,10 @@ from litestar.testing import TestClient
 from poshuk.encoder import HashEncoder
 from poshuk.settings import Settings, load_settings
 from poshuk_cli.main import main
-from service.app import ServiceState, create_app
+from service.app import create_app
 from service.auth import new_key
 from service.logging_setup import JsonFormatter, log_config
+from service.state import ServiceState
 from tests.unit.news import NEWS, build_news_index
 
 KEY, KEY_HASH = new_key()

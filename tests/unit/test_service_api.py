@@ -20,9 +20,10 @@ from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import IndexNotFoundError, ModelError
 from poshuk.settings import ChunkingSettings, ServiceSettings, Settings
 from poshuk.store import IndexWriter
-from service.app import ServiceState, create_app
+from service.app import create_app
 from service.errors import IndexNotReadyError
 from service.server import serve
+from service.state import ServiceState
 from tests.service_support import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
 from tests.unit.news import NEWS_BY_ID, build_news_index, matching
 

@@ -19,9 +19,10 @@ from poshuk.encoder import HashEncoder, Vectors
 from poshuk.settings import ChunkingSettings, Settings, load_settings
 from poshuk.store import Index, IndexWriter, live_version
 from poshuk_cli.main import main
-from service.app import ServiceState, create_app
+from service.app import LIFECYCLE_KEY, create_app
 from service.auth import new_key
 from service.lifecycle import Lifecycle
+from service.state import ServiceState
 from tests.consistency import check_index
 from tests.service_support import assert_problem
 from tests.unit.test_service_api import _build_index
@@ -332,7 +333,8 @@ def test_rebuild_is_swapped_in_and_writes_made_during_it_are_kept(
 
 
 def test_admin_reload_switches_at_once(client: TestClient[Litestar], index_dir: Path) -> None:
-    lifecycle = Lifecycle.of(client.app.state)
+    lifecycle = client.app.state[LIFECYCLE_KEY]
+    assert isinstance(lifecycle, Lifecycle)
     lifecycle.stop()  # no background thread: the reload below is the only switch
     old = live_version(index_dir).name
     with IndexWriter(index_dir, HashEncoder().identity, ChunkingSettings(), rebuild=True) as writer:

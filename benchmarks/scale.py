@@ -310,7 +310,8 @@ def serve(kind: str, size: int, scratch: Path) -> dict[str, Any]:
         )
     out["filtered"] = filtered
     if flat:
-        np.savez(truth_path, **found)
+        arrays: dict[str, Any] = found  # numpy's stub reads **kwargs as its allow_pickle flag
+        np.savez(truth_path, **arrays)
     else:
         ivf: Any = index._ivf  # the benchmark sweeps the search parameter
         chosen = int(ivf.nprobe)

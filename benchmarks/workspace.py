@@ -24,10 +24,11 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from benchmarks.datasets import LOADER_VERSION, BenchSet
-from indexer.pipeline import chunk_step, encode_step, write_step
+from indexer.pipeline import write_step
 from poshuk import Passage, Searcher, Settings
 from poshuk.encoder import Encoder
 from poshuk.errors import IndexNotFoundError
+from poshuk.ingest import chunk_step, encode_step
 from poshuk.models import load_encoder, resolve_model
 from poshuk.store import FORMAT_VERSION, IndexWriter
 

@@ -13,7 +13,7 @@ the new version, so it is not lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
@@ -247,7 +247,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
     class AdminController(Controller):
         path = "/v1/admin"
         tags = ("admin",)
-        opt: ClassVar[dict[str, Any]] = {"access": WRITE}
+        opt = _WRITE_OPT
         security = KEYED
         request_max_body_size = limits.max_write_body_bytes
 

@@ -96,7 +96,14 @@ def test_filters_collapse_and_highlights_over_http(http: httpx.Client) -> None:
     assert hit["other_matches"] >= 1
     assert hit["highlights"] and hit["highlight_kind"] in {"terms", "sentence"}
     assert all(0 <= s["start"] < s["end"] <= len(hit["text"]) for s in hit["highlights"])
-    params = {"q": query, "k": 5, "collapse": "true", "lang": "uk", "from": "2023-08-01", "to": "2023-08-31"}
+    params: dict[str, str | int] = {
+        "q": query,
+        "k": 5,
+        "collapse": "true",
+        "lang": "uk",
+        "from": "2023-08-01",
+        "to": "2023-08-31",
+    }
     assert http.get("/v1/search", params=params).json()["hits"] == result["hits"]
 
 

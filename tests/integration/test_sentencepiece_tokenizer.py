@@ -10,6 +10,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tokenizers import Tokenizer
@@ -92,7 +93,7 @@ def test_long_texts_are_cut_like_transformers_does(resolved: ResolvedModel) -> N
 
 
 def test_other_pipelines_keep_the_tokenizers_library(tmp_path: Path) -> None:
-    word_level = {
+    word_level: dict[str, Any] = {
         "version": "1.0",
         "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1}, "unk_token": "<unk>"},
         "normalizer": None,

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,14 +111,14 @@ def run(hash_model: None, news_dir: Path, capsys: pytest.CaptureFixture[str]) ->
     return go
 
 
-def _json(run: Run, *args: str) -> dict[str, object]:
+def _json(run: Run, *args: str) -> dict[str, Any]:
     code, out, err = run(*args, "--json")
     assert code == 0, err
-    result: dict[str, object] = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
-def _docs(result: dict[str, object]) -> list[str]:
+def _docs(result: dict[str, Any]) -> list[str]:
     hits = result["hits"]
     assert isinstance(hits, list)
     return [h["doc_id"] for h in hits]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from indexer import pipeline
-from indexer.pipeline import encode_step, index_paths, read_step
+from indexer.pipeline import index_paths, read_step
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import BadRecordError
-from poshuk.ingest import chunk_step
+from poshuk.ingest import chunk_step, encode_step
 from poshuk.language import LanguageDetector
 from poshuk.settings import Settings, load_settings
 from poshuk.store import Index, IndexWriter

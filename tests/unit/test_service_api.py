@@ -294,7 +294,7 @@ def test_filters_and_their_absence(news: TestClient[Litestar]) -> None:
     plain = _ids(_post(news, query="дрони", k=20))
     assert _ids(_post(news, query="дрони", k=20, filters={})) == plain
     assert _ids(_post(news, query="дрони", k=20, filters=None)) == plain
-    empty_lists = {"lang": [], "source": [], "section": [], "tags": []}
+    empty_lists: dict[str, list[str]] = {"lang": [], "source": [], "section": [], "tags": []}
     assert _ids(_post(news, query="дрони", k=20, filters=empty_lists)) == plain
 
 
@@ -315,7 +315,7 @@ def test_collapse_returns_each_article_once_with_its_other_matches(news: TestCli
     assert len(doc_ids) == len(set(doc_ids))
     order = list(dict.fromkeys(_ids(passages, "doc_id")))  # each article where its best passage ranks
     assert doc_ids == order
-    best = {}
+    best: dict[str, Any] = {}
     for hit in passages["hits"]:
         best.setdefault(hit["doc_id"], hit["passage_id"])
     counts = {doc: _ids(passages, "doc_id").count(doc) for doc in order}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import REPO, copy_index
-from tests.serving import Server, start_server, stop_server
+from tests.support.serving import Server, start_server, stop_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import RENDER_TIMES, Browser
-from tests.serving import Server
+from tests.support.serving import Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route

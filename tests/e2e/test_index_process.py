@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import copy_index, poshuk_without_model_extra
-from tests.consistency import check_index
+from tests.support.consistency import check_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

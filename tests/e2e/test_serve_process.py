@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.conftest import cli_env, copy_index
-from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest
-from tests.serving import Server, free_port, start_server, stop_server
+from tests.support.api import BAD_REQUESTS, HIT_FIELDS, BadRequest
+from tests.support.serving import Server, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

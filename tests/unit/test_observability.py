@@ -19,7 +19,7 @@ from service.app import create_app
 from service.auth import new_key
 from service.logging_setup import JsonFormatter, log_config
 from service.state import ServiceState
-from tests.unit.news import NEWS, build_news_index
+from tests.support.news import NEWS, build_news_index
 
 KEY, KEY_HASH = new_key()
 QUERY = "Кірбі переговори Росії та Північної Кореї"

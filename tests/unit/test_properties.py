@@ -29,7 +29,7 @@ from poshuk.language import LanguageDetector
 from poshuk.readers import MAX_FILE_BYTES, read_articles
 from service.app import create_app
 from service.state import ServiceState
-from tests.consistency import check_index
+from tests.support.consistency import check_index
 from tests.unit.test_service_api import _build_index
 from tests.unit.test_write_api import AUTH, make_settings
 

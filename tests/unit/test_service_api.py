@@ -24,8 +24,8 @@ from service.app import create_app
 from service.errors import IndexNotReadyError
 from service.server import serve
 from service.state import ServiceState
-from tests.service_support import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
-from tests.unit.news import NEWS_BY_ID, build_news_index, matching
+from tests.support.api import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
+from tests.support.news import NEWS_BY_ID, build_news_index, matching
 
 ARTICLES: dict[Article, tuple[str, ...]] = {
     Article(

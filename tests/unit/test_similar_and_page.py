@@ -15,8 +15,8 @@ from poshuk.settings import Settings
 from service.app import create_app
 from service.routes.page import ASSETS, STATIC_DIR
 from service.state import ServiceState
-from tests.service_support import HIT_FIELDS, RESULT_FIELDS, assert_problem
-from tests.unit.news import NEWS_BY_ID, build_news_index
+from tests.support.api import HIT_FIELDS, RESULT_FIELDS, assert_problem
+from tests.support.news import NEWS_BY_ID, build_news_index
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from poshuk.errors import (
 from poshuk.filters import Filters
 from poshuk.settings import ChunkingSettings
 from poshuk.store import Index, IndexWriter, Upsert, iter_versions, live_version
-from tests.consistency import check_index
+from tests.support.consistency import check_index
 
 
 def _article(doc_id: str, *paragraphs: str, title: str = "Title") -> tuple[Article, list[Passage]]:

@@ -14,7 +14,7 @@ from poshuk.errors import IndexCorruptError, IndexRetiredError, IndexStoreError
 from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.settings import ChunkingSettings
 from poshuk.store import Index, IndexWriter, Upsert, live_version
-from tests.consistency import check_index
+from tests.support.consistency import check_index
 from tests.unit.test_store import _article, _upsert, _write
 
 

@@ -23,8 +23,8 @@ from service.app import LIFECYCLE_KEY, create_app
 from service.auth import new_key
 from service.lifecycle import Lifecycle
 from service.state import ServiceState
-from tests.consistency import check_index
-from tests.service_support import assert_problem
+from tests.support.api import assert_problem
+from tests.support.consistency import check_index
 from tests.unit.test_service_api import _build_index
 
 KEY, KEY_HASH = new_key()

@@ -11,8 +11,6 @@ import logging
 import threading
 from pathlib import Path
 
-from litestar.datastructures import State
-
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
 from poshuk.models import load_encoder
@@ -42,14 +40,6 @@ class ServiceState:
         self._error: str | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
-
-    @classmethod
-    def of(cls, state: State) -> ServiceState:
-        """The ``ServiceState`` stored on a Litestar app's ``state``."""
-        found = state.get(STATE_KEY)
-        if not isinstance(found, cls):
-            raise RuntimeError("app state holds no ServiceState; build the app with create_app()")
-        return found
 
     def start_loading(self) -> None:
         """Open the index and load the model in a background thread."""

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 import poshuk
-from tests.conftest import copy_index, run_coroutine
+from tests.support.processes import run_coroutine
+from tests.support.repo import copy_index
 from tests.support.serving import Server, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]

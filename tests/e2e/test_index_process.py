@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import copy_index, poshuk_without_model_extra
 from tests.support.consistency import check_index
+from tests.support.processes import poshuk_without_model_extra
+from tests.support.repo import copy_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

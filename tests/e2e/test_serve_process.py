@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import cli_env, copy_index
 from tests.support.api import BAD_REQUESTS, HIT_FIELDS, BadRequest
+from tests.support.processes import cli_env
+from tests.support.repo import copy_index
 from tests.support.serving import Server, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]

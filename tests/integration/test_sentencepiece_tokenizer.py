@@ -19,7 +19,8 @@ from poshuk.models import ResolvedModel, resolve_model
 from poshuk.onnx_encoder import load_token_ids
 from poshuk.sentencepiece_tokenizer import SentencePieceTokenizer
 from poshuk.settings import Settings
-from tests.integration.test_onnx_encoder import EXAMPLES, TEXTS
+from tests.support.repo import EXAMPLE_NEWS
+from tests.support.texts import TEXTS
 
 pytestmark = pytest.mark.model
 
@@ -48,7 +49,7 @@ def resolved(real_settings: Settings) -> ResolvedModel:
 
 def _texts() -> list[str]:
     texts = list(EDGES) + TEXTS
-    for line in EXAMPLES.read_text(encoding="utf-8").splitlines():
+    for line in EXAMPLE_NEWS.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         texts.append(record["title"])
         texts += [p for p in re.split(r"\n+", record["text"]) if p.strip()]

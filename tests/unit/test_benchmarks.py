@@ -20,7 +20,7 @@ from benchmarks.workspace import Workspace
 from poshuk import Article
 from poshuk.encoder import HashEncoder
 from poshuk.settings import Settings
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import poshuk
 from poshuk.filters import Filters
-from tests.conftest import run_coroutine
+from tests.support.processes import run_coroutine
 
 HIT = {
     "rank": 1,

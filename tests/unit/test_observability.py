@@ -18,7 +18,7 @@ from poshuk_cli.main import main
 from service.app import create_app
 from service.auth import new_key
 from service.logging_setup import JsonFormatter, log_config
-from service.state import ServiceState
+from tests.support.app import service_state
 from tests.support.news import NEWS, build_news_index
 
 KEY, KEY_HASH = new_key()
@@ -39,7 +39,7 @@ def _settings(tmp_path: Path, **env: str) -> Settings:
 def _client(settings: Settings, index_dir: Path) -> Iterator[TestClient[Litestar]]:
     app = create_app(settings, index_dir, encoder=HashEncoder())
     with TestClient(app) as client:
-        assert ServiceState.of(app.state).wait(10)
+        assert service_state(app).wait(10)
         yield client
 
 

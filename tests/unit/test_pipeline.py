@@ -19,7 +19,7 @@ from poshuk.ingest import chunk_step, encode_step
 from poshuk.language import LanguageDetector
 from poshuk.settings import Settings, load_settings
 from poshuk.store import Index, IndexWriter
-from tests.conftest import EXAMPLES
+from tests.support.repo import EXAMPLES
 
 
 def test_examples_index_completely(tmp_path: Path, hash_encoder: HashEncoder, settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """The service's one exception handler: every error becomes RFC 9457 problem+json.
 
-Routes raise domain errors (``poshuk.errors``) or let Litestar raise its own; nothing
-else in the service turns exceptions into responses. The mapping:
+Routes raise domain errors (``poshuk.errors``) or ``ServiceProblem`` (a refusal the service
+decides: keys, limits, a batch too large, an id mismatch, a failed reload), or let Litestar raise
+its own; this handler is the one place where any of them becomes a response. The mapping:
 
 =========================================  ======  ==============================
 exception                                  status  ``type``

@@ -42,4 +42,4 @@ pytest: setup browser
 test: setup browser lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .poshuk .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .poshuk .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,8 +1,9 @@
 """The running service's one piece of state: the searcher once loaded, or why it failed.
 
-``service.app`` creates one per app and puts it on the app's ``state``; ``service.lifecycle``
-(upkeep, reloads) and ``service.metrics`` (index size at scrape time) read it. It lives in a
-module of its own so that none of them imports ``service.app``, which imports them all.
+``service.app`` creates one per app and hands it to ``service.lifecycle`` (upkeep, reloads) and
+``service.metrics`` (index size at scrape time); routes get its searcher injected. It lives in a
+module of its own so that none of them imports ``service.app``, which imports them all. The app
+also keeps it on its ``state`` under ``STATE_KEY``, where tests find it.
 """
 
 from __future__ import annotations

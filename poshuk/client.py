@@ -57,12 +57,7 @@ _ENCODER = msgspec.json.Encoder()
 def error_for(response: httpx.Response) -> PoshukError:
     """The ``PoshukError`` a non-2xx answer stands for, with its ``status`` and ``detail``."""
     status = response.status_code
-    try:
-        problem = _PROBLEM.decode(response.content)
-    except msgspec.DecodeError:
-        problem = Problem(
-            type="about:blank", title="", status=status, detail=response.text.strip() or response.reason_phrase
-        )
+    problem = _problem_of(response)
     detail = problem.detail or problem.title or response.reason_phrase
     error: PoshukError
     if status == 400 and problem.type.endswith("/invalid-query"):
@@ -81,6 +76,32 @@ def error_for(response: httpx.Response) -> PoshukError:
     error.status = status
     error.detail = detail
     return error
+
+
+def _problem_of(response: httpx.Response) -> Problem:
+    """The answer's problem document; a partial one (a proxy's: RFC 9457 makes every member optional)
+    or none at all (plain text) is read as far as it goes."""
+    try:
+        return _PROBLEM.decode(response.content)
+    except msgspec.DecodeError:
+        pass
+    try:
+        found = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        found = None
+    fields = found if isinstance(found, dict) else {}
+
+    def text(name: str, default: str) -> str:
+        value = fields.get(name)
+        return value if isinstance(value, str) else default
+
+    body = "" if fields else response.text.strip()
+    return Problem(
+        type=text("type", "about:blank"),
+        title=text("title", ""),
+        status=response.status_code,
+        detail=text("detail", body or response.reason_phrase),
+    )
 
 
 def _search_body(

@@ -55,7 +55,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     """Delete articles through the same core path as the HTTP API (one durable transaction)."""
-    from poshuk.store import Index, IndexWriter
+    from poshuk.index import Index, IndexWriter
 
     settings = settings_from(args)
     live = Index.open(args.index, approximate_above=settings.approximate_above)
@@ -99,7 +99,7 @@ def index_summary(index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMA
     """Read an index folder's size and make-up (read-only)."""
     import sqlite3
 
-    from poshuk.store import Index
+    from poshuk.index import Index
 
     index = Index.open(index_dir, approximate_above=approximate_above)
     try:

@@ -32,6 +32,7 @@ from poshuk.errors import (
     NotFoundError,
     PoshukError,
     ServiceUnavailableError,
+    StorageFullError,
 )
 from poshuk.filters import Filters
 from poshuk.settings import AuthSettings, ChunkingSettings, ServiceSettings, Settings, load_settings
@@ -39,9 +40,9 @@ from poshuk.wire import Hit, IndexStats, SearchResult, Span, WriteResult
 
 if TYPE_CHECKING:
     from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
+    from poshuk.index import StoredDocument, StoredPassage
     from poshuk.onnx_encoder import OnnxEncoder
     from poshuk.search import Searcher
-    from poshuk.store import StoredDocument, StoredPassage
 
 # name -> the module that defines it, imported on first access
 _LAZY = {
@@ -51,8 +52,8 @@ _LAZY = {
     "SentenceTransformerEncoder": "poshuk.encoder",
     "OnnxEncoder": "poshuk.onnx_encoder",
     "Searcher": "poshuk.search",
-    "StoredDocument": "poshuk.store",
-    "StoredPassage": "poshuk.store",
+    "StoredDocument": "poshuk.index",
+    "StoredPassage": "poshuk.index",
 }
 
 
@@ -104,6 +105,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Settings",
     "Span",
+    "StorageFullError",
     "StoredDocument",
     "StoredPassage",
     "WriteResult",

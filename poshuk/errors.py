@@ -18,6 +18,7 @@ HTTP status in one handler. The tree::
         ├── IndexNotFoundError
         ├── IndexCorruptError
         ├── IndexBusyError       another process holds the write lock too long
+        ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written
         └── IndexRetiredError    a write reached a version that is no longer live
 """
 
@@ -102,6 +103,10 @@ class IndexCorruptError(IndexStoreError):
 
 class IndexBusyError(IndexStoreError):
     """Another writer held the index's write lock for longer than the busy timeout."""
+
+
+class StorageFullError(IndexStoreError):
+    """A write found no room on disk; it was rolled back whole and the index is as it was."""
 
 
 class IndexRetiredError(IndexStoreError):

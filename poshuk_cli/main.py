@@ -123,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PoshukError as err:
         print(f"poshuk: error: {err.one_line()}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("poshuk: interrupted; the index was not changed", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # an incremental `index` run says what it had committed
+        print(f"poshuk: interrupted; {interrupt or 'the index was not changed'}", file=sys.stderr)
         return 130
 
 

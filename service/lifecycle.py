@@ -27,9 +27,9 @@ from pathlib import Path
 import msgspec
 
 from poshuk.errors import PoshukError
+from poshuk.index import live_version
 from poshuk.language import LanguageDetector
 from poshuk.search import Searcher
-from poshuk.store import live_version
 from service.state import ServiceState
 
 logger = logging.getLogger("poshuk.service")

@@ -14,7 +14,7 @@ import msgspec
 
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, timestamp
-from poshuk.store import StoredDocument
+from poshuk.index import StoredDocument
 from poshuk.wire import CANDIDATES, DocumentResponse, IndexStats, Mode, PassageOut
 
 

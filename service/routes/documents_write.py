@@ -24,12 +24,12 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIType, Operat
 from litestar.params import Body, Parameter
 
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, NotFoundError, PoshukError
+from poshuk.index import Upsert, WriteResult
 from poshuk.ingest import prepare
 from poshuk.readers import article_from_record
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
-from poshuk.store import Counts, Upsert
-from poshuk.wire import WriteResult
+from poshuk.wire import WriteResult as WriteResponse
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
@@ -73,13 +73,13 @@ def _articles(items: list[ArticleIn], path_id: str | None, detector: Any) -> lis
     return list(latest.values())
 
 
-def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], deletes: list[str]) -> Counts:
+def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], deletes: list[str]) -> WriteResult:
     """One durable write; redone on the new version if a rebuild retired this one meanwhile."""
     for _attempt in range(WRITE_ATTEMPTS):
         try:
-            counts = searcher.index.write(upserts, deletes)
-            lifecycle.written(len(upserts), len(deletes))
-            return counts
+            result = searcher.index.write(upserts, deletes)
+            lifecycle.written(len(upserts), len(result.deleted))
+            return result
         except IndexRetiredError:
             try:
                 lifecycle.reload()
@@ -92,13 +92,18 @@ def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], dele
     raise IndexBusyError("the index kept changing versions during this write", hint="retry in a moment")
 
 
-def _upsert(lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None) -> WriteResult:
+def _upsert(
+    lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None
+) -> tuple[WriteResult, WriteResponse]:
+    """Encode (no lock held), then write; the write says which ids it replaced."""
     articles = _articles(items, path_id, lifecycle.detector)
-    upserts = prepare(articles, searcher.encoder, searcher.index.manifest.chunking, lifecycle.detector)
-    counts = _apply(lifecycle, searcher, upserts, [])
-    return WriteResult(
-        ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=counts.seq
+    index = searcher.index
+    upserts = prepare(articles, searcher.encoder, index.manifest.chunking, lifecycle.detector, index.analyzer)
+    result = _apply(lifecycle, searcher, upserts, [])
+    response = WriteResponse(
+        ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=result.seq
     )
+    return result, response
 
 
 def _decode_batch(body: bytes, content_type: str, limit: int) -> list[ArticleIn]:
@@ -193,13 +198,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
-        ) -> Response[WriteResult]:
-            def work() -> tuple[bool, WriteResult]:
-                existed = _exists(searcher, doc_id.strip())
-                return existed, _upsert(lifecycle, searcher, [data], doc_id)
-
-            existed, written = await anyio.to_thread.run_sync(work)
-            return Response(written, status_code=200 if existed else 201)
+        ) -> Response[WriteResponse]:
+            result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], doc_id))
+            return Response(written, status_code=200 if result.replaced else 201)
 
         @post(
             "/",
@@ -217,10 +218,11 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             request: Request[Any, Any, Any],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
-        ) -> WriteResult:
+        ) -> WriteResponse:
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
-            return await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
+            _, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
+            return written
 
         @delete(
             "/{doc_id:str}",
@@ -236,11 +238,12 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
-        ) -> WriteResult:
-            def work() -> WriteResult:
-                searcher.document(doc_id)  # NotFoundError -> 404
-                counts = _apply(lifecycle, searcher, [], [doc_id])
-                return WriteResult(ids=[doc_id], passages=0, seq=counts.seq)
+        ) -> WriteResponse:
+            def work() -> WriteResponse:
+                result = _apply(lifecycle, searcher, [], [doc_id])
+                if not result.deleted:
+                    raise NotFoundError(f"document {doc_id!r} is not in the index")
+                return WriteResponse(ids=[doc_id], passages=0, seq=result.seq)
 
             return await anyio.to_thread.run_sync(work)
 
@@ -276,16 +279,8 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
 
 
 def _written(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=WriteResult, description=description, generate_examples=False)
+    return ResponseSpec(data_container=WriteResponse, description=description, generate_examples=False)
 
 
 def _examples() -> list[Example]:
     return [Example(summary="A Ukrainian article", value=_ARTICLE_EXAMPLE)]
-
-
-def _exists(searcher: Searcher, doc_id: str) -> bool:
-    try:
-        searcher.document(doc_id)
-    except NotFoundError:
-        return False
-    return True

@@ -9,8 +9,8 @@ from litestar import Litestar
 
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder
+from poshuk.index import IndexWriter
 from poshuk.settings import ChunkingSettings, Settings, load_settings
-from poshuk.store import IndexWriter
 from service.app import LIFECYCLE_KEY
 from service.auth import new_key
 from service.lifecycle import Lifecycle

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
-import faiss
 import numpy as np
 
-from poshuk.store import Index, live_version
+from poshuk.index import Index, live_version
 
 
 def check_index(index_dir: Path) -> dict[str, int]:
@@ -40,8 +38,7 @@ def check_index(index_dir: Path) -> dict[str, int]:
         assert sorted(" ".join(own).split()) == sorted(str(articles[row]).split()), f"article terms of {doc} differ"
     index = Index(folder)
     try:
-        mapped: Any = index.vectors._index  # the IndexIDMap2 under the wrapper
-        ids = faiss.vector_to_array(mapped.id_map)
+        ids = index.vectors.flat_ids()
         assert len(ids) == len(set(ids.tolist())), "duplicate vectors in FAISS"
         assert set(ids.tolist()) == set(rows), "FAISS ids differ from passages"
         counts = index.counts()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
+from poshuk.index import IndexWriter, Upsert
 from poshuk.settings import ChunkingSettings
-from poshuk.store import IndexWriter, Upsert
 
 
 def make_article(doc_id: str, *paragraphs: str, title: str = "Title") -> tuple[Article, list[Passage]]:

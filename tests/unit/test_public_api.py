@@ -22,8 +22,8 @@ from poshuk.errors import PoshukError
 
 # Poshuk types public signatures mention but the library does not promise to keep.
 INTERNAL = {
-    "poshuk.store.Index": "the open index version; Searcher.index hands it to the service's writers",
-    "poshuk.store.Manifest": "the index folder's bookkeeping, read through Searcher.manifest",
+    "poshuk.index.core.Index": "the open index version; Searcher.index hands it to the service's writers",
+    "poshuk.index.layout.Manifest": "the index folder's bookkeeping, read through Searcher.manifest",
     "poshuk.fusion.FusionSettings": "a tuning knob of Searcher, set by benchmarks; its fields may change",
 }
 
@@ -105,7 +105,7 @@ def test_every_exported_error_belongs_to_the_tree() -> None:
 
 def test_the_client_imports_no_faiss_numpy_or_store() -> None:
     """A tool that only talks to a service over HTTP loads neither FAISS, numpy, SQLite nor a model runtime."""
-    heavy = ["faiss", "numpy", "sqlite3", "_sqlite3", "poshuk.store", "poshuk.search", "onnxruntime", "litestar"]
+    heavy = ["faiss", "numpy", "sqlite3", "_sqlite3", "poshuk.index", "poshuk.search", "onnxruntime", "litestar"]
     code = (
         "import sys, poshuk; poshuk.Client; poshuk.AsyncClient; poshuk.SearchResult; poshuk.WriteResult; "
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"

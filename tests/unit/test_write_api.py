@@ -16,8 +16,8 @@ from litestar.testing import TestClient
 
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, Vectors
+from poshuk.index import Index, IndexWriter, live_version
 from poshuk.settings import ChunkingSettings, load_settings
-from poshuk.store import Index, IndexWriter, live_version
 from poshuk_cli.main import main
 from service.app import create_app
 from tests.support.api import assert_problem

@@ -8,7 +8,8 @@ INDEX ?= .poshuk/example-index
 
 .PHONY: setup model browser demo test lint typecheck pytest clean
 
-setup: $(VENV)/.installed model browser
+# What the demo needs: the package and the model. No browser: only the browser tests want one.
+setup: $(VENV)/.installed model
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +31,15 @@ demo: setup
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-pytest: setup
+pytest: setup browser
 	$(VENV)/bin/pytest
 
-test: setup lint typecheck pytest
+test: setup browser lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .poshuk .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .poshuk .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -38,6 +38,7 @@ import msgspec
 
 from benchmarks.datasets import SETS, BenchSet
 from benchmarks.machine import Machine, machine, versions
+from benchmarks.metrics import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 600.0
@@ -122,11 +123,6 @@ def _torch_loaded(pid: int) -> bool:
     return any("libtorch" in Path(f"/proc/{member}/maps").read_text() for member in _tree(pid))
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 Send = Callable[[httpx.Client, str], httpx.Response]
 
 
@@ -163,8 +159,8 @@ def _level(base: str, concurrency: int, queries: list[str], send: Send) -> Level
         requests=len(latencies),
         errors=errors,
         p50_ms=round(statistics.median(latencies), 1),
-        p95_ms=round(_percentile(latencies, 0.95), 1),
-        p99_ms=round(_percentile(latencies, 0.99), 1),
+        p95_ms=round(percentile(latencies, 95), 1),
+        p99_ms=round(percentile(latencies, 99), 1),
         qps=round(len(latencies) / wall, 1),
     )
 

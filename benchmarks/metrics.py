@@ -1,4 +1,4 @@
-"""Ranking metrics with binary relevance; pure functions over ranked id lists.
+"""Ranking metrics with binary relevance, pure functions over ranked id lists; and ``percentile``.
 
 Definitions (``k`` is the cut-off, ``R`` the set of relevant ids of one query):
 
@@ -12,6 +12,8 @@ Definitions (``k`` is the cut-off, ``R`` the set of relevant ids of one query):
 "Any-of" relevance (UNLP's gold page ± 1): the query is answered by *any one* of the
 ids, so ``any_of`` collapses them to one virtual relevant item at its first occurrence
 before the metrics above are applied (a query then counts as fully recalled with one hit).
+
+``percentile`` is the one definition the latency reports use (p50/p95/p99 in every result file).
 """
 
 from __future__ import annotations
@@ -20,6 +22,22 @@ import math
 from collections.abc import Iterable, Sequence
 
 _ANY = "\x00any-of-relevant"
+
+
+def percentile(values: Sequence[float], percent: float) -> float:
+    """The ``percent``-th percentile (0..100) of ``values``: linear between the two closest ranks.
+
+    The same definition as ``numpy.percentile``'s default, so p50 is the median.
+    """
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= percent <= 100:
+        raise ValueError(f"percent must be within 0..100, got {percent}")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * percent / 100
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 def collapse_to_docs(doc_ids: Iterable[str]) -> list[str]:

@@ -202,7 +202,11 @@ def client_main(number: int, base_url: str, key: str, deadline: float, opts: Opt
                 request = client.build_request("PUT", f"/v1/documents/{doc_id}", json=body, headers=headers)
             else:
                 record = {"op": "search"}
-                params = {"q": rng.choice(QUERIES), "k": 10, "mode": rng.choice(["hybrid", "dense", "lexical"])}
+                params: dict[str, str | int] = {
+                    "q": rng.choice(QUERIES),
+                    "k": 10,
+                    "mode": rng.choice(["hybrid", "dense", "lexical"]),
+                }
                 request = client.build_request("GET", "/v1/search", params=params)
             started = time.perf_counter()
             try:

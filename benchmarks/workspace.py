@@ -24,13 +24,13 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from benchmarks.datasets import LOADER_VERSION, BenchSet
-from indexer.pipeline import chunk_step, encode_step, write_group
+from indexer.pipeline import write_group
 from poshuk import Passage, Searcher, Settings
 from poshuk.encoder import Encoder
 from poshuk.errors import IndexNotFoundError
 from poshuk.index import IndexWriter
 from poshuk.index.layout import FORMAT_VERSION
-from poshuk.ingest import to_upserts
+from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.models import load_encoder, resolve_model
 
 # Code whose output is stored in the index: a change to it builds the set afresh.

@@ -2,17 +2,28 @@
 
 The names below are the library's public surface; other newsroom tools import them
 from ``poshuk`` directly (a test keeps ``__all__`` honest).
+
+``import poshuk`` stays light: the HTTP client, settings, errors and result structs load
+at once; the names that need FAISS, numpy, SQLite or a model runtime (``Searcher``, the
+encoders, ``StoredDocument``) load on first use (PEP 562 ``__getattr__``), so a tool that
+only talks to a service over HTTP never imports them.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from poshuk.client import AsyncClient, Client
 from poshuk.documents import Article, Passage
-from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
 from poshuk.errors import (
     AuthError,
     BadRecordError,
     ConfigError,
+    IndexBusyError,
     IndexCorruptError,
     IndexNotFoundError,
+    IndexRetiredError,
     IndexStoreError,
     InputError,
     InvalidQueryError,
@@ -21,24 +32,61 @@ from poshuk.errors import (
     NotFoundError,
     PoshukError,
     ServiceUnavailableError,
+    StorageFullError,
 )
-from poshuk.onnx_encoder import OnnxEncoder
-from poshuk.search import Hit, IndexStats, Searcher, SearchResult
-from poshuk.settings import ChunkingSettings, ServiceSettings, Settings, load_settings
+from poshuk.filters import Filters
+from poshuk.settings import AuthSettings, ChunkingSettings, ServiceSettings, Settings, load_settings
+from poshuk.wire import Hit, IndexStats, SearchResult, Span, WriteResult
+
+if TYPE_CHECKING:
+    from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
+    from poshuk.index import StoredDocument, StoredPassage
+    from poshuk.onnx_encoder import OnnxEncoder
+    from poshuk.search import Searcher
+
+# name -> the module that defines it, imported on first access
+_LAZY = {
+    "Encoder": "poshuk.encoder",
+    "HashEncoder": "poshuk.encoder",
+    "ModelIdentity": "poshuk.encoder",
+    "SentenceTransformerEncoder": "poshuk.encoder",
+    "OnnxEncoder": "poshuk.onnx_encoder",
+    "Searcher": "poshuk.search",
+    "StoredDocument": "poshuk.index",
+    "StoredPassage": "poshuk.index",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'poshuk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "Article",
     "AsyncClient",
     "AuthError",
+    "AuthSettings",
     "BadRecordError",
     "ChunkingSettings",
     "Client",
     "ConfigError",
     "Encoder",
+    "Filters",
     "HashEncoder",
     "Hit",
+    "IndexBusyError",
     "IndexCorruptError",
     "IndexNotFoundError",
+    "IndexRetiredError",
     "IndexStats",
     "IndexStoreError",
     "InputError",
@@ -56,5 +104,10 @@ __all__ = [
     "ServiceSettings",
     "ServiceUnavailableError",
     "Settings",
+    "Span",
+    "StorageFullError",
+    "StoredDocument",
+    "StoredPassage",
+    "WriteResult",
     "load_settings",
 ]

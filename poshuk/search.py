@@ -12,9 +12,7 @@ per near-duplicate cluster: copies, edited copies, translations; see ``poshuk.de
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Literal, get_args
 
 import msgspec
 import numpy as np
@@ -26,54 +24,18 @@ from poshuk.encoder import Encoder, Vectors
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
-from poshuk.highlight import HighlightKind, Span, sentence_span, term_spans
+from poshuk.highlight import sentence_span, term_spans
 from poshuk.index import Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
+from poshuk.wire import CANDIDATES as CANDIDATES
+from poshuk.wire import MODES as MODES
+from poshuk.wire import Hit as Hit
+from poshuk.wire import IndexStats as IndexStats
+from poshuk.wire import Mode as Mode
+from poshuk.wire import SearchResult as SearchResult
 
-Mode = Literal["dense", "lexical", "hybrid"]
-MODES: tuple[str, ...] = get_args(Mode)
-CANDIDATES = 200  # passages each retriever contributes; pages are cut from this pool
 SENTENCE_HIGHLIGHT_HITS = 3  # hits per page whose best sentence is found by meaning
-
-
-class Hit(msgspec.Struct, frozen=True, kw_only=True):
-    """One ranked passage with its article's metadata and where it matches."""
-
-    rank: int
-    score: float
-    passage_id: str
-    doc_id: str
-    title: str
-    text: str
-    url: str | None = None
-    source: str | None = None
-    published_at: datetime | None = None
-    lang: str | None = None
-    highlights: list[Span] = []
-    highlight_kind: HighlightKind | None = None
-    other_matches: int = 0
-    cluster: str | None = None
-
-
-class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer to one query."""
-
-    query: str
-    took_ms: float
-    model: str
-    hits: list[Hit]
-    mode: Mode = "hybrid"
-    offset: int = 0
-
-
-class IndexStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counts and identity of the open index."""
-
-    documents: int
-    passages: int
-    model: str
-    version: str
 
 
 class Searcher:

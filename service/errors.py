@@ -1,7 +1,8 @@
 """The service's one exception handler: every error becomes RFC 9457 problem+json.
 
-Routes raise domain errors (``poshuk.errors``) or let Litestar raise its own; nothing
-else in the service turns exceptions into responses. The mapping:
+Routes raise domain errors (``poshuk.errors``) or ``ServiceProblem`` (a refusal the service
+decides: keys, limits, a batch too large, an id mismatch, a failed reload), or let Litestar raise
+its own; this handler is the one place where any of them becomes a response. The mapping:
 
 =========================================  ======  ==============================
 exception                                  status  ``type``
@@ -40,7 +41,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, InvalidQueryError, NotFoundError
-from service.schemas import FieldProblem, Problem
+from poshuk.wire import FieldProblem, Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://poshuk.dev/problems/"

@@ -23,23 +23,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
-from litestar.datastructures import State
 
 from poshuk.errors import PoshukError
 from poshuk.index import live_version
 from poshuk.language import LanguageDetector
 from poshuk.search import Searcher
-
-if TYPE_CHECKING:
-    from service.app import ServiceState
+from service.state import ServiceState
 
 logger = logging.getLogger("poshuk.service")
 
 TICK_S = 0.5
-LIFECYCLE_KEY = "poshuk.lifecycle"
 
 
 class Reloaded(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,14 +62,6 @@ class Lifecycle:
         self._snapshot_seq: int | None = None
         self._unusable: Path | None = None  # a version that failed to open: not retried until CURRENT moves
         self.write_listeners: list[Callable[[int, int], None]] = []  # (upserts, deletes) after each durable write
-
-    @classmethod
-    def of(cls, state: State) -> Lifecycle:
-        """The ``Lifecycle`` on a Litestar app's ``state``."""
-        found = state.get(LIFECYCLE_KEY)
-        if not isinstance(found, cls):
-            raise RuntimeError("app state holds no Lifecycle; build the app with create_app()")
-        return found
 
     def start(self) -> None:
         if self._thread is None:

@@ -21,8 +21,10 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from poshuk.settings import ServiceSettings
@@ -38,7 +40,7 @@ MAX_BUCKETS = 100_000
 class TokenBuckets:
     """Token buckets by principal; the event loop is the only caller, so no lock is needed."""
 
-    def __init__(self, rate: float, burst: int, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock
@@ -87,7 +89,7 @@ class LimitsMiddleware:
         self.buckets = shared.buckets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         if self.buckets is not None and scope["path"] not in UNLIMITED_PATHS:

@@ -20,21 +20,19 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Controller, Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from service.app import ServiceState
+from service.state import ServiceState
 
-METRICS_KEY = "poshuk.metrics"
 METRICS_PATH = "/metrics"
-REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 access_logger = logging.getLogger("poshuk.access")
@@ -90,14 +88,6 @@ class Metrics:
         )
         self.registry.register(_IndexCollector(state))
 
-    @classmethod
-    def of(cls, state: State) -> Metrics:
-        """The ``Metrics`` on a Litestar app's ``state``."""
-        found = state.get(METRICS_KEY)
-        if not isinstance(found, cls):
-            raise RuntimeError("app state holds no Metrics; build the app with create_app()")
-        return found
-
     def observe_search(self, mode: str, seconds: float) -> None:
         self.search_seconds.labels(mode=mode).observe(seconds)
 
@@ -117,8 +107,8 @@ class MetricsController(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=False)
-    def metrics(self, state: State) -> Response[bytes]:
-        return Response(Metrics.of(state).render(), media_type=CONTENT_TYPE_LATEST)
+    def render_metrics(self, metrics: NamedDependency[Metrics]) -> Response[bytes]:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _request_id(scope: Scope) -> str:
@@ -139,7 +129,7 @@ class ObservabilityMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)

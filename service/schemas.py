@@ -1,21 +1,21 @@
-"""Wire schemas of the HTTP API: msgspec Structs, kw_only and frozen.
+"""Wire schemas of the HTTP API that only the service needs: request bodies, health answers.
 
-The service mirrors the core's result types here rather than exposing them directly, so
-the HTTP contract (field docs, examples, evolution) is declared in one place and the core
-can change shape without breaking clients. Every field added later gets a default.
+The answers a client decodes (``SearchResult``, ``DocumentResponse``, ``WriteResult``,
+``Problem``) are declared once in ``poshuk.wire``, shared with ``poshuk.Client``. All are
+msgspec Structs, kw_only and frozen; every field added later gets a default.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, timestamp
 from poshuk.index import StoredDocument
-from poshuk.search import CANDIDATES, Hit, IndexStats, Mode, SearchResult
+from poshuk.wire import CANDIDATES, DocumentResponse, IndexStats, Mode, PassageOut
 
 
 def _doc(text: str, **extra: Any) -> msgspec.Meta:
@@ -126,125 +126,21 @@ class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     ] = False
 
 
-class SpanOut(msgspec.Struct, kw_only=True, frozen=True):
-    """Characters `start` (inclusive) to `end` (exclusive) of the hit's `text`."""
-
-    start: int
-    end: int
-
-
-class HitOut(msgspec.Struct, kw_only=True, frozen=True):
-    """One ranked passage with its article's metadata."""
-
-    rank: Annotated[int, _doc("1 for the best passage, then 2, 3, ...")]
-    score: Annotated[
-        float,
-        _doc(
-            "Higher is better; comparable within one response only. `dense`: cosine similarity; "
-            "`lexical`: BM25; `hybrid`: the fused rank score."
-        ),
-    ]
-    passage_id: Annotated[str, _doc("Stable passage id, `{doc_id}#{ordinal}`.")]
-    doc_id: Annotated[str, _doc("Id of the article the passage belongs to.")]
-    title: Annotated[str, _doc("The article's title.")]
-    text: Annotated[str, _doc("The passage text.")]
-    url: str | None = None
-    source: str | None = None
-    published_at: datetime | None = None
-    lang: str | None = None
-    highlights: Annotated[
-        list[SpanOut], _doc("Where the passage matches: `text[start:end]` for each span, in order.")
-    ] = []
-    highlight_kind: Annotated[
-        Literal["terms", "sentence"] | None,
-        _doc("`terms`: query words found; `sentence`: no words matched, the sentence closest in meaning."),
-    ] = None
-    other_matches: Annotated[
-        int, _doc("With `collapse`: how many other passages of this article matched (0 without).")
-    ] = 0
-    cluster: Annotated[
-        str | None, _doc("The story's cluster: the id of the first indexed article of the same story.")
-    ] = None
-
-    @classmethod
-    def from_hit(cls, hit: Hit) -> HitOut:
-        return cls(
-            rank=hit.rank,
-            score=hit.score,
-            passage_id=hit.passage_id,
-            doc_id=hit.doc_id,
-            title=hit.title,
-            text=hit.text,
-            url=hit.url,
-            source=hit.source,
-            published_at=hit.published_at,
-            lang=hit.lang,
-            highlights=[SpanOut(start=s.start, end=s.end) for s in hit.highlights],
-            highlight_kind=hit.highlight_kind,
-            other_matches=hit.other_matches,
-            cluster=hit.cluster,
-        )
-
-
-class SearchResponse(msgspec.Struct, kw_only=True, frozen=True):
-    """The answer to one search."""
-
-    query: Annotated[str, _doc("The query as searched (normalised, trimmed).")]
-    took_ms: Annotated[float, _doc("Time spent searching, in milliseconds.")]
-    model: Annotated[str, _doc("Name of the embedding model that encoded the query.")]
-    hits: Annotated[list[HitOut], _doc("Passages, best first.")]
-    mode: Annotated[Mode, _doc("The retrieval mode used.")] = "hybrid"
-    offset: Annotated[int, _doc("Hits skipped before the first one; the first hit's rank is `offset + 1`.")] = 0
-
-    @classmethod
-    def from_result(cls, result: SearchResult) -> SearchResponse:
-        return cls(
-            query=result.query,
-            took_ms=result.took_ms,
-            model=result.model,
-            hits=[HitOut.from_hit(h) for h in result.hits],
-            mode=result.mode,
-            offset=result.offset,
-        )
-
-
-class PassageOut(msgspec.Struct, kw_only=True, frozen=True):
-    """One passage of an article."""
-
-    passage_id: str
-    ordinal: Annotated[int, _doc("Position of the passage in its article, from 0.")]
-    text: str
-
-
-class DocumentResponse(msgspec.Struct, kw_only=True, frozen=True):
-    """An indexed article with its passages in order."""
-
-    id: str
-    title: str
-    text: str
-    url: str | None = None
-    source: str | None = None
-    published_at: datetime | None = None
-    lang: str | None = None
-    section: str | None = None
-    tags: list[str] = msgspec.field(default_factory=list)
-    passages: list[PassageOut] = msgspec.field(default_factory=list)
-
-    @classmethod
-    def from_stored(cls, stored: StoredDocument) -> DocumentResponse:
-        a = stored.article
-        return cls(
-            id=a.id,
-            title=a.title,
-            text=a.text,
-            url=a.url,
-            source=a.source,
-            published_at=a.published_at,
-            lang=a.lang,
-            section=a.section,
-            tags=list(a.tags),
-            passages=[PassageOut(passage_id=p.passage_id, ordinal=p.ordinal, text=p.text) for p in stored.passages],
-        )
+def document_response(stored: StoredDocument) -> DocumentResponse:
+    """The wire form of a stored article and its passages."""
+    a = stored.article
+    return DocumentResponse(
+        id=a.id,
+        title=a.title,
+        text=a.text,
+        url=a.url,
+        source=a.source,
+        published_at=a.published_at,
+        lang=a.lang,
+        section=a.section,
+        tags=list(a.tags),
+        passages=[PassageOut(passage_id=p.passage_id, ordinal=p.ordinal, text=p.text) for p in stored.passages],
+    )
 
 
 class HealthResponse(msgspec.Struct, kw_only=True, frozen=True):
@@ -265,22 +161,3 @@ class ReadyResponse(msgspec.Struct, kw_only=True, frozen=True):
     @classmethod
     def from_stats(cls, stats: IndexStats) -> ReadyResponse:
         return cls(documents=stats.documents, passages=stats.passages, model=stats.model, version=stats.version)
-
-
-class FieldProblem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """One invalid field of a request."""
-
-    message: str
-    key: str | None = None
-    source: str | None = None
-
-
-class Problem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """An RFC 9457 problem details object, sent as `application/problem+json`."""
-
-    type: Annotated[str, _doc("A URI naming the kind of problem, or `about:blank`.")]
-    title: Annotated[str, _doc("Short summary of the kind of problem.")]
-    status: Annotated[int, _doc("The HTTP status code.")]
-    detail: Annotated[str, _doc("What went wrong with this request.")]
-    instance: Annotated[str | None, _doc("The request path.")] = None
-    errors: Annotated[list[FieldProblem] | None, _doc("Per-field problems, when there are any.")] = None

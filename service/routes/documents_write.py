@@ -13,12 +13,11 @@ the new version, so it is not lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, delete, post, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
@@ -30,11 +29,12 @@ from poshuk.ingest import prepare
 from poshuk.readers import article_from_record
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
+from poshuk.wire import WriteResult as WriteResponse
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
 from service.routes.documents import DocumentsController
-from service.write_schemas import ArticleIn, ReloadResponse, WriteResponse
+from service.write_schemas import ArticleIn, ReloadResponse
 
 NDJSON = "application/x-ndjson"
 _WRITE_OPT: dict[str, Any] = {"access": WRITE}
@@ -196,11 +196,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             self,
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
-            state: State,
             searcher: NamedDependency[Searcher],
+            lifecycle: NamedDependency[Lifecycle],
         ) -> Response[WriteResponse]:
-            lifecycle = Lifecycle.of(state)
-
             result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], doc_id))
             return Response(written, status_code=200 if result.replaced else 201)
 
@@ -216,9 +214,11 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             responses=problem_responses(400, 401, 403, 413, 429, 503),
         )
         async def post_documents(
-            self, request: Request[Any, Any, Any], state: State, searcher: NamedDependency[Searcher]
+            self,
+            request: Request[Any, Any, Any],
+            searcher: NamedDependency[Searcher],
+            lifecycle: NamedDependency[Lifecycle],
         ) -> WriteResponse:
-            lifecycle = Lifecycle.of(state)
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
             _, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
@@ -236,11 +236,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         async def delete_document(
             self,
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
-            state: State,
             searcher: NamedDependency[Searcher],
+            lifecycle: NamedDependency[Lifecycle],
         ) -> WriteResponse:
-            lifecycle = Lifecycle.of(state)
-
             def work() -> WriteResponse:
                 result = _apply(lifecycle, searcher, [], [doc_id])
                 if not result.deleted:
@@ -252,7 +250,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
     class AdminController(Controller):
         path = "/v1/admin"
         tags = ("admin",)
-        opt: ClassVar[dict[str, Any]] = {"access": WRITE}
+        opt = _WRITE_OPT
         security = KEYED
         request_max_body_size = limits.max_write_body_bytes
 
@@ -265,9 +263,9 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             "Requests in flight finish on the old version.",
             responses=problem_responses(401, 403, 429, 503),
         )
-        def reload(self, state: State) -> ReloadResponse:
+        def reload(self, lifecycle: NamedDependency[Lifecycle]) -> ReloadResponse:
             try:
-                done = Lifecycle.of(state).reload()
+                done = lifecycle.reload()
             except PoshukError as exc:
                 raise ServiceProblem(
                     503,

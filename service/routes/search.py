@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -16,21 +15,12 @@ from litestar.params import Body, Parameter, QueryParameter
 
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
-from poshuk.search import Mode, Searcher
+from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
+from poshuk.wire import Hit, Mode, SearchResult, Span
 from service.errors import problem_responses
 from service.metrics import Metrics
-from service.schemas import (
-    DATE_DOC,
-    MODE_DOC,
-    OFFSET_DOC,
-    SEMANTIC_HIGHLIGHTS_DOC,
-    HitOut,
-    SearchRequest,
-    SearchResponse,
-    SpanOut,
-    build_filters,
-)
+from service.schemas import DATE_DOC, MODE_DOC, OFFSET_DOC, SEMANTIC_HIGHLIGHTS_DOC, SearchRequest, build_filters
 
 logger = logging.getLogger("poshuk.service.search")
 
@@ -65,18 +55,18 @@ _EXAMPLE_TEXT = (
 )
 
 
-def _spans(text: str, *words: str) -> list[SpanOut]:
-    return [SpanOut(start=text.index(w), end=text.index(w) + len(w)) for w in words]
+def _spans(text: str, *words: str) -> list[Span]:
+    return [Span(start=text.index(w), end=text.index(w) + len(w)) for w in words]
 
 
-_RESPONSE_EXAMPLE = SearchResponse(
+_RESPONSE_EXAMPLE = SearchResult(
     query=EN_QUERY,
     took_ms=12.417,
     model="multilingual-e5-small",
     mode="hybrid",
     offset=0,
     hits=[
-        HitOut(
+        Hit(
             rank=1,
             score=0.032787,
             passage_id="uk-001#0",
@@ -96,7 +86,7 @@ _RESPONSE_EXAMPLE = SearchResponse(
 
 _RESPONSES: dict[int, ResponseSpec] = {
     200: ResponseSpec(
-        data_container=SearchResponse,
+        data_container=SearchResult,
         description="Passages (or, with `collapse`, articles) ranked best first.",
         generate_examples=False,
         examples=[Example(summary="One hit, collapsed, with highlights", value=_RESPONSE_EXAMPLE)],
@@ -118,7 +108,7 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
 def _search(
     searcher: Searcher,
     limits: ServiceSettings,
-    state: State,
+    metrics: Metrics,
     query: str,
     k: int,
     *,
@@ -129,7 +119,7 @@ def _search(
     highlight: bool,
     dedupe: bool = False,
     semantic_highlights: bool = True,
-) -> SearchResponse:
+) -> SearchResult:
     check_request(query, k, limits)
     if limits.log_queries:
         logger.info("search %r", query, extra={"query": query, "k": k, "mode": mode})
@@ -145,8 +135,8 @@ def _search(
         dedupe=dedupe,
         semantic_highlights=semantic_highlights,
     )
-    Metrics.of(state).observe_search(mode, time.perf_counter() - started)
-    return SearchResponse.from_result(result)
+    metrics.observe_search(mode, time.perf_counter() - started)
+    return result
 
 
 _LIST_DOC = "Repeat the parameter for several values; any of them matches."
@@ -178,12 +168,12 @@ class SearchController(Controller):
         ],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
-        state: State,
-    ) -> SearchResponse:
+        metrics: NamedDependency[Metrics],
+    ) -> SearchResult:
         return _search(
             searcher,
             limits,
-            state,
+            metrics,
             data.query,
             data.k,
             mode=data.mode,
@@ -207,7 +197,7 @@ class SearchController(Controller):
         self,
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
-        state: State,
+        metrics: NamedDependency[Metrics],
         q: Annotated[
             str,
             Parameter(
@@ -237,7 +227,7 @@ class SearchController(Controller):
         highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
         semantic_highlights: Annotated[bool, Parameter(description=SEMANTIC_HIGHLIGHTS_DOC)] = True,
         dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
-    ) -> SearchResponse:
+    ) -> SearchResult:
         filters = build_filters(
             lang=lang,
             source=source,
@@ -251,7 +241,7 @@ class SearchController(Controller):
         return _search(
             searcher,
             limits,
-            state,
+            metrics,
             q,
             k,
             mode=mode,

@@ -11,8 +11,9 @@ from litestar.params import PathParameter, QueryParameter
 from poshuk.errors import InvalidQueryError
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
+from poshuk.wire import SearchResult
 from service.errors import problem_responses
-from service.schemas import DATE_DOC, SearchResponse, build_filters
+from service.schemas import DATE_DOC, build_filters
 
 
 class SimilarController(Controller):
@@ -46,7 +47,7 @@ class SimilarController(Controller):
         published_to: Annotated[
             str | None, QueryParameter(name="to", description="Published at or before this. " + DATE_DOC)
         ] = None,
-    ) -> SearchResponse:
+    ) -> SearchResult:
         if not 1 <= k <= limits.max_k:
             raise InvalidQueryError(f"k must be between 1 and {limits.max_k}, got {k}")
         filters = build_filters(
@@ -57,4 +58,4 @@ class SimilarController(Controller):
             from_name="from",
             to_name="to",
         )
-        return SearchResponse.from_result(searcher.similar(doc_id, k=k, filters=filters))
+        return searcher.similar(doc_id, k=k, filters=filters)

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import REPO, copy_index
-from tests.serving import Server, start_server, stop_server
+from tests.support.browser import ARTIFACTS, RENDER_TIMES, Browser
+from tests.support.repo import copy_index
+from tests.support.serving import Server, start_server, stop_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright
+    from playwright.sync_api import ConsoleMessage, Playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,7 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ACTION_TIMEOUT_MS = 60_000  # a hybrid search on a busy 2-core CI machine can take seconds
-ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
 
 
 @pytest.fixture(scope="session")
@@ -64,28 +63,6 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@dataclass
-class Browser:
-    """One fresh browser profile with one page, and what the page logged."""
-
-    context: BrowserContext
-    page: Page
-    base_url: str
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def open(self, path: str = "/") -> Page:
-        self.page.goto(self.base_url + path)
-        self.page.wait_for_function("document.readyState === 'complete'")
-        return self.page
-
-    def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
-        return path
-
-
 @pytest.fixture
 def browser(playwright: Playwright, server: Server, tmp_path: Path) -> Iterator[Browser]:
     context = playwright.chromium.launch_persistent_context(
@@ -111,9 +88,6 @@ def browser(playwright: Playwright, server: Server, tmp_path: Path) -> Iterator[
     yield running
     context.close()
     assert running.page_errors == [], running.page_errors
-
-
-RENDER_TIMES: list[dict[str, Any]] = []
 
 
 @pytest.fixture(scope="session", autouse=True)

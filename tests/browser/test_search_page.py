@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.browser.conftest import RENDER_TIMES, Browser, Server
+from tests.support.browser import RENDER_TIMES, Browser
+from tests.support.serving import Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route

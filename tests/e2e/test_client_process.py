@@ -1,5 +1,5 @@
 """``poshuk.Client`` and ``poshuk.AsyncClient`` against a real ``poshuk serve``, plus its ``/metrics``
-and its JSON log lines. Server start-up from ``tests.serving``."""
+and its JSON log lines. Server start-up from ``tests.support.serving``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 import poshuk
-from tests.conftest import copy_index, run_coroutine
-from tests.serving import Server, start_server, stop_server
+from tests.support.processes import run_coroutine
+from tests.support.repo import copy_index
+from tests.support.serving import Server, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import copy_index, poshuk_without_model_extra
-from tests.consistency import check_index
+from tests.support.consistency import check_index
+from tests.support.processes import poshuk_without_model_extra
+from tests.support.repo import copy_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -207,7 +209,7 @@ def test_a_serving_install_indexes_and_searches_without_torch(tmp_path: Path) ->
         encoding="utf-8",
     )
     index_dir = tmp_path / "index"
-    run = dict(capture_output=True, text=True, timeout=300, env=_env())
+    run: dict[str, Any] = dict(capture_output=True, text=True, timeout=300, env=_env())
     done = subprocess.run(
         poshuk_without_model_extra("index", str(source), "--index", str(index_dir), "--no-progress"), **run
     )

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from service.auth import new_key
-from tests.consistency import check_index
-from tests.serving import READY_TIMEOUT, free_port
+from tests.support.consistency import check_index
+from tests.support.serving import READY_TIMEOUT, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import cli_env, copy_index
-from tests.service_support import BAD_REQUESTS, HIT_FIELDS, BadRequest
-from tests.serving import Server, free_port, start_server, stop_server
+from tests.support.api import BAD_REQUESTS, HIT_FIELDS, BadRequest
+from tests.support.processes import cli_env
+from tests.support.repo import copy_index
+from tests.support.serving import Server, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -96,7 +97,14 @@ def test_filters_collapse_and_highlights_over_http(http: httpx.Client) -> None:
     assert hit["other_matches"] >= 1
     assert hit["highlights"] and hit["highlight_kind"] in {"terms", "sentence"}
     assert all(0 <= s["start"] < s["end"] <= len(hit["text"]) for s in hit["highlights"])
-    params = {"q": query, "k": 5, "collapse": "true", "lang": "uk", "from": "2023-08-01", "to": "2023-08-31"}
+    params: dict[str, str | int] = {
+        "q": query,
+        "k": 5,
+        "collapse": "true",
+        "lang": "uk",
+        "from": "2023-08-01",
+        "to": "2023-08-31",
+    }
     assert http.get("/v1/search", params=params).json()["hits"] == result["hits"]
 
 

@@ -39,7 +39,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InstalledMod
 
 @pytest.fixture(scope="session")
 def encoder(installed: InstalledModel) -> SentenceTransformerEncoder:
-    return load_encoder(Settings(home=str(installed.folder.parent.parent), encoder="torch"))
+    loaded = load_encoder(Settings(home=str(installed.folder.parent.parent), encoder="torch"))
+    assert isinstance(loaded, SentenceTransformerEncoder)
+    return loaded
 
 
 def test_install_builds_a_complete_readable_folder(installed: InstalledModel) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,43 +19,11 @@ from poshuk.models import ResolvedModel, resolve_model
 from poshuk.onnx_encoder import OnnxEncoder, Variant
 from poshuk.onnx_export import ensure_onnx
 from poshuk.settings import Settings
+from tests.support.repo import EXAMPLE_NEWS
+from tests.support.texts import TEXTS
 
 pytestmark = pytest.mark.model
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "articles" / "news.jsonl"
-
-TEXTS = [
-    "Верховна Рада ухвалила державний бюджет на 2026 рік у другому читанні.",
-    "Скільки повітряних тривог було в Києві минулої ночі?",
-    "Її пам’ять — ґанок, з'їзд і 25 °C; «лапки» та emoji 😀",
-    "Курс гривні до євро — 44,5 ₴; «Укренерго» попереджає про відключення.",
-    "Президент підписав закон про мобілізацію.",
-    "У Львові відкрили нову дитячу бібліотеку з великою читальною залою.",
-    "Росія та Північна Корея провели переговори про постачання зброї та боєприпасів.",
-    "Харківщина: внаслідок обстрілу пошкоджено лінію електропередачі, без світла 12 тисяч родин.",
-    "Ціни на пальне зросли на 3% за тиждень",
-    "НБУ залишив облікову ставку без змін",
-    "Збірна України з футболу виграла у Ісландії 2:1",
-    "Кабмін продовжив програму «єОселя» для вчителів і лікарів",
-    "Мер Одеси заявив про відновлення роботи порту",
-    "й ї є ґ і — Йосип, Їжак, Євген, Ґудзик, Іван",
-    "How many air-raid alerts were there in Kyiv last night?",
-    "Ukraine's grain exports rose in March.",
-    "Russia and North Korea arms talks",
-    "The central bank kept its key rate unchanged at 13.5%.",
-    "Parliament passed the 2026 budget in the second reading.",
-    "A new children's library opened in Lviv.",
-    "Drone attack on Odesa port damages grain terminal",
-    "EU approves €50bn support package for Ukraine",
-    "Zelensky meets Biden in Washington to discuss air defence",
-    "Kyiv metro stations served as shelters during the attack",
-    "NBU rate decision: облікова ставка 13,5%",
-    "Зеленський зустрівся з Байденом у Washington, обговорили ППО Patriot",
-    "Укренерго: graphs of outages (графіки відключень) for Kyiv region",
-    "Exports of зерно via the Danube ports",
-    "OK",
-    "1991",
-]
 
 QUERIES = [
     "North Korea ammunition deliveries to Russia",
@@ -75,7 +42,7 @@ PASSAGES = [
 
 def _long_texts() -> list[str]:
     """Whole example articles: a few run past the model's 512 tokens and get truncated."""
-    articles = [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    articles = [json.loads(line) for line in EXAMPLE_NEWS.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [a["title"] + "\n" + a["text"] for a in articles[:6]]
 
 

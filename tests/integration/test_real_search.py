@@ -10,7 +10,7 @@ from indexer.pipeline import index_paths
 from poshuk.encoder import Encoder
 from poshuk.search import Searcher
 from poshuk.settings import Settings
-from tests.conftest import EXAMPLES
+from tests.support.repo import EXAMPLES
 
 pytestmark = pytest.mark.model
 

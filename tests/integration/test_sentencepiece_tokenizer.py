@@ -10,6 +10,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tokenizers import Tokenizer
@@ -18,7 +19,8 @@ from poshuk.models import ResolvedModel, resolve_model
 from poshuk.onnx_encoder import load_token_ids
 from poshuk.sentencepiece_tokenizer import SentencePieceTokenizer
 from poshuk.settings import Settings
-from tests.integration.test_onnx_encoder import EXAMPLES, TEXTS
+from tests.support.repo import EXAMPLE_NEWS
+from tests.support.texts import TEXTS
 
 pytestmark = pytest.mark.model
 
@@ -47,7 +49,7 @@ def resolved(real_settings: Settings) -> ResolvedModel:
 
 def _texts() -> list[str]:
     texts = list(EDGES) + TEXTS
-    for line in EXAMPLES.read_text(encoding="utf-8").splitlines():
+    for line in EXAMPLE_NEWS.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         texts.append(record["title"])
         texts += [p for p in re.split(r"\n+", record["text"]) if p.strip()]
@@ -92,7 +94,7 @@ def test_long_texts_are_cut_like_transformers_does(resolved: ResolvedModel) -> N
 
 
 def test_other_pipelines_keep_the_tokenizers_library(tmp_path: Path) -> None:
-    word_level = {
+    word_level: dict[str, Any] = {
         "version": "1.0",
         "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1}, "unk_token": "<unk>"},
         "normalizer": None,

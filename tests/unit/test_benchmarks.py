@@ -11,16 +11,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks.datasets import BenchSet, Query, Scoring, load_bruk_press, load_ntrex_docs, load_unlp2026
-from benchmarks.metrics import collapse_to_docs, mean_scores, mrr_at_k, ndcg_at_k, recall_at_k, score_query
+from benchmarks.metrics import (
+    collapse_to_docs,
+    mean_scores,
+    mrr_at_k,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+    score_query,
+)
 from benchmarks.recall import score_set
 from benchmarks.workspace import Workspace
 from poshuk import Article
 from poshuk.encoder import HashEncoder
 from poshuk.settings import Settings
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -76,6 +85,15 @@ def test_mean_scores_of_no_queries_are_zero() -> None:
 
 
 # --- loaders -------------------------------------------------------------------------------
+
+
+def test_percentile_is_numpys_linear_definition() -> None:
+    values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 7.5]
+    for percent in (0, 5, 50, 90, 95, 99, 100):
+        assert percentile(values, percent) == pytest.approx(float(np.percentile(values, percent)))
+    assert percentile([2.0], 99) == 2.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
 
 
 def test_unlp2026_loader_splits_halves_and_keeps_both_scorings(tmp_path: Path) -> None:

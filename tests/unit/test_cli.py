@@ -11,16 +11,17 @@ import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from indexer import cli
-from indexer.cli import BOLD, RESET, build_parser, format_result, main
 from poshuk.encoder import Encoder, HashEncoder
-from poshuk.highlight import Span
-from poshuk.search import Hit, SearchResult
 from poshuk.settings import Settings
-from tests.unit.news import NEWS_BY_ID, build_news_index
+from poshuk.wire import Hit, SearchResult, Span
+from poshuk_cli import search as cli_search
+from poshuk_cli.main import build_parser, main
+from poshuk_cli.search import BOLD, RESET, format_result
+from tests.support.news import NEWS_BY_ID, build_news_index
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def hash_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         return HashEncoder()
 
     monkeypatch.setattr("poshuk.models.load_encoder", load_encoder)
-    monkeypatch.setattr(cli, "_quiet_model_loading", lambda: None)
+    monkeypatch.setattr("poshuk.commands.quiet_model_loading", lambda: None)
     for name in ("POSHUK_CONFIG", "POSHUK_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POSHUK_HOME", str(tmp_path / "home"))
@@ -110,14 +111,14 @@ def run(hash_model: None, news_dir: Path, capsys: pytest.CaptureFixture[str]) ->
     return go
 
 
-def _json(run: Run, *args: str) -> dict[str, object]:
+def _json(run: Run, *args: str) -> dict[str, Any]:
     code, out, err = run(*args, "--json")
     assert code == 0, err
-    result: dict[str, object] = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
-def _docs(result: dict[str, object]) -> list[str]:
+def _docs(result: dict[str, Any]) -> list[str]:
     hits = result["hits"]
     assert isinstance(hits, list)
     return [h["doc_id"] for h in hits]
@@ -206,4 +207,4 @@ def test_readme_search_examples_parse() -> None:
     parser = build_parser()
     for line in lines:
         args = parser.parse_args(shlex.split(line)[1:])
-        assert args.func is cli._cmd_search
+        assert args.func is cli_search._cmd_search

@@ -11,7 +11,7 @@ import pytest
 
 import poshuk
 from poshuk.filters import Filters
-from tests.conftest import run_coroutine
+from tests.support.processes import run_coroutine
 
 HIT = {
     "rank": 1,
@@ -127,6 +127,25 @@ def test_other_errors() -> None:
         with pytest.raises(poshuk.PoshukError) as broken:
             client.similar("zzz")
         assert broken.value.status == 500 and type(broken.value) is poshuk.PoshukError
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "detail"),
+    [
+        (b'{"detail": "upstream is down"}', "application/problem+json", "upstream is down"),  # a partial problem
+        (b'{"title": "Bad Gateway"}', "application/problem+json", "Bad Gateway"),
+        (b"upstream is down\n", "text/plain", "upstream is down"),
+        (b"", "text/plain", "Bad Gateway"),
+    ],
+)
+def test_answers_that_are_not_poshuks_problems(body: bytes, content_type: str, detail: str) -> None:
+    """A proxy's answer: every member of a problem document is optional (RFC 9457), or there is none."""
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(502, content=body, headers={"content-type": content_type})
+    )
+    with poshuk.Client("http://poshuk.test", transport=transport) as client, pytest.raises(poshuk.PoshukError) as err:
+        client.search("x")
+    assert (err.value.status, err.value.detail) == (502, detail)
 
 
 def test_async_client_matches_the_sync_one() -> None:

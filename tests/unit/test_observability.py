@@ -12,13 +12,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from indexer.cli import main
 from poshuk.encoder import HashEncoder
 from poshuk.settings import Settings, load_settings
-from service.app import ServiceState, create_app
+from poshuk_cli.main import main
+from service.app import create_app
 from service.auth import new_key
 from service.logging_setup import JsonFormatter, log_config
-from tests.unit.news import NEWS, build_news_index
+from tests.support.app import service_state
+from tests.support.news import NEWS, build_news_index
 
 KEY, KEY_HASH = new_key()
 QUERY = "Кірбі переговори Росії та Північної Кореї"
@@ -38,7 +39,7 @@ def _settings(tmp_path: Path, **env: str) -> Settings:
 def _client(settings: Settings, index_dir: Path) -> Iterator[TestClient[Litestar]]:
     app = create_app(settings, index_dir, encoder=HashEncoder())
     with TestClient(app) as client:
-        assert ServiceState.of(app.state).wait(10)
+        assert service_state(app).wait(10)
         yield client
 
 

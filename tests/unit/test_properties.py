@@ -27,10 +27,9 @@ from poshuk.encoder import HashEncoder
 from poshuk.errors import BadRecordError
 from poshuk.language import LanguageDetector
 from poshuk.readers import MAX_FILE_BYTES, read_articles
-from service.app import ServiceState, create_app
-from tests.consistency import check_index
-from tests.unit.test_service_api import _build_index
-from tests.unit.test_write_api import AUTH, make_settings
+from service.app import create_app
+from tests.support.app import AUTH, build_service_index, make_settings, service_state
+from tests.support.consistency import check_index
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -136,14 +135,14 @@ def test_an_html_file_over_the_size_limit_is_a_bad_record(tmp_path: Path) -> Non
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient[Litestar], Path]]:
     folder = tmp_path_factory.mktemp("props")
     index_dir = folder / "index"
-    _build_index(index_dir, HashEncoder())
+    build_service_index(index_dir, HashEncoder())
     app = create_app(
         make_settings(folder, service_rate_limit_per_second="0", service_max_batch_documents="20"),
         index_dir,
         encoder=HashEncoder(),
     )
     with TestClient(app) as client:
-        assert ServiceState.of(app.state).wait(10)
+        assert service_state(app).wait(10)
         yield client, index_dir
 
 

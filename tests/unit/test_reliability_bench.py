@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks.reliability import REFUSED_CONNECTION, Expectations, _latency
 
 
 def test_only_acknowledged_or_unknown_outcomes_set_expectations() -> None:
     expected = Expectations()
-    for record in [
+    records: list[dict[str, Any]] = [
         {"op": "search", "status": 200},
         {"op": "upsert", "id": "a", "status": 201, "passages": 2},
         {"op": "delete", "id": "a", "status": 503, "problem": "not-ready"},  # refused: a stays
@@ -16,7 +18,8 @@ def test_only_acknowledged_or_unknown_outcomes_set_expectations() -> None:
         {"op": "upsert", "id": "d", "error": "connection lost mid-request (server killed)"},  # unknown
         {"op": "upsert", "id": "e", "status": 201, "passages": 1},
         {"op": "delete", "id": "e", "status": 200},
-    ]:
+    ]
+    for record in records:
         expected.add(record)
     assert (expected.upserts, expected.deletes) == (2, 1)
     assert {k: (v["op"], v["acked"]) for k, v in expected.last.items()} == {

@@ -7,7 +7,6 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,79 +14,29 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import IndexNotFoundError, ModelError
-from poshuk.index import IndexWriter
-from poshuk.settings import ChunkingSettings, ServiceSettings, Settings
-from service.app import ServiceState, create_app
+from poshuk.settings import ServiceSettings, Settings
+from service.app import create_app
 from service.errors import IndexNotReadyError
 from service.server import serve
-from tests.service_support import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
-from tests.unit.news import NEWS_BY_ID, build_news_index, matching
-
-ARTICLES: dict[Article, tuple[str, ...]] = {
-    Article(
-        id="uk-001",
-        title="Кірбі: Росія та КНДР просувають переговори про зброю",
-        text="Джон Кірбі заявив про переговори Росії та Північної Кореї.\n\nШойгу відвідав Пхеньян у липні.",
-        url="https://example.com/uk-001",
-        source="Приклад",
-        published_at=datetime(2023, 8, 31, 9, 15, tzinfo=UTC),
-        lang="uk",
-        section="світ",
-        tags=("КНДР", "Росія"),
-    ): (
-        "Джон Кірбі заявив про переговори Росії та Північної Кореї.",
-        "Шойгу відвідав Пхеньян у липні.",
-    ),
-    Article(
-        id="uk-002",
-        title="Через порти Одеси вивезли рекордні обсяги зерна",
-        text="Порти Великої Одеси за місяць експортували рекордні обсяги зерна.",
-        lang="uk",
-    ): ("Порти Великої Одеси за місяць експортували рекордні обсяги зерна.",),
-    Article(
-        id="en-001",
-        title="ECB holds interest rates steady",
-        text="The European Central Bank kept its deposit rate unchanged as inflation settled near target.",
-        lang="en",
-    ): ("The European Central Bank kept its deposit rate unchanged as inflation settled near target.",),
-}
-
-
-def _build_index(index_dir: Path, encoder: HashEncoder) -> None:
-    with IndexWriter(index_dir, encoder.identity, ChunkingSettings()) as writer:
-        for article, texts in ARTICLES.items():
-            passages = [
-                Passage(
-                    id=f"{article.id}#{n}",
-                    doc_id=article.id,
-                    ordinal=n,
-                    text=text,
-                    embed_text=f"{article.title}\n{text}",
-                )
-                for n, text in enumerate(texts)
-            ]
-            writer.upsert(article, passages, encoder.encode_passages([p.embed_text for p in passages]))
+from tests.support.api import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
+from tests.support.app import ARTICLES, build_service_index, service_state
+from tests.support.news import NEWS_BY_ID, build_news_index, matching
 
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("service") / "index"
-    _build_index(folder, HashEncoder())
+    build_service_index(folder, HashEncoder())
     return folder
-
-
-def _state(app: Litestar) -> ServiceState:
-    return ServiceState.of(app.state)
 
 
 @pytest.fixture
 def client(settings: Settings, index_dir: Path) -> Iterator[TestClient[Litestar]]:
     app = create_app(settings, index_dir, encoder=HashEncoder())
     with TestClient(app) as test_client:
-        assert _state(app).wait(10), "the index never finished loading"
+        assert service_state(app).wait(10), "the index never finished loading"
         yield test_client
 
 
@@ -184,7 +133,7 @@ def news_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def news(settings: Settings, news_dir: Path) -> Iterator[TestClient[Litestar]]:
     app = create_app(settings, news_dir, encoder=HashEncoder())
     with TestClient(app) as test_client:
-        assert _state(app).wait(10), "the index never finished loading"
+        assert service_state(app).wait(10), "the index never finished loading"
         yield test_client
 
 
@@ -293,7 +242,7 @@ def test_filters_and_their_absence(news: TestClient[Litestar]) -> None:
     plain = _ids(_post(news, query="дрони", k=20))
     assert _ids(_post(news, query="дрони", k=20, filters={})) == plain
     assert _ids(_post(news, query="дрони", k=20, filters=None)) == plain
-    empty_lists = {"lang": [], "source": [], "section": [], "tags": []}
+    empty_lists: dict[str, list[str]] = {"lang": [], "source": [], "section": [], "tags": []}
     assert _ids(_post(news, query="дрони", k=20, filters=empty_lists)) == plain
 
 
@@ -314,7 +263,7 @@ def test_collapse_returns_each_article_once_with_its_other_matches(news: TestCli
     assert len(doc_ids) == len(set(doc_ids))
     order = list(dict.fromkeys(_ids(passages, "doc_id")))  # each article where its best passage ranks
     assert doc_ids == order
-    best = {}
+    best: dict[str, Any] = {}
     for hit in passages["hits"]:
         best.setdefault(hit["doc_id"], hit["passage_id"])
     counts = {doc: _ids(passages, "doc_id").count(doc) for doc in order}
@@ -460,7 +409,7 @@ def test_limits_come_from_settings(index_dir: Path) -> None:
     settings = Settings(service=ServiceSettings(max_query_chars=20, max_k=5, max_body_bytes=1024))
     app = create_app(settings, index_dir, encoder=HashEncoder())
     with TestClient(app) as client:
-        assert _state(app).wait(10)
+        assert service_state(app).wait(10)
         assert client.post("/v1/search", json={"query": "ш" * 20, "k": 5}).status_code == 200
         long = assert_problem(client.post("/v1/search", json={"query": "ш" * 21}), 400, "invalid-query")
         assert "20" in long["detail"]
@@ -475,7 +424,7 @@ def test_unexpected_errors_are_500_without_internals(
 ) -> None:
     app = create_app(settings, index_dir, encoder=ExplodingEncoder())
     with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="poshuk.service"):
-        assert _state(app).wait(10)
+        assert service_state(app).wait(10)
         response = client.post("/v1/search", json={"query": "Кірбі"})
     assert_problem(response, 500, "about:blank")
     assert "secret" not in response.text
@@ -512,7 +461,7 @@ def test_readyz_is_503_while_loading_then_200(settings: Settings, index_dir: Pat
             assert_problem(client.get("/v1/search", params={"q": "Кірбі"}), 503, "not-ready")
             assert_problem(client.get("/v1/documents/uk-001"), 503, "not-ready")
             gate.set()
-            assert _state(app).wait(10)
+            assert service_state(app).wait(10)
             assert client.get("/readyz").status_code == 200
             assert client.get("/v1/search", params={"q": "Кірбі"}).status_code == 200
     finally:
@@ -523,7 +472,7 @@ def test_readyz_reports_why_loading_failed(settings: Settings, tmp_path: Path) -
     missing = tmp_path / "no-index-here"
     app = create_app(settings, missing, encoder=HashEncoder())
     with TestClient(app) as client:
-        assert _state(app).wait(10)
+        assert service_state(app).wait(10)
         assert client.get("/healthz").status_code == 200
         body = assert_problem(client.get("/readyz"), 503, "not-ready")
         assert body["detail"].startswith("index failed to load: no index at")
@@ -534,7 +483,7 @@ def test_readyz_reports_why_loading_failed(settings: Settings, tmp_path: Path) -
 def test_readyz_reports_a_model_mismatch(settings: Settings, index_dir: Path) -> None:
     app = create_app(settings, index_dir, encoder=HashEncoder(dimension=32, name="other"))
     with TestClient(app) as client:
-        assert _state(app).wait(10)
+        assert service_state(app).wait(10)
         body = assert_problem(client.get("/readyz"), 503, "not-ready")
         assert "was built with model 'hash-test-encoder'" in body["detail"]
 
@@ -542,16 +491,16 @@ def test_readyz_reports_a_model_mismatch(settings: Settings, index_dir: Path) ->
 def test_shutdown_closes_the_searcher(settings: Settings, index_dir: Path) -> None:
     app = create_app(settings, index_dir, encoder=HashEncoder())
     with TestClient(app) as client:
-        assert _state(app).wait(10)
+        assert service_state(app).wait(10)
         assert client.get("/readyz").status_code == 200
     with pytest.raises(IndexNotReadyError, match="shutting down"):
-        _state(app).require_searcher()
+        service_state(app).require_searcher()
 
 
 def test_each_app_has_its_own_state(settings: Settings, index_dir: Path) -> None:
     first = create_app(settings, index_dir, encoder=HashEncoder())
     second = create_app(settings, index_dir, encoder=HashEncoder())
-    assert _state(first) is not _state(second)
+    assert service_state(first) is not service_state(second)
 
 
 # --- OpenAPI -----------------------------------------------------------------------------------

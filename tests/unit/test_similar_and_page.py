@@ -12,10 +12,11 @@ from litestar.testing import TestClient
 
 from poshuk.encoder import HashEncoder
 from poshuk.settings import Settings
-from service.app import ServiceState, create_app
+from service.app import create_app
 from service.routes.page import ASSETS, STATIC_DIR
-from tests.service_support import HIT_FIELDS, RESULT_FIELDS, assert_problem
-from tests.unit.news import NEWS_BY_ID, build_news_index
+from tests.support.api import HIT_FIELDS, RESULT_FIELDS, assert_problem
+from tests.support.app import service_state
+from tests.support.news import NEWS_BY_ID, build_news_index
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def news_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(settings: Settings, news_dir: Path) -> Iterator[TestClient[Litestar]]:
     app = create_app(settings, news_dir, encoder=HashEncoder())
     with TestClient(app) as test_client:
-        assert ServiceState.of(app.state).wait(10), "the index never finished loading"
+        assert service_state(app).wait(10), "the index never finished loading"
         yield test_client
 
 

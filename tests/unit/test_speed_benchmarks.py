@@ -20,7 +20,7 @@ from poshuk import Article
 from poshuk.encoder import HashEncoder
 from poshuk.index import Index
 from poshuk.settings import Settings
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def _set(name: str, texts: list[str], queries: list[str]) -> BenchSet:

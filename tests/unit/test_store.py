@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
 from poshuk.errors import (
     IndexCorruptError,
@@ -21,27 +20,10 @@ from poshuk.filters import Filters
 from poshuk.index import Index, IndexWriter, Upsert, iter_versions, live_version
 from poshuk.settings import ChunkingSettings
 from tests import index_queries as q
-from tests.consistency import check_index
-
-
-def _article(doc_id: str, *paragraphs: str, title: str = "Title") -> tuple[Article, list[Passage]]:
-    article = Article(id=doc_id, title=title, text="\n\n".join(paragraphs), lang="uk")
-    passages = [
-        Passage(id=passage_id(doc_id, n), doc_id=doc_id, ordinal=n, text=p, embed_text=f"{title}\n{p}")
-        for n, p in enumerate(paragraphs)
-    ]
-    return article, passages
-
-
-def _upsert(encoder: HashEncoder, doc: tuple[Article, list[Passage]]) -> Upsert:
-    article, passages = doc
-    return Upsert(article, passages, encoder.encode_passages([p.embed_text for p in passages]))
-
-
-def _write(index_dir: Path, encoder: HashEncoder, *docs: tuple[Article, list[Passage]], rebuild: bool = False) -> None:
-    with IndexWriter(index_dir, encoder.identity, ChunkingSettings(), rebuild=rebuild) as writer:
-        for article, passages in docs:
-            writer.upsert(article, passages, encoder.encode_passages([p.embed_text for p in passages]))
+from tests.support.consistency import check_index
+from tests.support.store import make_article as _article
+from tests.support.store import make_upsert as _upsert
+from tests.support.store import write_articles as _write
 
 
 def test_write_then_read_round_trip(tmp_path: Path, hash_encoder: HashEncoder) -> None:

@@ -15,8 +15,10 @@ from poshuk.index import Index, IndexWriter, Upsert, live_version
 from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.settings import ChunkingSettings
 from tests import index_queries as q
-from tests.consistency import check_index
-from tests.unit.test_store import _article, _upsert, _write
+from tests.support.consistency import check_index
+from tests.support.store import make_article as _article
+from tests.support.store import make_upsert as _upsert
+from tests.support.store import write_articles as _write
 
 
 def test_a_write_to_a_retired_version_is_refused_and_changes_nothing(tmp_path: Path, hash_encoder: HashEncoder) -> None:

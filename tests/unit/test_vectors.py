@@ -161,7 +161,7 @@ def test_the_setting_reaches_the_index_through_index_paths_and_searcher_open(
     from indexer.pipeline import index_paths
     from poshuk.search import Searcher
     from poshuk.settings import load_settings
-    from tests.conftest import EXAMPLES
+    from tests.support.repo import EXAMPLES
 
     env = {"POSHUK_HOME": str(tmp_path / "home")}
     tiny = load_settings(env={**env, "POSHUK_APPROXIMATE_ABOVE": "10"})

@@ -14,20 +14,16 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from indexer.cli import main
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, Vectors
 from poshuk.index import Index, IndexWriter, live_version
-from poshuk.settings import ChunkingSettings, Settings, load_settings
-from service.app import ServiceState, create_app
-from service.auth import new_key
-from service.lifecycle import Lifecycle
-from tests.consistency import check_index
-from tests.service_support import assert_problem
-from tests.unit.test_service_api import _build_index
+from poshuk.settings import ChunkingSettings, load_settings
+from poshuk_cli.main import main
+from service.app import create_app
+from tests.support.api import assert_problem
+from tests.support.app import AUTH, KEY, KEY_HASH, app_lifecycle, build_service_index, make_settings, service_state
+from tests.support.consistency import check_index
 
-KEY, KEY_HASH = new_key()
-AUTH = {"Authorization": f"Bearer {KEY}"}
 ARTICLE = {
     "title": "Міська рада ухвалила бюджет",
     "text": "Депутати міської ради ухвалили бюджет на наступний рік.\nНа ремонт доріг виділили найбільше.",
@@ -38,15 +34,10 @@ ARTICLE = {
 }
 
 
-def make_settings(tmp_path: Path, **env: str) -> Settings:
-    base = {"POSHUK_HOME": str(tmp_path / "home"), "POSHUK_AUTH_KEYS": KEY_HASH}
-    return load_settings(env={**base, **{f"POSHUK_{k.upper()}": v for k, v in env.items()}})
-
-
 @pytest.fixture
 def index_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "index"
-    _build_index(folder, HashEncoder())
+    build_service_index(folder, HashEncoder())
     return folder
 
 
@@ -63,7 +54,7 @@ def make_client(tmp_path: Path, index_dir: Path) -> Iterator[ClientFactory]:
         client = TestClient(app)
         client.__enter__()
         clients.append(client)
-        assert ServiceState.of(app.state).wait(10)
+        assert service_state(app).wait(10)
         return client
 
     yield start
@@ -88,7 +79,7 @@ def _search_ids(client: TestClient[Litestar], query: str) -> list[str]:
 def test_without_configured_keys_writes_are_refused_and_say_how_to_configure(tmp_path: Path, index_dir: Path) -> None:
     settings = load_settings(env={"POSHUK_HOME": str(tmp_path / "home")})
     with TestClient(create_app(settings, index_dir, encoder=HashEncoder())) as client:
-        assert ServiceState.of(client.app.state).wait(10)
+        assert service_state(client.app).wait(10)
         for response in (
             client.put("/v1/documents/x", json=ARTICLE, headers=AUTH),
             client.delete("/v1/documents/uk-001"),
@@ -332,7 +323,7 @@ def test_rebuild_is_swapped_in_and_writes_made_during_it_are_kept(
 
 
 def test_admin_reload_switches_at_once(client: TestClient[Litestar], index_dir: Path) -> None:
-    lifecycle = Lifecycle.of(client.app.state)
+    lifecycle = app_lifecycle(client.app)
     lifecycle.stop()  # no background thread: the reload below is the only switch
     old = live_version(index_dir).name
     with IndexWriter(index_dir, HashEncoder().identity, ChunkingSettings(), rebuild=True) as writer:

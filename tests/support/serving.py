@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import cli_env, poshuk_without_model_extra
+from tests.support.processes import cli_env, poshuk_without_model_extra
 
 READY_TIMEOUT = 120.0
 

@@ -1,0 +1,179 @@
+"""The indexer's ``poshuk`` commands: ``index``, ``delete`` and ``stats``.
+
+``poshuk_cli`` puts them on the command line; failures are ``PoshukError``s, which it
+turns into one ``poshuk: error: ...`` line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import msgspec
+
+from poshuk import commands
+from poshuk.commands import Command, settings_from
+from poshuk.errors import BadRecordError
+from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from indexer.pipeline import find_sources, index_paths
+    from poshuk.models import load_encoder
+
+    settings = settings_from(args)
+    find_sources(args.paths)  # a missing path fails now, not after the model has loaded
+    commands.quiet_model_loading()
+    encoder = load_encoder(settings)
+
+    def report_bad(err: BadRecordError) -> None:
+        print(f"skipped {err.one_line()}", file=sys.stderr)
+
+    report = index_paths(
+        args.paths,
+        args.index,
+        encoder=encoder,
+        settings=settings,
+        strict=args.strict,
+        rebuild=args.rebuild,
+        progress=not args.no_progress,
+        on_bad_record=report_bad,
+    )
+    counts = report.counts
+    total = f"; index now holds {counts.documents} documents, {counts.passages} passages" if counts else ""
+    print(
+        f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
+        f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
+    )
+    if report.skipped:
+        print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    """Delete articles through the same core path as the HTTP API (one durable transaction)."""
+    from poshuk.index import Index, IndexWriter
+
+    settings = settings_from(args)
+    live = Index.open(args.index, approximate_above=settings.approximate_above)
+    manifest = live.manifest
+    live.close()
+    missing: list[str] = []
+    with IndexWriter(
+        args.index,
+        manifest.model,
+        manifest.chunking,
+        manifest.lexical,
+        approximate_above=settings.approximate_above,
+    ) as writer:
+        for doc_id in dict.fromkeys(args.ids):
+            if not writer.delete(doc_id):
+                missing.append(doc_id)
+        counts = writer.commit()
+    deleted = len(dict.fromkeys(args.ids)) - len(missing)
+    print(f"deleted {deleted} documents; index now holds {counts.documents} documents, {counts.passages} passages")
+    if missing:
+        print(f"not in the index: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class IndexSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``poshuk stats`` reports about an index folder (``indexer.pipeline.IndexReport`` is one run's)."""
+
+    version: str
+    model: str
+    backend: str
+    dimension: int
+    documents: int
+    passages: int
+    languages: dict[str, int]
+    disk_bytes: int
+    kept_versions: list[str]
+
+
+def index_summary(index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> IndexSummary:
+    """Read an index folder's size and make-up (read-only)."""
+    import sqlite3
+
+    from poshuk.index import Index
+
+    index = Index.open(index_dir, approximate_above=approximate_above)
+    try:
+        manifest, counts, folder = index.manifest, index.counts(), index.folder
+    finally:
+        index.close()
+    uri = (folder / "meta.sqlite").resolve().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        rows = conn.execute("SELECT coalesce(lang, '?'), count(*) FROM documents GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    versions = sorted(p.name for p in (index_dir / "versions").glob("v*") if p.is_dir())
+    return IndexSummary(
+        version=manifest.version,
+        model=manifest.model.name,
+        backend=manifest.model.backend,
+        dimension=manifest.model.dimension,
+        documents=counts.documents,
+        passages=counts.passages,
+        languages={str(lang): int(n) for lang, n in rows},
+        disk_bytes=sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file()),
+        kept_versions=versions,
+    )
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    report = index_summary(args.index, approximate_above=settings_from(args).approximate_above)
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report)).decode() + "\n")
+        return 0
+    langs = ", ".join(f"{lang} {n}" for lang, n in report.languages.items()) or "none"
+    print(f"version     {report.version} (kept: {', '.join(report.kept_versions)})")
+    print(f"model       {report.model} ({report.backend}, {report.dimension} dimensions)")
+    print(f"documents   {report.documents}")
+    print(f"passages    {report.passages}")
+    print(f"languages   {len(report.languages)}: {langs}")
+    print(f"disk        {report.disk_bytes / 1_048_576:.1f} MiB ({report.disk_bytes} bytes)")
+    return 0
+
+
+def _index_arguments(index: argparse.ArgumentParser) -> None:
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to read")
+    index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
+    index.add_argument("--model", help="model name, sentence-transformers id or local folder")
+    index.add_argument("--strict", action="store_true", help="stop at the first bad record, changing nothing")
+    index.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build a new version from these sources only (plus what is written to the live index meanwhile), "
+        "then swap it in",
+    )
+    index.add_argument("--no-progress", action="store_true", help="no progress bars")
+    index.set_defaults(func=_cmd_index)
+
+
+def _delete_arguments(remove: argparse.ArgumentParser) -> None:
+    remove.add_argument("ids", nargs="+", metavar="ID", help="article ids")
+    remove.add_argument("--index", type=Path, required=True, help="index folder")
+    remove.set_defaults(func=_cmd_delete)
+
+
+def _stats_arguments(stats: argparse.ArgumentParser) -> None:
+    stats.add_argument("--index", type=Path, required=True, help="index folder")
+    stats.add_argument("--json", action="store_true", help="print the report as JSON")
+    stats.set_defaults(func=_cmd_stats)
+
+
+COMMANDS = (
+    Command(
+        "index",
+        "Index articles (JSONL, .txt, .md, .html, folders).",
+        "poshuk index news.jsonl --index ./idx",
+        _index_arguments,
+    ),
+    Command("delete", "Delete articles from an index.", "poshuk delete uk-001 uk-002 --index ./idx", _delete_arguments),
+    Command(
+        "stats", "Show what an index holds and how large it is.", "poshuk stats --index ./idx --json", _stats_arguments
+    ),
+)

@@ -13,7 +13,7 @@ One concept per module:
 - ``writer``   ``IndexWriter``: ``poshuk index``'s batches, new versions and their swap
 """
 
-from poshuk.index.core import Index, RetrievalQuery, WriteResult
+from poshuk.index.core import Index, RetrievalQuery, WriteOutcome
 from poshuk.index.db import Counts, StoredDocument, StoredPassage
 from poshuk.index.layout import (
     Manifest,
@@ -36,7 +36,7 @@ __all__ = [
     "StoredDocument",
     "StoredPassage",
     "Upsert",
-    "WriteResult",
+    "WriteOutcome",
     "create_version",
     "iter_versions",
     "last_change",

@@ -63,7 +63,7 @@ class RetrievalQuery:
     articles: bool = False  # article BM25
 
 
-class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
+class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """A committed write: the index's last change after it, and which ids already existed."""
 
     seq: int
@@ -211,7 +211,7 @@ class Index:
 
     def write(
         self, upserts: list[Upsert] | tuple[Upsert, ...] = (), deletes: list[str] | tuple[str, ...] = ()
-    ) -> WriteResult:
+    ) -> WriteOutcome:
         """Apply upserts and deletes in ONE durable transaction, then make them searchable.
 
         When this returns, the change has been committed with ``synchronous=FULL``. Readers
@@ -230,7 +230,7 @@ class Index:
             self.rollback()
             raise
         seq = self.commit()
-        return WriteResult(seq=seq, replaced=applied.replaced, deleted=applied.deleted)
+        return WriteOutcome(seq=seq, replaced=applied.replaced, deleted=applied.deleted)
 
     def begin(self, stager: Stager | None = None) -> Stager:
         """Take the write lock (this process's, then SQLite's); fail if it stays busy, or if a

@@ -24,12 +24,12 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIType, Operat
 from litestar.params import Body, Parameter
 
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, NotFoundError, PoshukError
-from poshuk.index import Upsert, WriteResult
+from poshuk.index import Upsert, WriteOutcome
 from poshuk.ingest import prepare
 from poshuk.readers import article_from_record
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
-from poshuk.wire import WriteResult as WriteResponse
+from poshuk.wire import WriteResult
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
@@ -73,7 +73,7 @@ def _articles(items: list[ArticleIn], path_id: str | None, detector: Any) -> lis
     return list(latest.values())
 
 
-def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], deletes: list[str]) -> WriteResult:
+def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome:
     """One durable write; redone on the new version if a rebuild retired this one meanwhile."""
     for _attempt in range(WRITE_ATTEMPTS):
         try:
@@ -94,13 +94,13 @@ def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], dele
 
 def _upsert(
     lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None
-) -> tuple[WriteResult, WriteResponse]:
+) -> tuple[WriteOutcome, WriteResult]:
     """Encode (no lock held), then write; the write says which ids it replaced."""
     articles = _articles(items, path_id, lifecycle.detector)
     index = searcher.index
     upserts = prepare(articles, searcher.encoder, index.manifest.chunking, lifecycle.detector, index.analyzer)
     result = _apply(lifecycle, searcher, upserts, [])
-    response = WriteResponse(
+    response = WriteResult(
         ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=result.seq
     )
     return result, response
@@ -198,7 +198,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
-        ) -> Response[WriteResponse]:
+        ) -> Response[WriteResult]:
             result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], doc_id))
             return Response(written, status_code=200 if result.replaced else 201)
 
@@ -218,7 +218,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             request: Request[Any, Any, Any],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
-        ) -> WriteResponse:
+        ) -> WriteResult:
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
             _, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
@@ -238,12 +238,12 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
-        ) -> WriteResponse:
-            def work() -> WriteResponse:
+        ) -> WriteResult:
+            def work() -> WriteResult:
                 result = _apply(lifecycle, searcher, [], [doc_id])
                 if not result.deleted:
                     raise NotFoundError(f"document {doc_id!r} is not in the index")
-                return WriteResponse(ids=[doc_id], passages=0, seq=result.seq)
+                return WriteResult(ids=[doc_id], passages=0, seq=result.seq)
 
             return await anyio.to_thread.run_sync(work)
 
@@ -279,7 +279,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
 
 
 def _written(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=WriteResponse, description=description, generate_examples=False)
+    return ResponseSpec(data_container=WriteResult, description=description, generate_examples=False)
 
 
 def _examples() -> list[Example]:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,11 @@ class Server:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_server(index_dir: Path, log: Path) -> Server:
-    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200."""
+def start_server(index_dir: Path, log: Path, env: Mapping[str, str] | None = None) -> Server:
+    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200.
+
+    ``env`` adds variables (``POSHUK_SERVICE_...`` settings) to the server's environment.
+    """
     for _attempt in range(3):  # another process may take the free port before the server binds it
         port = free_port()
         with log.open("wb") as out:
@@ -50,7 +54,7 @@ def start_server(index_dir: Path, log: Path) -> Server:
                 ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=cli_env(),
+                env={**cli_env(), **(env or {})},
             )
         server = Server(process, f"http://127.0.0.1:{port}", log)
         deadline = time.monotonic() + READY_TIMEOUT

@@ -1,0 +1,31 @@
+"""The attack suite: real ``poshuk serve`` processes on 127.0.0.1, sent what an outsider could send.
+
+Each module starts its own server (over its own copy of the example index) with the
+settings its attack needs, passed as ``POSHUK_SERVICE_*`` variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_index
+from tests.serving import Server, start_server, stop_server
+
+
+@contextmanager
+def serving(
+    source: Path, tmp_path_factory: pytest.TempPathFactory, settings: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """A server over a private copy of ``source``; ``settings`` maps ``service.x`` names to values."""
+    folder = tmp_path_factory.mktemp("hostile")
+    index = copy_index(source, folder / "index")
+    env = {"POSHUK_SERVICE_" + name.removeprefix("service.").upper(): value for name, value in (settings or {}).items()}
+    server = start_server(index, folder / "server.log", env)
+    try:
+        yield server
+    finally:
+        stop_server(server)

@@ -30,6 +30,7 @@ from poshuk.query_encoding import for_serving
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings, Settings
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
+from service.bodies import check_json_body
 from service.errors import IndexNotReadyError, problem_handler
 from service.lifecycle import LIFECYCLE_KEY, Lifecycle
 from service.limits import Limits, LimitsMiddleware
@@ -218,6 +219,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
         },
         state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, METRICS_KEY: metrics}),
         lifespan=[_lifespan, _upkeep],
+        before_request=check_json_body,  # JSON depth and strict types, before any route decodes a body
         exception_handlers={Exception: problem_handler},
         request_max_body_size=settings.service.max_body_bytes,
         openapi_config=OpenAPIConfig(

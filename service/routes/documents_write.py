@@ -184,7 +184,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             "when the answer arrives.",
             responses={
                 201: _written("The article was new."),
-                **problem_responses(400, 401, 403, 409, 413, 429, 503),
+                **problem_responses(400, 401, 403, 409, 413, 429, 503, 507),
             },
         )
         async def put_document(
@@ -212,7 +212,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             description="Index up to `service.max_batch_documents` articles in one durable transaction: all "
             f"or none. The body is a JSON array, or NDJSON with `Content-Type: {NDJSON}`.",
             operation_class=_batch_operation(batch_limit),
-            responses=problem_responses(400, 401, 403, 413, 429, 503),
+            responses=problem_responses(400, 401, 403, 413, 429, 503, 507),
         )
         async def post_documents(
             self, request: Request[Any, Any, Any], state: State, searcher: NamedDependency[Searcher]
@@ -229,7 +229,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             status_code=200,
             summary="Delete an article",
             description="Remove the article, its passages, vectors and lexical postings, durably; 404 if absent.",
-            responses=problem_responses(401, 403, 404, 429, 503),
+            responses=problem_responses(401, 403, 404, 429, 503, 507),
         )
         async def delete_document(
             self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,21 @@ from service.app import ServiceState, create_app
 from service.bodies import MAX_JSON_DEPTH, json_too_deep
 from service.errors import redact_paths
 from tests.service_support import assert_problem
-from tests.unit.test_write_api import ARTICLE, AUTH, ClientFactory, client, index_dir, make_client  # noqa: F401
+from tests.unit.test_service_api import _build_index
+from tests.unit.test_write_api import ARTICLE, AUTH, make_settings
 
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
+    """The app over a small HashEncoder index, with a write key (``AUTH``)."""
+    folder = tmp_path / "index"
+    _build_index(folder, HashEncoder())
+    with TestClient(create_app(make_settings(tmp_path), folder, encoder=HashEncoder())) as test_client:
+        assert ServiceState.of(test_client.app.state).wait(10)
+        yield test_client
+
+
+JSON = "application/json"
 DEEP = b"[" * 1000 + b"]" * 1000
 
 

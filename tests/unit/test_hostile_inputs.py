@@ -119,3 +119,33 @@ def test_503_details_never_name_the_server_path(tmp_path: Path) -> None:
 )
 def test_redact_paths(text: str, expected: str) -> None:
     assert redact_paths(text) == expected
+
+
+# --- dates at the ends of the calendar --------------------------------------------------------
+
+EARLIEST, LATEST = "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"
+
+
+@pytest.mark.parametrize("value", [EARLIEST, LATEST])
+def test_a_published_at_that_overflows_in_utc_is_400_on_put_and_batch(client: TestClient[Litestar], value: str) -> None:
+    put = client.put("/v1/documents/dated", json={**ARTICLE, "published_at": value}, headers=AUTH)
+    assert "out of range" in assert_problem(put, 400, "invalid-input")["detail"]
+    batch = client.post("/v1/documents", json=[{**ARTICLE, "id": "b", "published_at": value}], headers=AUTH)
+    assert "out of range" in assert_problem(batch, 400, "invalid-input")["detail"]
+
+
+def test_filters_at_the_ends_of_the_calendar_answer_and_mean_what_they_say(client: TestClient[Litestar]) -> None:
+    def count(**filters: str) -> int:
+        response = client.post("/v1/search", json={"query": "новини", "k": 100, "filters": filters})
+        assert response.status_code == 200, response.text
+        return len(response.json()["hits"])
+
+    every_dated = count(published_from="1900-01-01")
+    assert every_dated > 0
+    assert count(published_from=EARLIEST) == every_dated
+    assert count(published_to=LATEST) == every_dated
+    assert count(published_to=EARLIEST) == 0
+    assert count(published_from=LATEST) == 0
+    assert count(published_from="0001-01-01", published_to="9999-12-31") == every_dated
+    for bound in (EARLIEST, LATEST):
+        assert client.get("/v1/search", params={"q": "новини", "from": bound, "to": bound}).status_code == 200

@@ -119,7 +119,7 @@ def test_metadata_loses_controls_and_bidi_overrides_body_keeps_its_paragraphs(de
             "section": NASTY,
             "url": "https://example.com/\u202ex",
             "tags": [NASTY, "звичайний"],
-            "text": f"Перший абзац\u202e тут.\nДругий\x9b абзац.",
+            "text": "Перший абзац\u202e тут.\nДругий\x9b абзац.",
             "lang": "uk",
         },
         detector,

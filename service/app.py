@@ -25,10 +25,12 @@ from litestar.openapi.spec import Components
 
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
+from poshuk.integrity import check_integrity
 from poshuk.models import load_encoder
 from poshuk.query_encoding import for_serving
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings, Settings
+from poshuk.store import live_version
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
 from service.bodies import check_json_body
 from service.errors import IndexNotReadyError, problem_handler
@@ -88,6 +90,9 @@ class ServiceState:
                 cache_size=self.settings.query_cache_size,
                 batching=self.settings.service.batch_queries,
             )
+            # A damaged page lets SQLite open the file and fails only the queries that reach it:
+            # check every page first, so /readyz says what is wrong instead of "ready".
+            check_integrity(live_version(self.index_dir))
             searcher = Searcher.open(self.index_dir, self.settings, encoder=encoder)
             # One search before /readyz says yes: the model's first run allocates its buffers, so
             # the first real query would otherwise pay for it.

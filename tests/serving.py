@@ -40,8 +40,10 @@ class Server:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_server(index_dir: Path, log: Path, env: Mapping[str, str] | None = None) -> Server:
-    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200.
+def start_server(
+    index_dir: Path, log: Path, env: Mapping[str, str] | None = None, *, wait_for: str = "/readyz"
+) -> Server:
+    """Start ``poshuk serve`` on a free port and wait until ``wait_for`` (``/readyz``) answers 200.
 
     ``env`` adds variables (``POSHUK_SERVICE_...`` settings) to the server's environment.
     """
@@ -63,7 +65,7 @@ def start_server(index_dir: Path, log: Path, env: Mapping[str, str] | None = Non
                 if process.poll() is not None:
                     break
                 try:
-                    if client.get("/readyz").status_code == 200:
+                    if client.get(wait_for).status_code == 200:
                         return server
                 except httpx.TransportError:
                     pass

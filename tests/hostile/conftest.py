@@ -6,7 +6,7 @@ settings its attack needs, passed as ``POSHUK_SERVICE_*`` variables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,13 +18,22 @@ from tests.serving import Server, start_server, stop_server
 
 @contextmanager
 def serving(
-    source: Path, tmp_path_factory: pytest.TempPathFactory, settings: Mapping[str, str] | None = None
+    source: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    settings: Mapping[str, str] | None = None,
+    *,
+    damage: Callable[[Path], None] | None = None,
 ) -> Iterator[Server]:
-    """A server over a private copy of ``source``; ``settings`` maps ``service.x`` names to values."""
+    """A server over a private copy of ``source``; ``settings`` maps ``service.x`` names to values.
+
+    ``damage`` gets the copy before the server starts; the server is then awaited on ``/healthz``.
+    """
     folder = tmp_path_factory.mktemp("hostile")
     index = copy_index(source, folder / "index")
     env = {"POSHUK_SERVICE_" + name.removeprefix("service.").upper(): value for name, value in (settings or {}).items()}
-    server = start_server(index, folder / "server.log", env)
+    if damage is not None:
+        damage(index)
+    server = start_server(index, folder / "server.log", env, wait_for="/readyz" if damage is None else "/healthz")
     try:
         yield server
     finally:

@@ -33,6 +33,13 @@ def clean_line(text: str) -> str:
     return _LINE_SPACE.sub(" ", clean_text(text)).strip()
 
 
+def normalise_id(raw: str) -> str:
+    """An article id as stored and looked up: ``clean_line`` (NFC, no controls or zero-width characters,
+    whitespace runs as one space, trimmed). Every reader and every HTTP route passes ids through it, so
+    ``e\u0301`` and ``é``, or ``id\u200b`` and ``id``, name the same article everywhere."""
+    return clean_line(raw)
+
+
 def printable(text: str) -> str:
     """``text`` safe to write to a terminal: each control, bidi or invisible format character becomes U+FFFD.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from poshuk.documents import Article, clean_line, clean_text
+from poshuk.documents import Article, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
 from poshuk.language import UNDETERMINED, LanguageDetector
 
@@ -124,10 +124,10 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
 def _file_id(path: Path, root: Path | None) -> str:
     if root is not None:
         try:
-            return path.relative_to(root).with_suffix("").as_posix()
+            return normalise_id(path.relative_to(root).with_suffix("").as_posix())
         except ValueError:
             pass
-    return path.stem.strip()
+    return normalise_id(path.stem)
 
 
 def _decode(data: bytes, source: str, line: int | None = None) -> str | BadRecordError:
@@ -214,10 +214,12 @@ def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     if title is not None and not isinstance(title, str):
         raise ValueError("'title' must be a string")
     fields: dict[str, Any] = {
-        "id": clean_text(raw_id).strip(),
+        "id": normalise_id(raw_id),
         "title": clean_line(title or ""),
         "text": body,
     }
+    if not fields["id"]:
+        raise ValueError("the id is empty once control and invisible characters are removed")
     for name in _STR_FIELDS:
         value = obj.get(name)
         if value is not None and not isinstance(value, str):

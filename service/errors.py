@@ -60,7 +60,7 @@ PROBLEM_BASE = "https://poshuk.dev/problems/"
 logger = logging.getLogger("poshuk.service")
 
 # An absolute path of two or more parts (``/srv/index/v000001/meta.sqlite``), as error messages quote them.
-_SERVER_PATH = re.compile(r"(?<![\w./])~?/(?:[^\s'\"():,;/]+/)+[^\s'\"():,;/]*")
+_SERVER_PATH = re.compile(r"(?<![\w./])~?/(?:[^\s'\"`():,;/]+/)+[^\s'\"`():,;/]*")
 
 
 def redact_paths(detail: str) -> str:

@@ -24,6 +24,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
 from litestar.params import Body, Parameter
 
+from poshuk.documents import normalise_id
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, NotFoundError, PoshukError
 from poshuk.ingest import prepare
 from poshuk.readers import article_from_record
@@ -34,13 +35,14 @@ from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
 from service.routes.documents import DocumentsController
+from service.routes.ids import route_id
 from service.write_schemas import ArticleIn, ReloadResponse, WriteResponse
 
 NDJSON = "application/x-ndjson"
 _WRITE_OPT: dict[str, Any] = {"access": WRITE}
 WRITE_ATTEMPTS = 3
 
-_ID_DOC = "Article id, e.g. `uk-001` (ids containing `/` can be written only in a batch)."
+_ID_DOC = "Article id, e.g. `uk-001` or `world/2023/kirby` (`/` as is or as `%2F`)."
 _ARTICLE_EXAMPLE = {
     "title": "Кірбі: Росія та КНДР активно просувають переговори про зброю",
     "text": "Переговори про продаж зброї між Росією та Північною Кореєю активно просуваються.\n"
@@ -57,12 +59,12 @@ _ARTICLE_EXAMPLE = {
 def _articles(items: list[ArticleIn], path_id: str | None, detector: Any) -> list[Any]:
     articles = []
     for n, item in enumerate(items):
-        if path_id is not None and item.id is not None and item.id.strip() != path_id.strip():
+        if path_id is not None and item.id is not None and normalise_id(item.id) != path_id:
             raise ServiceProblem(
                 409, "id-mismatch", "Id mismatch", f"body id {item.id!r} differs from the path's {path_id!r}"
             )
         doc_id = path_id if path_id is not None else item.id
-        if doc_id is None or not doc_id.strip():
+        if doc_id is None or not normalise_id(doc_id):
             raise InputError(f"article {n}: missing id (every article of a batch needs one)")
         try:
             articles.append(article_from_record(item.record(doc_id), detector))
@@ -175,7 +177,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         request_max_body_size = limits.max_write_body_bytes
 
         @put(
-            "/{doc_id:str}",
+            "/{doc_id:path}",
             opt=_WRITE_OPT,
             security=KEYED,
             summary="Add or replace an article",
@@ -189,16 +191,17 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         )
         async def put_document(
             self,
-            doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
+            doc_id: Annotated[str, Parameter(description=_ID_DOC)],
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
             state: State,
             searcher: NamedDependency[Searcher],
         ) -> Response[WriteResponse]:
             lifecycle = Lifecycle.of(state)
+            wanted = route_id(doc_id)  # the id as stored: 201/200 must compare like with like
 
             def work() -> tuple[bool, WriteResponse]:
-                existed = _exists(searcher, doc_id.strip())
-                return existed, _upsert(lifecycle, searcher, [data], doc_id)
+                existed = _exists(searcher, wanted)
+                return existed, _upsert(lifecycle, searcher, [data], wanted)
 
             existed, written = await anyio.to_thread.run_sync(work)
             return Response(written, status_code=200 if existed else 201)
@@ -223,7 +226,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             return await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
 
         @delete(
-            "/{doc_id:str}",
+            "/{doc_id:path}",
             opt=_WRITE_OPT,
             security=KEYED,
             status_code=200,
@@ -233,16 +236,17 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         )
         async def delete_document(
             self,
-            doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
+            doc_id: Annotated[str, Parameter(description=_ID_DOC)],
             state: State,
             searcher: NamedDependency[Searcher],
         ) -> WriteResponse:
             lifecycle = Lifecycle.of(state)
+            wanted = route_id(doc_id)
 
             def work() -> WriteResponse:
-                searcher.document(doc_id)  # NotFoundError -> 404
-                counts = _apply(lifecycle, searcher, [], [doc_id])
-                return WriteResponse(ids=[doc_id], passages=0, seq=counts.seq)
+                searcher.document(wanted)  # NotFoundError -> 404
+                counts = _apply(lifecycle, searcher, [], [wanted])
+                return WriteResponse(ids=[wanted], passages=0, seq=counts.seq)
 
             return await anyio.to_thread.run_sync(work)
 

@@ -29,7 +29,7 @@ from tests.unit.test_write_api import AUTH, make_settings
 OPERATIONS = [
     ("GET", "/v1/search"),
     ("POST", "/v1/search"),
-    ("GET", "/v1/documents/{doc_id}/similar"),
+    ("GET", "/v1/similar/{doc_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/v1/documents/{doc_id}"),

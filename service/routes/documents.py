@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import Parameter, QueryParameter
 
@@ -35,6 +35,7 @@ class DocumentsController(Controller):
     def get_document(
         self,
         doc_id: Annotated[str, Parameter(description=ID_DOC)],
+        request: Request[Any, Any, Any],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
         # The older /v1/documents/{id}/similar form's parameters; documented on /v1/similar.
@@ -48,7 +49,7 @@ class DocumentsController(Controller):
         try:
             return DocumentResponse.from_stored(searcher.document(wanted))
         except NotFoundError:
-            similar_of = legacy_similar_id(doc_id)
+            similar_of = legacy_similar_id(doc_id, request.scope.get("raw_path", b""))
             if similar_of is None:
                 raise
         return similar_response(

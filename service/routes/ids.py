@@ -5,8 +5,10 @@ rest of the path as the id (``/v1/documents/{doc_id:path}``); a client may send 
 as it is or as ``%2F``. Every route passes the id through ``poshuk.documents.normalise_id``,
 as the readers do, so ``PUT`` and ``GET`` of ``e%CC%81`` or ``rt-norm%E2%80%8B`` name the
 article that was stored. "More like this" lives at ``/v1/similar/{doc_id:path}``; the
-older ``/v1/documents/{doc_id}/similar`` still answers when ``{doc_id}/similar`` is not
-itself an article's id (an article's id always wins, so it can never be shadowed).
+older ``/v1/documents/{doc_id}/similar`` still answers when the ``/similar`` is written as
+a literal ``/`` (an encoded ``%2Fsimilar`` is always part of the id, which is how
+``poshuk.Client`` sends ids) and ``{doc_id}/similar`` is not itself an article's id (an
+article's id always wins, so it can never be shadowed).
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ def route_id(raw: str) -> str:
     return doc_id
 
 
-def legacy_similar_id(raw: str) -> str | None:
-    """For ``/v1/documents/{id}/similar`` (the older form): ``id``; None for any other path."""
+def legacy_similar_id(raw: str, raw_path: bytes) -> str | None:
+    """For ``/v1/documents/{id}/similar`` (the older form): ``id``; None for any other path.
+
+    ``raw_path`` is the request's path as sent: the suffix must be there with a literal ``/``.
+    """
     path = raw.removeprefix("/")
-    if not path.endswith(SIMILAR_SUFFIX) or len(path) == len(SIMILAR_SUFFIX):
+    sent = raw_path.partition(b"?")[0]  # some servers (and test clients) leave the query string on it
+    if not sent.endswith(SIMILAR_SUFFIX.encode()) or len(path) <= len(SIMILAR_SUFFIX):
         return None
     return route_id(path.removesuffix(SIMILAR_SUFFIX))

@@ -24,13 +24,14 @@ def serving(
     *,
     damage: Callable[[Path], None] | None = None,
 ) -> Iterator[Server]:
-    """A server over a private copy of ``source``; ``settings`` maps ``service.x`` names to values.
+    """A server over a private copy of ``source``; ``settings`` maps setting names (``header_timeout_s`` for
+    ``service.header_timeout_s``, or dotted: ``auth.keys``) to values.
 
     ``damage`` gets the copy before the server starts; the server is then awaited on ``/healthz``.
     """
     folder = tmp_path_factory.mktemp("hostile")
     index = copy_index(source, folder / "index")
-    env = {"POSHUK_SERVICE_" + name.removeprefix("service.").upper(): value for name, value in (settings or {}).items()}
+    env = {_variable(name): value for name, value in (settings or {}).items()}
     if damage is not None:
         damage(index)
     server = start_server(index, folder / "server.log", env, wait_for="/readyz" if damage is None else "/healthz")
@@ -38,3 +39,8 @@ def serving(
         yield server
     finally:
         stop_server(server)
+
+
+def _variable(name: str) -> str:
+    section, _, field = name.rpartition(".")
+    return f"POSHUK_{(section or 'service').upper()}_{field.upper()}"

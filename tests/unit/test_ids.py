@@ -97,3 +97,9 @@ def test_an_id_of_nothing_but_invisible_characters_is_400(client: TestClient[Lit
         client.get(f"/v1/similar/{path}"),
     ):
         assert "empty" in assert_problem(response, 400, "invalid-input")["detail"]
+
+
+def test_an_encoded_slash_before_similar_is_part_of_the_id(client: TestClient[Litestar]) -> None:
+    assert _put(client, "base").status_code == 201
+    assert_problem(client.get("/v1/documents/base%2Fsimilar"), 404, "not-found")  # as poshuk.Client sends it
+    assert client.get("/v1/documents/base/similar").json()["query"] == "similar:base"  # the older form

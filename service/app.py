@@ -37,6 +37,7 @@ from service.errors import IndexNotReadyError, problem_handler
 from service.lifecycle import LIFECYCLE_KEY, Lifecycle
 from service.limits import Limits, LimitsMiddleware
 from service.metrics import METRICS_KEY, Metrics, MetricsController, ObservabilityMiddleware
+from service.openapi_strict import StrictStructSchemaPlugin
 from service.routes.documents_write import write_controllers
 from service.routes.health import HealthController
 from service.routes.page import PageController
@@ -225,6 +226,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
         state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, METRICS_KEY: metrics}),
         lifespan=[_lifespan, _upkeep],
         before_request=check_json_body,  # JSON depth and strict types, before any route decodes a body
+        plugins=[StrictStructSchemaPlugin()],  # OpenAPI: additionalProperties false where unknown fields are 400
         exception_handlers={Exception: problem_handler},
         request_max_body_size=settings.service.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -156,7 +156,10 @@ def _batch_operation(limit: int) -> type[Operation]:
                     "application/json": OpenAPIMediaType(
                         schema=Schema(
                             type=OpenAPIType.ARRAY,
-                            items=Reference(ref="#/components/schemas/ArticleIn"),
+                            # an ArticleIn whose id, optional in a PUT, is required here
+                            items=Schema(
+                                all_of=[Reference(ref="#/components/schemas/ArticleIn"), Schema(required=["id"])]
+                            ),
                             min_items=1,
                             max_items=limit,
                         ),

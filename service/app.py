@@ -43,6 +43,7 @@ from service.routes.health import HealthController
 from service.routes.page import PageController
 from service.routes.search import SearchController
 from service.routes.similar import SimilarController
+from service.unmatched import LIMITS_KEY, unmatched_before_send
 
 logger = logging.getLogger("poshuk.service")
 
@@ -223,7 +224,8 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
             "searcher": Provide(_provide_searcher, sync_to_thread=False),
             "limits": Provide(_provide_limits, sync_to_thread=False),
         },
-        state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, METRICS_KEY: metrics}),
+        state=State({_STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, METRICS_KEY: metrics, LIMITS_KEY: limits}),
+        before_send=[unmatched_before_send(metrics)],  # 404/405 without a route: counted and logged
         lifespan=[_lifespan, _upkeep],
         before_request=check_json_body,  # JSON depth and strict types, before any route decodes a body
         plugins=[StrictStructSchemaPlugin()],  # OpenAPI: additionalProperties false where unknown fields are 400

@@ -199,6 +199,12 @@ def problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
         detail = f"request body is larger than {limit} bytes" if limit else exc.detail
         return _problem(request, 413, detail, slug="body-too-large", title="Request body too large")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
+        if exc.status_code in (404, 405):  # no route: the routes' rate limit never saw this request
+            from service.unmatched import unmatched_refusal  # imports this module
+
+            refusal = unmatched_refusal(request)
+            if refusal is not None:
+                return problem_handler(request, refusal)
         return _problem(request, exc.status_code, _http_detail(request, exc), headers=exc.headers)
     logger.error(
         "unhandled error on %s %s",

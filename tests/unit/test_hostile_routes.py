@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,22 @@ def test_the_schema_says_unknown_fields_are_refused_and_batch_items_need_an_id(c
     batch = schema["paths"]["/v1/documents"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"required": ["id"]} in batch["items"]["allOf"]
     assert client.post("/v1/search", json={"query": "x", "top_k": 3}).status_code == 400  # as the schema says
+
+
+def test_unmatched_routes_and_405s_are_counted_logged_and_rate_limited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _client(tmp_path, service_rate_limit_per_second="0.01", service_rate_limit_burst="5") as client:
+        assert ServiceState.of(client.app.state).wait(10)
+        with caplog.at_level(logging.INFO, logger="poshuk.access"):
+            answers = [client.get(f"/v1/nothing-{n}") for n in range(4)]
+            answers += [client.request("BREW", "/v1/search"), client.delete("/v1/search")]
+        statuses = [a.status_code for a in answers]
+        assert statuses[:4] == [404] * 4 and statuses[4] == 405
+        assert_problem(answers[5], 429, "rate-limited")  # the sixth: the burst of 5 is spent
+        metrics = client.get("/metrics").text
+        assert 'route="unmatched",status="404"' in metrics.replace('method="GET",', "")
+        assert 'method="other",route="unmatched"' in metrics  # made-up methods do not grow the label set
+        assert "BREW" not in metrics
+    unmatched = [r for r in caplog.records if getattr(r, "route", None) == "unmatched"]
+    assert len(unmatched) == 6

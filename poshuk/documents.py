@@ -20,7 +20,7 @@ import msgspec
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u202a-\u202e\u2066-\u2069\ufeff]")
 _LINE_SPACE = re.compile(r"[\s\x85\u2028\u2029]+")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")  # what a terminal would obey
 
 
 def clean_text(text: str) -> str:
@@ -41,7 +41,8 @@ def normalise_id(raw: str) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` safe to write to a terminal: each control, bidi or invisible format character becomes U+FFFD.
+    """``text`` safe to write to a terminal: each control character, line separator or bidi override/isolate
+    becomes U+FFFD.
 
     One character for one, so highlight offsets into ``text`` still hold.
     """

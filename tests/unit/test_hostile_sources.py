@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexer import cli
 from indexer.cli import format_result, main
-from poshuk.documents import Article, clean_line, clean_text, printable
+from poshuk.documents import Article, clean_line, clean_text, normalise_id, printable
 from poshuk.encoder import Encoder, HashEncoder
 from poshuk.errors import BadRecordError
 from poshuk.highlight import Span
@@ -152,3 +154,26 @@ def test_cli_text_output_never_prints_raw_control_or_bidi_characters() -> None:
         out = format_result(result, bold=bold)
         visible = out.replace("\033[1m", "").replace("\033[0m", "").replace("\n", "")
         assert printable(visible) == visible, repr(out)
+
+
+# Any Unicode, controls and bidi characters included: what comes out is normalised and shows as it is.
+_NASTY_CHARS = list("\r\n\t\x0b\x1b\x7f\x85\x9b\u200b\u200e\u2028\u2029\u202a\u202e\u2066\u2069\ufeff e\u0301")
+_ANY_TEXT = st.text(
+    st.one_of(st.characters(codec="utf-8", exclude_categories=["Cs"]), st.sampled_from(_NASTY_CHARS)), max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc_id=_ANY_TEXT, title=_ANY_TEXT, source=_ANY_TEXT, tags=st.lists(_ANY_TEXT, max_size=4))
+def test_any_metadata_comes_out_normalised_and_printable(
+    detector: LanguageDetector, doc_id: str, title: str, source: str, tags: list[str]
+) -> None:
+    record = {"id": doc_id, "title": title, "source": source, "tags": tags, "text": "Текст статті.", "lang": "uk"}
+    try:
+        article = article_from_record(record, detector)
+    except ValueError:
+        assert not normalise_id(doc_id)  # the only way a record with a text is refused here: no id left
+        return
+    assert article.id == normalise_id(article.id) == normalise_id(doc_id)
+    for value in (article.id, article.title, article.source or "", *article.tags):
+        assert printable(value) == value and value == value.strip(), repr(value)

@@ -30,10 +30,10 @@ import numpy as np
 from poshuk import dedupe
 from poshuk.documents import Article
 from poshuk.encoder import Encoder
+from poshuk.index import Index, IndexWriter, Upsert
 from poshuk.ingest import prepare
 from poshuk.language import LanguageDetector
 from poshuk.settings import Settings, load_settings
-from poshuk.store import Index, IndexWriter, Upsert
 
 WORDS = 300
 BRUK_ARTICLES = 150
@@ -118,12 +118,12 @@ def _index(
     """Write each batch as one transaction; the cluster and mean vector of every stored article."""
     batches = list(batches)
     with IndexWriter(work, encoder.identity, settings.chunking) as writer:
-        writer.index.stage(upserts=batches[0])
+        writer.upsert_many(batches[0])
     index = Index.open(work)
     try:
         for batch in batches[1:]:
             index.write(batch)
-        rows = index._conn.execute("SELECT doc_id, cluster, centroid FROM documents").fetchall()
+        rows = index.read().execute("SELECT doc_id, cluster, centroid FROM documents").fetchall()
     finally:
         index.close()
     clusters = {str(d): str(c) for d, c, _ in rows}

@@ -289,7 +289,7 @@ def check_writes(base_url: str, expected: Expectations) -> tuple[int, int, int, 
 
 def index_consistent(index_dir: Path) -> tuple[bool, dict[str, int]]:
     """Counts from SQLite equal FAISS (snapshot + replay) and the lexical rows."""
-    from poshuk.store import Index, live_version
+    from poshuk.index import Index, live_version
 
     folder = live_version(index_dir)
     conn = sqlite3.connect(folder / "meta.sqlite")

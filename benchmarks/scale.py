@@ -12,8 +12,8 @@ index, a fresh one loads it and is measured: RSS after loading (the service's FA
 recall against the flat index's exact answers, and one-query-at-a-time search times at k=10
 and at the searcher's candidate depth (k=200), unfiltered and with random id filters.
 
-The IVF index is measured the way ``Index.search_vectors`` uses it: ``RESCORE_FACTOR`` times
-k candidates from FAISS, re-ranked by ``poshuk.store.rescore`` (the store's own function: one
+The IVF index is measured the way ``Index.retrieve`` uses it: ``RESCORE_FACTOR`` times
+k candidates from FAISS, re-ranked by ``poshuk.index.mirror.rescore`` (the store's own function: one
 ``SELECT row_id, vector FROM passages WHERE row_id IN (...)``, one matrix product) against a
 SQLite file holding the same float32 vectors in a ``passages(row_id, vector)`` table. The
 real passages table also holds each passage's ids and text, so its rows are wider than these.
@@ -250,7 +250,7 @@ def serve(kind: str, size: int, scratch: Path) -> dict[str, Any]:
     """Child process: load a saved index fresh and measure memory, recall and search times."""
     import faiss
 
-    from poshuk.store import RESCORE_FACTOR, rescore
+    from poshuk.index.mirror import RESCORE_FACTOR, rescore
     from poshuk.vectors import VectorIndex
 
     faiss.omp_set_num_threads(SEARCH_THREADS)
@@ -271,7 +271,7 @@ def serve(kind: str, size: int, scratch: Path) -> dict[str, Any]:
     def search(q: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None = None) -> Any:
         if conn is None:
             return index.search(q, k, allowed=allowed)
-        _, ids = index.search(q, k * RESCORE_FACTOR, allowed=allowed)  # as Index.search_vectors does
+        _, ids = index.search(q, k * RESCORE_FACTOR, allowed=allowed)  # as Index.retrieve does
         return None, [np.asarray([r for r, _ in rescore(conn, q[0], ids[0], k)], dtype=np.int64)]
 
     timed = queries[:TIMED_FLAT] if flat else queries
@@ -365,7 +365,7 @@ def run(*, sizes: list[int], work: Path, scratch: Path, command: str) -> ScaleRe
     cache = find_cache(work)
     if cache is None:
         return None
-    from poshuk.store import RESCORE_FACTOR
+    from poshuk.index.mirror import RESCORE_FACTOR
 
     real, notes = prepare(cache, sizes, scratch)
     notes = [*notes, *NOTES]
@@ -434,7 +434,7 @@ def render(result: ScaleResult) -> str:
         f"threads; searched one query at a time with {result.search_threads}. "
         "Recall is against the flat index's exact answers. IVF rows: "
         f"{result.rescore_factor}·k candidates from FAISS re-scored exactly with the float32 vectors from "
-        "SQLite (`poshuk.store.rescore`, as `Index.search_vectors` does).",
+        "SQLite (`poshuk.index.mirror.rescore`, as `Index.retrieve` does).",
         "",
         f"Machine: {m.cpu_model}, {m.usable_cores} usable cores, {m.ram_gib} GiB, {m.os}, Python {m.python}, "
         f"load average {m.load_avg[0]:.2f} at the end, {m.date:%Y-%m-%d}, "

@@ -21,7 +21,7 @@ from benchmarks.workspace import Workspace
 from poshuk import Passage
 from poshuk.documents import Article, passage_id
 from poshuk.errors import IndexNotFoundError
-from poshuk.store import Index, IndexWriter
+from poshuk.index import Index, IndexWriter
 
 
 def _renamed(article: Article, passages: list[Passage], prefix: str) -> tuple[Article, list[Passage]]:

@@ -24,12 +24,14 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from benchmarks.datasets import LOADER_VERSION, BenchSet
-from indexer.pipeline import chunk_step, encode_step, write_step
+from indexer.pipeline import chunk_step, encode_step, write_group
 from poshuk import Passage, Searcher, Settings
 from poshuk.encoder import Encoder
 from poshuk.errors import IndexNotFoundError
+from poshuk.index import IndexWriter
+from poshuk.index.layout import FORMAT_VERSION
+from poshuk.ingest import to_upserts
 from poshuk.models import load_encoder, resolve_model
-from poshuk.store import FORMAT_VERSION, IndexWriter
 
 # Code whose output is stored in the index: a change to it builds the set afresh.
 _INDEX_CODE = ("poshuk.chunking", "poshuk.analysis", "poshuk.translit")
@@ -37,9 +39,9 @@ _INDEX_CODE = ("poshuk.chunking", "poshuk.analysis", "poshuk.translit")
 
 def code_fingerprint() -> str:
     """sha256 of the index format, SQLite schema and the sources that make passages and terms."""
-    from poshuk import store
+    from poshuk.index import db
 
-    digest = hashlib.sha256(f"{FORMAT_VERSION}\n{getattr(store, '_SCHEMA', '')}".encode())
+    digest = hashlib.sha256(f"{FORMAT_VERSION}\n{db.SCHEMA}".encode())
     for name in _INDEX_CODE:
         try:
             module = importlib.import_module(name)
@@ -132,12 +134,8 @@ class Workspace:
             for start in range(0, len(bench.corpus), batch_docs):
                 group = bench.corpus[start : start + batch_docs]
                 flat = [p for a in group for p in by_doc[a.id]]
-                vectors = self.vectors(flat)
-                offset = 0
-                for article in group:
-                    n = len(by_doc[article.id])
-                    write_step(writer, article, by_doc[article.id], vectors[offset : offset + n])
-                    offset += n
+                chunked = [(article, by_doc[article.id]) for article in group]
+                write_group(writer, to_upserts(chunked, self.vectors(flat), writer.index.analyzer))
                 bar.update(len(flat))
             writer.commit()
         self.index_seconds[bench.name] = time.perf_counter() - started

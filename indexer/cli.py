@@ -182,7 +182,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     """Delete articles through the same core path as the HTTP API (one durable transaction)."""
-    from poshuk.store import Index, IndexWriter
+    from poshuk.index import Index, IndexWriter
 
     settings = _settings(args)
     live = Index.open(args.index, approximate_above=settings.approximate_above)
@@ -226,7 +226,7 @@ def index_report(index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMAT
     """Read an index folder's size and make-up (read-only)."""
     import sqlite3
 
-    from poshuk.store import Index
+    from poshuk.index import Index
 
     index = Index.open(index_dir, approximate_above=approximate_above)
     try:
@@ -435,8 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PoshukError as err:
         print(f"poshuk: error: {err.one_line()}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("poshuk: interrupted; the index was not changed", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # an incremental `index` run says what it had committed
+        print(f"poshuk: interrupted; {interrupt or 'the index was not changed'}", file=sys.stderr)
         return 130
 
 

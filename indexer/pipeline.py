@@ -1,10 +1,13 @@
-"""The batch indexing pipeline: read -> chunk -> encode -> write.
+"""The batch indexing pipeline: read -> normalise -> chunk -> encode -> analyse -> write.
 
-Each step is a plain function over plain values (paths, ``Article``s, ``Passage``s,
-arrays), so a distributed engine (Ray Data's ``map_batches``) can run the same steps
-on many machines later; here they run in one process, and writing a group overlaps
-encoding the next. The writer works on a private copy of the index and swaps it in
-only when everything succeeded.
+The steps after reading are ``poshuk.ingest``'s, the same ones a live HTTP write goes
+through. Each is a plain function over plain values (paths, ``Article``s, ``Passage``s,
+arrays), so a distributed engine (Ray Data's ``map_batches``) can run them on many
+machines later; here they run in one process, and writing a group overlaps encoding the
+next. Each group is one bounded transaction: a live service's writes wait for at most
+one group, never for the run. A rebuild (or a first build) fills a private new version
+that becomes live only when everything succeeded; an incremental run keeps the groups it
+committed if it is interrupted, each article whole.
 """
 
 from __future__ import annotations
@@ -15,18 +18,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import NDArray
 from tqdm import tqdm
 
-from poshuk.documents import Article, Passage
+from poshuk.documents import Article
 from poshuk.encoder import Encoder
 from poshuk.errors import BadRecordError
-from poshuk.ingest import chunk_step, encode_step, to_upserts
+from poshuk.index import Counts, IndexWriter, Upsert, last_change
+from poshuk.ingest import chunk_step, encode_step, normalise_article, to_upserts
 from poshuk.language import LanguageDetector
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import Settings
-from poshuk.store import Counts, IndexWriter, Upsert, last_change
 
 
 @dataclass
@@ -70,25 +71,27 @@ def read_step(
         yield from read_articles(source, detector=detector, root=root)
 
 
-def write_step(
-    writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: NDArray[np.float32]
-) -> None:
-    """Upsert one article (replacing any earlier version of it)."""
-    writer.upsert(article, passages, vectors)
+def write_step(writer: IndexWriter, item: Upsert) -> None:
+    """Upsert one article (replacing any earlier version of it) in the writer's open batch."""
+    writer.upsert_many([item])
 
 
-def write_group(
-    writer: IndexWriter, chunked: Sequence[tuple[Article, list[Passage]]], vectors: NDArray[np.float32]
-) -> None:
-    """Upsert each article of a group with its slice of ``vectors`` (rows in passage order)."""
-    for item in to_upserts(chunked, vectors):
-        write_step(writer, item.article, item.passages, item.vectors)
+def write_group(writer: IndexWriter, upserts: Sequence[Upsert]) -> None:
+    """Upsert a group of articles as one transaction (durable when this returns)."""
+    for item in upserts:
+        write_step(writer, item)
+    writer.flush()
+
+
+class IndexingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``poshuk index``; says what the index holds now."""
 
 
 def _reencode(articles: Sequence[Article], encoder: Encoder, settings: Settings) -> list[Upsert]:
     """Articles written to the live index during a rebuild with another model, in the new model's vectors."""
     chunked = chunk_step(articles, settings.chunking, encoder.count_tokens)
-    return to_upserts(chunked, encode_step(encoder, [p for _, passages in chunked for p in passages]))
+    vectors = encode_step(encoder, [p for _, passages in chunked for p in passages])
+    return to_upserts(chunked, vectors)  # terms: analysed by the new version's own settings when written
 
 
 def index_paths(
@@ -122,7 +125,7 @@ def index_paths(
             if on_bad_record is not None:
                 on_bad_record(item)
             continue
-        articles[item.id] = item  # a later record with the same id replaces the earlier one
+        articles[item.id] = normalise_article(item, detector)  # a later record with the same id replaces it
     chunked = chunk_step(articles.values(), settings.chunking, encoder.count_tokens)
     total = sum(len(passages) for _, passages in chunked)
     batch_docs = max(1, settings.batch_size * 4)
@@ -144,22 +147,29 @@ def index_paths(
     ):
         try:
             io.submit(writer.open).result()
+            analyzer = writer.index.analyzer
             writing: Future[None] | None = None
             for start in range(0, len(chunked), batch_docs):
                 group = chunked[start : start + batch_docs]
                 flat = [p for _, passages in group for p in passages]
-                vectors = encode_step(encoder, flat)
+                upserts = to_upserts(group, encode_step(encoder, flat), analyzer)
                 if writing is not None:
                     writing.result()  # at most one group waits to be written; a writer error stops the run here
-                writing = io.submit(write_group, writer, group, vectors)
+                writing = io.submit(write_group, writer, upserts)
                 report.documents += len(group)
                 report.passages += len(flat)
                 bar.update(len(flat))
             if writing is not None:
                 writing.result()
             report.counts = io.submit(writer.commit).result()
-        except BaseException:
+        except BaseException as exc:
+            new_version = writer.new_version
             io.submit(writer.abort).result()  # after the write in flight (one thread, tasks in order); idempotent
+            if isinstance(exc, KeyboardInterrupt) and not new_version and writer.committed:
+                raise IndexingInterrupted(
+                    f"{writer.committed} of {len(chunked)} articles were written before the interrupt, each whole; "
+                    "run the same command again to index the rest"
+                ) from None
             raise
     report.seconds = time.perf_counter() - started
     return report

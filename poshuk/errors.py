@@ -18,8 +18,8 @@ HTTP status in one handler. The tree::
         ├── IndexNotFoundError
         ├── IndexCorruptError
         ├── IndexBusyError       another process holds the write lock too long
-        ├── IndexRetiredError    a write reached a version that is no longer live
-        └── StorageFullError     the disk (or quota) is full: a write was not stored (HTTP 507)
+        ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written (HTTP 507)
+        └── IndexRetiredError    a write reached a version that is no longer live
 """
 
 from __future__ import annotations
@@ -105,15 +105,12 @@ class IndexBusyError(IndexStoreError):
     """Another writer held the index's write lock for longer than the busy timeout."""
 
 
+class StorageFullError(IndexStoreError):
+    """A write found no room on disk; it was rolled back whole and the index is as it was (HTTP 507)."""
+
+
 class IndexRetiredError(IndexStoreError):
     """A write reached an index version that a rebuild has replaced; nothing was written.
 
     The writer should open the live version (``Index.open``) and write there.
-    """
-
-
-class StorageFullError(IndexStoreError):
-    """The disk or quota holding the index is full: the write was rolled back, nothing was stored.
-
-    Retrying helps only once space is freed; the service answers 507 Insufficient Storage.
     """

@@ -15,10 +15,9 @@ that article (or, when none is a candidate, to the article's first passage).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
-
 import msgspec
+
+from poshuk.candidates import Candidate, Candidates
 
 
 class FusionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,46 +37,37 @@ class FusionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     article_coverage_power: float = 2.0
 
 
-class ArticleHit(NamedTuple):
-    """One article ranked by article-level BM25."""
-
-    doc_id: str
-    first_row: int  # the row id of its first passage, which stands for it when no passage is a candidate
-    coverage: float  # share (0..1) of query evidence the whole article contains
-
-
-def fuse(
-    dense: Sequence[int],
-    lexical: Sequence[int],
-    coverage: dict[int, float],
-    settings: FusionSettings,
-    articles: Sequence[ArticleHit] = (),
-    doc_of: Mapping[int, str] | None = None,
-) -> list[tuple[int, float]]:
+def fuse(candidates: Candidates, units: int, settings: FusionSettings) -> list[tuple[int, float]]:
     """Row ids with fused scores, best first; ties broken by row id for stable pages.
 
-    ``dense`` and ``lexical`` are ranked row ids; ``coverage`` maps a lexical row id to
-    the share (0..1) of query evidence it contains. ``articles`` are ranked articles and
-    ``doc_of`` maps each row id of ``dense`` and ``lexical`` to its article.
+    ``candidates`` are the retrievers' ranked lists; ``units`` is how many pieces of
+    evidence the query offers, so a candidate's coverage is the share of them it contains.
+    Only the candidates are read: the same call ranks one index's or many shards' lists.
     """
     scores: dict[int, float] = {}
-    for rank, row in enumerate(dense, start=1):
-        scores[row] = scores.get(row, 0.0) + 1.0 / (settings.rrf_k + rank)
-    for rank, row in enumerate(lexical, start=1):
-        weight = settings.lexical_weight * coverage.get(row, 0.0) ** settings.coverage_power
+    for rank, c in enumerate(candidates.dense, start=1):
+        scores[c.row] = scores.get(c.row, 0.0) + 1.0 / (settings.rrf_k + rank)
+    for rank, c in enumerate(candidates.passages, start=1):
+        weight = settings.lexical_weight * _coverage(c, units) ** settings.coverage_power
         if weight > 0.0:
-            scores[row] = scores.get(row, 0.0) + weight / (settings.rrf_k + rank)
-    if articles and settings.article_weight > 0.0:
+            scores[c.row] = scores.get(c.row, 0.0) + weight / (settings.rrf_k + rank)
+    if candidates.articles and settings.article_weight > 0.0:
+        doc_of = {c.row: c.doc_id for c in (*candidates.dense, *candidates.passages)}
         rows_of: dict[str, list[int]] = {}
         for row in scores:
-            doc = (doc_of or {}).get(row)
+            doc = doc_of.get(row)
             if doc is not None:
                 rows_of.setdefault(doc, []).append(row)
-        for rank, article in enumerate(articles, start=1):
-            weight = settings.article_weight * article.coverage**settings.article_coverage_power
+        for rank, article in enumerate(candidates.articles, start=1):
+            weight = settings.article_weight * _coverage(article, units) ** settings.article_coverage_power
             if weight <= 0.0:
                 continue
             vote = weight / (settings.rrf_k + rank)
-            for row in rows_of.get(article.doc_id) or [article.first_row]:
+            for row in rows_of.get(article.doc_id) or [article.row]:
                 scores[row] = scores.get(row, 0.0) + vote
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _coverage(candidate: Candidate, units: int) -> float:
+    """Share (0..1) of the query's evidence units the candidate contains."""
+    return len(candidate.matched) / units if units else 0.0

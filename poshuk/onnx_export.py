@@ -20,8 +20,6 @@ import fcntl
 import importlib.metadata
 import json
 import logging
-import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -34,6 +32,7 @@ from typing import Any
 
 import msgspec
 
+from poshuk.atomic import publish_dir
 from poshuk.errors import ModelError
 
 ONNX_DIR = "onnx"
@@ -342,25 +341,12 @@ def _build(folder: Path, weights_sha256: str, exporter: Callable[[Path, Path], P
         tmp.chmod(0o755)  # mkdtemp makes 0700; services often run as another user
         for path in tmp.iterdir():
             path.chmod(0o644)
-        _rename_into_place(tmp, final)
+        publish_dir(tmp, final)
     except OSError as exc:  # e.g. a full disk
         raise ModelError(f"cannot build the ONNX export in {folder}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record
-
-
-def _rename_into_place(tmp: Path, final: Path) -> None:
-    trash = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-    if final.exists():
-        os.rename(final, trash)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if trash.exists() and not final.exists():
-            os.rename(trash, final)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _remove_stale_builds(folder: Path) -> None:

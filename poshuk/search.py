@@ -25,11 +25,11 @@ from poshuk.documents import clean_text
 from poshuk.encoder import Encoder, Vectors
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
-from poshuk.fusion import ArticleHit, FusionSettings, fuse
+from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import HighlightKind, Span, sentence_span, term_spans
+from poshuk.index import Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
-from poshuk.store import Index, Manifest, StoredDocument, StoredPassage
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -137,7 +137,7 @@ class Searcher:
 
     def stats(self) -> IndexStats:
         m = self._reader.manifest
-        counts = self._reader.counts()
+        counts = self._reader.counts()  # no lock; recounted only after a change
         return IndexStats(documents=counts.documents, passages=counts.passages, model=m.model.name, version=m.version)
 
     def search(
@@ -163,10 +163,11 @@ class Searcher:
         started = time.perf_counter()
         text = clean_text(query).strip()
         self._validate(text, k, mode, offset)
+        filters = None if filters is None else filters.checked()
         terms = analyse_query(text, self._analyzer)
         vector = None if mode == "lexical" else self._encoder.encode_queries([text])
         ranked = self._rank(vector, terms, mode, filters)
-        stored = self._reader.passages_by_row([row for row, _ in ranked])
+        stored = self._reader.passages([row for row, _ in ranked])
         chosen = self._page(ranked, stored, k=k, offset=offset, collapse=collapse, dedupe=dedupe)
         hits = [
             self._hit(offset + n, stored[row], score, others, terms if highlight else None)
@@ -195,41 +196,24 @@ class Searcher:
         if not 0 <= offset <= CANDIDATES - 1:
             raise InvalidQueryError(f"offset must be between 0 and {CANDIDATES - 1}, got {offset}")
 
-    def _dense(self, vector: Vectors, filters: Filters | None) -> list[tuple[int, float]]:
-        return self._reader.search_vectors(vector, CANDIDATES, filters)
-
-    def _lexical(self, terms: QueryTerms, filters: Filters | None) -> list[tuple[int, float]]:
-        if terms.empty:
-            return []
-        return self._reader.lexical_search(terms.match_expression(), CANDIDATES, filters)
-
     def _rank(
         self, vector: Vectors | None, terms: QueryTerms, mode: Mode, filters: Filters | None
     ) -> list[tuple[int, float]]:
-        if vector is None:
-            return self._lexical(terms, filters)
-        if mode == "dense":
-            return self._dense(vector, filters)
-        dense = [row for row, _ in self._dense(vector, filters)]
-        lexical = [row for row, _ in self._lexical(terms, filters)]
-        coverage = self._coverage(terms, lexical)
-        articles = self._articles(terms, filters)
-        doc_of = self._reader.doc_ids(list(dict.fromkeys(dense + lexical))) if articles else None
-        return fuse(dense, lexical, coverage, self.fusion, articles, doc_of)
-
-    def _articles(self, terms: QueryTerms, filters: Filters | None) -> list[ArticleHit]:
-        """Articles ranked by BM25 over all their terms, with their coverage of the query."""
-        if terms.empty or self.fusion.article_weight <= 0.0:
-            return []
-        found = self._reader.article_search(terms.match_expression(), CANDIDATES, filters)
-        indexed = self._reader.article_terms([row for _, row, _ in found])
-        return [ArticleHit(doc, row, terms.text_coverage(indexed.get(row, ""))) for doc, row, _ in found]
-
-    def _coverage(self, terms: QueryTerms, rows: list[int]) -> dict[int, float]:
-        if not rows or terms.empty:
-            return {}
-        indexed = self._reader.lexical_terms(rows)
-        return {row: terms.coverage(set(words)) for row, words in indexed.items()}
+        """(row id, score) best first: one retrieval call, then fusion for hybrid."""
+        hybrid = mode == "hybrid"
+        found = self._reader.retrieve(
+            RetrievalQuery(
+                terms=terms,
+                vector=vector,
+                filters=filters,
+                limit=CANDIDATES,
+                lexical=mode != "dense",
+                articles=hybrid and self.fusion.article_weight > 0.0,
+            )
+        )
+        if not hybrid:
+            return [(c.row, c.score) for c in (found.dense if mode == "dense" else found.passages)]
+        return fuse(found, len(terms.units), self.fusion)
 
     @staticmethod
     def _page(
@@ -318,8 +302,14 @@ class Searcher:
         vectors = self._reader.document_vectors(doc_id)
         centre = vectors.mean(axis=0, keepdims=True)
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        ranked = self._reader.search_vectors(centre.astype(np.float32), CANDIDATES, filters)
-        stored = self._reader.passages_by_row([row for row, _ in ranked])
+        query = RetrievalQuery(
+            terms=QueryTerms(units=()),
+            vector=centre.astype(np.float32),
+            filters=None if filters is None else filters.checked(),
+            limit=CANDIDATES,
+        )
+        ranked = [(c.row, c.score) for c in self._reader.retrieve(query).dense]
+        stored = self._reader.passages([row for row, _ in ranked])
         others = [(row, score) for row, score in ranked if row in stored and stored[row].doc_id != doc_id]
         chosen = self._page(others, stored, k=k, offset=0, collapse=True)
         hits = [self._hit(n, stored[row], score, more, None) for n, (row, score, more) in enumerate(chosen, start=1)]

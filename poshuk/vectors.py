@@ -141,6 +141,13 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def ids(self) -> Ids:
+        """The ids an exact index holds, in insertion order (checks and tools; not for IVF-SQ8)."""
+        if self._ivf is not None:
+            raise ValueError("an IVF-SQ8 index keeps its ids in its inverted lists")
+        id_map: Any = self._index
+        return faiss.vector_to_array(id_map.id_map).astype(np.int64)
+
     def add(self, ids: Ids, vectors: NDArray[np.float32]) -> None:
         if len(ids) == 0:
             return

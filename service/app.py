@@ -25,12 +25,12 @@ from litestar.openapi.spec import Components
 
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
+from poshuk.index import live_version
 from poshuk.integrity import check_integrity
 from poshuk.models import load_encoder
 from poshuk.query_encoding import for_serving
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings, Settings
-from poshuk.store import live_version
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
 from service.bodies import check_json_body
 from service.errors import IndexNotReadyError, problem_handler

@@ -29,9 +29,9 @@ import msgspec
 from litestar.datastructures import State
 
 from poshuk.errors import PoshukError
+from poshuk.index import live_version
 from poshuk.language import LanguageDetector
 from poshuk.search import Searcher
-from poshuk.store import live_version
 
 if TYPE_CHECKING:
     from service.app import ServiceState

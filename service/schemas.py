@@ -14,8 +14,8 @@ import msgspec
 
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, timestamp
+from poshuk.index import StoredDocument
 from poshuk.search import CANDIDATES, Hit, IndexStats, Mode, SearchResult
-from poshuk.store import StoredDocument
 
 
 def _doc(text: str, **extra: Any) -> msgspec.Meta:

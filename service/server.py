@@ -7,9 +7,9 @@ from pathlib import Path
 import uvicorn
 
 from poshuk.errors import ModelMismatchError
+from poshuk.index import live_manifest
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
-from poshuk.store import live_manifest
 from poshuk.vectors import set_search_threads
 from service.app import create_app
 from service.connections import bounded_protocol, raise_open_files_limit

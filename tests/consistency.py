@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from poshuk.store import Index, live_version
+from poshuk.index import Index, live_version
 
 
 def check_index(index_dir: Path) -> dict[str, int]:
@@ -39,7 +38,7 @@ def check_index(index_dir: Path) -> dict[str, int]:
         assert sorted(" ".join(own).split()) == sorted(str(articles[row]).split()), f"article terms of {doc} differ"
     index = Index(folder)
     try:
-        ids = faiss.vector_to_array(index.vectors._index.id_map)
+        ids = index.vectors.flat_ids()
         assert len(ids) == len(set(ids.tolist())), "duplicate vectors in FAISS"
         assert set(ids.tolist()) == set(rows), "FAISS ids differ from passages"
         counts = index.counts()

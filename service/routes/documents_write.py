@@ -26,11 +26,11 @@ from litestar.params import Body, Parameter
 
 from poshuk.documents import normalise_id
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, NotFoundError, PoshukError
+from poshuk.index import Upsert, WriteResult
 from poshuk.ingest import prepare
 from poshuk.readers import article_from_record
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
-from poshuk.store import Counts, Upsert
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
@@ -75,13 +75,13 @@ def _articles(items: list[ArticleIn], path_id: str | None, detector: Any) -> lis
     return list(latest.values())
 
 
-def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], deletes: list[str]) -> Counts:
+def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], deletes: list[str]) -> WriteResult:
     """One durable write; redone on the new version if a rebuild retired this one meanwhile."""
     for _attempt in range(WRITE_ATTEMPTS):
         try:
-            counts = searcher.index.write(upserts, deletes)
-            lifecycle.written(len(upserts), len(deletes))
-            return counts
+            result = searcher.index.write(upserts, deletes)
+            lifecycle.written(len(upserts), len(result.deleted))
+            return result
         except IndexRetiredError:
             try:
                 lifecycle.reload()
@@ -94,13 +94,18 @@ def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], dele
     raise IndexBusyError("the index kept changing versions during this write", hint="retry in a moment")
 
 
-def _upsert(lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None) -> WriteResponse:
+def _upsert(
+    lifecycle: Lifecycle, searcher: Searcher, items: list[ArticleIn], path_id: str | None
+) -> tuple[WriteResult, WriteResponse]:
+    """Encode (no lock held), then write; the write says which ids it replaced."""
     articles = _articles(items, path_id, lifecycle.detector)
-    upserts = prepare(articles, searcher.encoder, searcher.index.manifest.chunking, lifecycle.detector)
-    counts = _apply(lifecycle, searcher, upserts, [])
-    return WriteResponse(
-        ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=counts.seq
+    index = searcher.index
+    upserts = prepare(articles, searcher.encoder, index.manifest.chunking, lifecycle.detector, index.analyzer)
+    result = _apply(lifecycle, searcher, upserts, [])
+    response = WriteResponse(
+        ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=result.seq
     )
+    return result, response
 
 
 def _decode_batch(body: bytes, content_type: str, limit: int) -> list[ArticleIn]:
@@ -202,12 +207,8 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             lifecycle = Lifecycle.of(state)
             wanted = route_id(doc_id)  # the id as stored: 201/200 must compare like with like
 
-            def work() -> tuple[bool, WriteResponse]:
-                existed = _exists(searcher, wanted)
-                return existed, _upsert(lifecycle, searcher, [data], wanted)
-
-            existed, written = await anyio.to_thread.run_sync(work)
-            return Response(written, status_code=200 if existed else 201)
+            result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], wanted))
+            return Response(written, status_code=200 if result.replaced else 201)
 
         @post(
             "/",
@@ -226,7 +227,8 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             lifecycle = Lifecycle.of(state)
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
-            return await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
+            _, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
+            return written
 
         @delete(
             "/{doc_id:path}",
@@ -247,9 +249,10 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             wanted = route_id(doc_id)
 
             def work() -> WriteResponse:
-                searcher.document(wanted)  # NotFoundError -> 404
-                counts = _apply(lifecycle, searcher, [], [wanted])
-                return WriteResponse(ids=[wanted], passages=0, seq=counts.seq)
+                result = _apply(lifecycle, searcher, [], [wanted])
+                if not result.deleted:
+                    raise NotFoundError(f"document {wanted!r} is not in the index")
+                return WriteResponse(ids=[wanted], passages=0, seq=result.seq)
 
             return await anyio.to_thread.run_sync(work)
 
@@ -290,11 +293,3 @@ def _written(description: str) -> ResponseSpec:
 
 def _examples() -> list[Example]:
     return [Example(summary="A Ukrainian article", value=_ARTICLE_EXAMPLE)]
-
-
-def _exists(searcher: Searcher, doc_id: str) -> bool:
-    try:
-        searcher.document(doc_id)
-    except NotFoundError:
-        return False
-    return True

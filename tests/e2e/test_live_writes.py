@@ -292,3 +292,71 @@ def test_rebuild_while_serving_fails_no_request_and_keeps_live_writes(
         server.stop()
     check_index(index_dir)
     assert len(list((index_dir / "versions").glob("v*"))) == 2  # the previous version is kept for rollback
+
+
+def _timed(client: httpx.Client, method: str, url: str, **kwargs: object) -> tuple[int, float]:
+    started = time.perf_counter()
+    response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    return response.status_code, time.perf_counter() - started
+
+
+def test_writes_searches_and_health_do_not_wait_for_a_long_poshuk_index(
+    live_index: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """While `poshuk index` writes 1,000 articles into the live version, an HTTP write waits for
+    at most one of its batches (target: under 2 s) and searches and health checks not at all."""
+    index_dir, config = live_index
+    server = Served(index_dir, config, tmp_path / "server.log")
+    bulk = tmp_path / "bulk.jsonl"
+    with bulk.open("w", encoding="utf-8") as fh:
+        for n in range(1000):
+            text = f"Абзац про бюджет міста {n} і ремонт доріг.\nДругий абзац новини {n} про школи й лікарні."
+            fh.write(json.dumps({"id": f"bulk-{n}", "title": f"Новина {n}", "text": text, "lang": "uk"}) + "\n")
+    timings: dict[str, list[float]] = {"put": [], "search": [], "healthz": [], "readyz": []}
+    indexer = subprocess.Popen(
+        [POSHUK, "index", str(bulk), "--index", str(index_dir), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(config),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30.0, headers=AUTH) as client:
+            before = client.get("/readyz").json()["documents"]
+            deadline = time.monotonic() + 300
+            while client.get("/readyz").json()["documents"] <= before:  # a batch committed: the run is writing
+                assert indexer.poll() is None and time.monotonic() < deadline, indexer.communicate()
+                time.sleep(0.1)
+            for n in range(6):
+                body = {"title": f"Під час індексації {n}", "text": f"Стаття {n}, записана наживо.", "lang": "uk"}
+                status, seconds = _timed(client, "PUT", f"/v1/documents/during-{n}", json=body)
+                assert status == 201, status
+                timings["put"].append(seconds)
+                for name, url in (
+                    ("search", "/v1/search?q=бюджет&k=5"),
+                    ("healthz", "/healthz"),
+                    ("readyz", "/readyz"),
+                ):
+                    status, seconds = _timed(client, "GET", url)
+                    assert status == 200, (name, status)
+                    timings[name].append(seconds)
+            assert indexer.poll() is None, "the run ended before the measurement did: it proves nothing"
+            indexer.send_signal(signal.SIGINT)
+            _, stderr = indexer.communicate(timeout=120)
+            assert indexer.returncode == 130, stderr
+            assert "articles were written before the interrupt" in stderr
+            for n in range(6):
+                assert client.get(f"/v1/documents/during-{n}").status_code == 200
+    finally:
+        if indexer.poll() is None:
+            indexer.kill()
+            indexer.communicate()
+        server.stop()
+    artifacts = Path(__file__).resolve().parents[1] / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "write-during-index.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
+    assert max(timings["put"]) < 2.0, timings
+    assert max(timings["healthz"]) < 0.5 and max(timings["readyz"]) < 0.5, timings
+    assert max(timings["search"]) < 2.0, timings
+    check_index(index_dir)

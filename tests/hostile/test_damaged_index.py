@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from poshuk.store import live_version
+from poshuk.index import live_version
 from tests.hostile.conftest import serving
 from tests.service_support import assert_problem
 from tests.unit.test_integrity import damage

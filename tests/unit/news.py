@@ -12,8 +12,8 @@ from pathlib import Path
 
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
+from poshuk.index import IndexWriter
 from poshuk.settings import ChunkingSettings
-from poshuk.store import IndexWriter
 
 
 def _article(

@@ -11,11 +11,11 @@ import pytest
 from poshuk import dedupe
 from poshuk.documents import Article
 from poshuk.encoder import HashEncoder
+from poshuk.index import Index, IndexWriter, Upsert
 from poshuk.ingest import prepare
 from poshuk.language import LanguageDetector
 from poshuk.search import Searcher
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter, Upsert
 
 WORDS = (
     "уряд порт зерно експорт судно місто рада війна фронт ціна банк газ школа лікарня суд вибори "
@@ -49,7 +49,7 @@ def write(index_dir: Path, encoder: HashEncoder, detector: LanguageDetector, *ar
     upserts = prepare(list(articles), encoder, ChunkingSettings(), detector)
     if not (index_dir / "CURRENT").exists():
         with IndexWriter(index_dir, encoder.identity, ChunkingSettings()) as writer:
-            writer.index.stage(upserts=upserts)
+            writer.upsert_many(upserts)
         return
     index = Index.open(index_dir)
     try:
@@ -61,7 +61,7 @@ def write(index_dir: Path, encoder: HashEncoder, detector: LanguageDetector, *ar
 def clusters(index_dir: Path) -> dict[str, str | None]:
     index = Index.open(index_dir)
     try:
-        rows = index._conn.execute("SELECT doc_id, cluster FROM documents").fetchall()
+        rows = index.read().execute("SELECT doc_id, cluster FROM documents").fetchall()
     finally:
         index.close()
     return {doc: cluster for doc, cluster in rows}
@@ -112,10 +112,10 @@ def test_a_translation_joins_by_meaning_only_across_languages(
     ]
     if one_transaction:
         with IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as writer:
-            writer.index.stage(upserts=items)
+            writer.upsert_many(items)
     else:
         with IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as writer:
-            writer.index.stage(upserts=items[:1])
+            writer.upsert_many(items[:1])
         index = Index.open(tmp_path)
         try:
             for item in items[1:]:
@@ -177,7 +177,7 @@ def test_deleting_the_head_keeps_the_members_cluster(news: Path, hash_encoder: H
     index = Index.open(news)
     try:
         index.write(deletes=["a", "d"])
-        rows = index._conn.execute("SELECT count(*) FROM minhash_bands WHERE doc_id IN ('a', 'd')").fetchone()
+        rows = index.read().execute("SELECT count(*) FROM minhash_bands WHERE doc_id IN ('a', 'd')").fetchone()
         assert rows == (0,)
     finally:
         index.close()

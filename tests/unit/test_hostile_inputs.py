@@ -12,8 +12,8 @@ from litestar.testing import TestClient
 
 from poshuk.encoder import HashEncoder
 from poshuk.errors import StorageFullError
+from poshuk.index import Index
 from poshuk.settings import load_settings
-from poshuk.store import Index
 from service.app import ServiceState, create_app
 from service.bodies import MAX_JSON_DEPTH, json_too_deep
 from service.errors import redact_paths

@@ -9,10 +9,10 @@ import pytest
 from poshuk.documents import Article
 from poshuk.encoder import HashEncoder
 from poshuk.errors import InputError
+from poshuk.index import Index, IndexWriter
 from poshuk.ingest import normalise_article, prepare
 from poshuk.language import LanguageDetector
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,20 @@ def test_prepare_then_live_write(tmp_path: Path, hash_encoder: HashEncoder, dete
     ]
     upserts = prepare(articles, hash_encoder, ChunkingSettings(min_chars=0), detector)
     assert [len(u.passages) for u in upserts] == [2, 1]
-    counts = index.write(upserts=upserts)
+    written = index.write(upserts=upserts)
+    assert written.replaced == ()  # both were new
+    counts = index.counts()
     assert (counts.documents, counts.passages) == (2, 3)
     assert [lang for lang in (index.document("n1").article.lang, index.document("n2").article.lang)] == ["uk", "en"]
     index.close()
+
+
+def test_a_letterless_article_gets_no_language_on_either_write_path(detector: LanguageDetector) -> None:
+    """`poshuk index` (the reader) and HTTP writes (the same reader, then prepare) agree: no letters, no lang."""
+    from poshuk.readers import article_from_record
+
+    record = {"id": "nums", "title": "2023", "text": "1 000 000 — 42 %"}
+    read = article_from_record(record, detector)
+    assert read.lang is None
+    assert normalise_article(read, detector).lang is None
+    assert normalise_article(Article(id="nums", title="2023", text="1 000 000"), detector).lang is None

@@ -10,10 +10,10 @@ from litestar.testing import TestClient
 
 from poshuk.encoder import HashEncoder
 from poshuk.errors import IndexCorruptError
+from poshuk.index import live_version
 from poshuk.integrity import check_integrity
 from poshuk.search import Searcher
 from poshuk.settings import load_settings
-from poshuk.store import live_version
 from service.app import ServiceState, create_app
 from tests.service_support import assert_problem
 from tests.unit.test_service_api import _build_index

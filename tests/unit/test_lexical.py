@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 
 from poshuk.analysis import Analyzer, LexicalSettings
+from poshuk.candidates import Candidate, Candidates
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, where_clause
-from poshuk.fusion import ArticleHit, FusionSettings, fuse
+from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
 from poshuk.query import analyse_query
 from poshuk.translit import transliterate
@@ -71,38 +73,70 @@ def test_query_names_become_cyrillic_prefixes(analyzer: Analyzer) -> None:
     assert query.text_coverage("") == 0.0
 
 
+UNITS = ("u1", "u2")  # a query with two pieces of evidence: coverage is 0, 0.5 or 1
+
+
+def _c(row: int, doc: str = "", coverage: float = 0.0) -> Candidate:
+    return Candidate(row, doc or f"d{row}", 0.0, UNITS[: round(coverage * len(UNITS))])
+
+
+def _fused(
+    dense: list[int],
+    lexical: dict[int, float],
+    settings: FusionSettings,
+    articles: list[Candidate] | None = None,
+    doc_of: dict[int, str] | None = None,
+) -> list[tuple[int, float]]:
+    doc = doc_of or {}
+    found = Candidates(
+        dense=[_c(r, doc.get(r, "")) for r in dense],
+        passages=[_c(r, doc.get(r, ""), cov) for r, cov in lexical.items()],
+        articles=articles or [],
+    )
+    return fuse(found, len(UNITS), settings)
+
+
 def test_fusion_scales_lexical_votes_by_coverage() -> None:
     settings = FusionSettings(rrf_k=60.0, lexical_weight=1.0, coverage_power=1.0)
-    fused = dict(fuse([1, 2], [3, 2], {3: 0.0, 2: 1.0}, settings))
+    fused = dict(_fused([1, 2], {3: 0.0, 2: 1.0}, settings))
     assert 3 not in fused  # a lexical hit with no coverage gets no vote
     assert fused[2] == pytest.approx(1 / 62 + 1 / 62)
-    assert [row for row, _ in fuse([1, 2], [3, 2], {3: 0.0, 2: 1.0}, settings)] == [2, 1]
+    assert [row for row, _ in _fused([1, 2], {3: 0.0, 2: 1.0}, settings)] == [2, 1]
 
 
 def test_fusion_is_stable_for_equal_scores() -> None:
     settings = FusionSettings()
-    assert [r for r, _ in fuse([5], [7], {7: 1.0}, settings)] == [5, 7]
+    assert [r for r, _ in _fused([5], {7: 1.0}, settings)] == [5, 7]
 
 
 def test_article_votes_go_to_every_candidate_passage_of_the_article() -> None:
     settings = FusionSettings(rrf_k=10.0, article_weight=1.0, article_coverage_power=2.0)
     doc_of = {1: "a", 2: "b", 3: "b"}
-    articles = [ArticleHit("b", 2, 0.5), ArticleHit("a", 1, 1.0)]
-    fused = dict(fuse([1, 2], [3], {3: 1.0}, settings, articles, doc_of))
+    articles = [_c(2, "b", 0.5), _c(1, "a", 1.0)]
+    fused = dict(_fused([1, 2], {3: 1.0}, settings, articles, doc_of))
     assert fused[2] == pytest.approx(1 / 12 + 0.25 / 11)
     assert fused[3] == pytest.approx(1 / 11 + 0.25 / 11)
     assert fused[1] == pytest.approx(1 / 11 + 1 / 12)
     # without articles (or with article_weight 0) the fusion is the passage-level one
     off = FusionSettings(article_weight=0.0)
-    assert fuse([1, 2], [3], {3: 1.0}, off, articles, doc_of) == fuse([1, 2], [3], {3: 1.0}, off)
+    assert _fused([1, 2], {3: 1.0}, off, articles, doc_of) == _fused([1, 2], {3: 1.0}, off, None, doc_of)
 
 
 def test_an_article_without_candidate_passages_enters_by_its_first_passage() -> None:
     settings = FusionSettings()
-    articles = [ArticleHit("c", 40, 1.0), ArticleHit("d", 50, 0.0)]
-    fused = dict(fuse([1], [], {}, settings, articles, {1: "a"}))
+    articles = [_c(40, "c", 1.0), _c(50, "d", 0.0)]
+    fused = dict(_fused([1], {}, settings, articles, {1: "a"}))
     assert fused[40] == pytest.approx(1 / (settings.rrf_k + 1))
     assert 50 not in fused  # an article with no coverage gets no vote
+
+
+def test_candidates_cross_a_process_boundary_and_fuse_the_same() -> None:
+    """What a shard sends (msgpack) is all fusion needs: the decoded lists rank identically."""
+    settings = FusionSettings()
+    found = Candidates(dense=[_c(1), _c(2)], passages=[_c(2, "", 1.0), _c(3, "", 0.5)], articles=[_c(1, "d1", 1.0)])
+    sent = msgspec.msgpack.decode(msgspec.msgpack.encode(found), type=Candidates)
+    assert sent == found
+    assert fuse(sent, len(UNITS), settings) == fuse(found, len(UNITS), settings)
 
 
 def test_term_spans_cover_inflected_forms_and_names(analyzer: Analyzer) -> None:
@@ -124,10 +158,25 @@ def test_filters_to_sql() -> None:
     condition, params = where_clause(
         Filters(lang=("uk",), tags=("спорт", "футбол"), published_from=start, published_to=start + timedelta(days=1))
     )
-    assert condition.count("json_each") == 2
-    assert params == ["uk", "спорт", "футбол", start.timestamp(), start.timestamp() + 86400]
+    assert condition.count("json_each") == 1  # one subquery per row, however many tags
+    assert params == ["uk", "спорт", "футбол", 2, start.timestamp(), start.timestamp() + 86400]
     assert where_clause(None) == ("1", [])
     assert where_clause(Filters()) == ("1", [])
+
+
+def test_filter_lists_are_bounded_and_deduplicated() -> None:
+    import msgspec
+
+    from poshuk.filters import MAX_FILTER_VALUE_CHARS, MAX_FILTER_VALUES
+
+    assert Filters(tags=("a", "b", "a")).checked().tags == ("a", "b")
+    with pytest.raises(InvalidQueryError, match=f"at most {MAX_FILTER_VALUES}"):
+        Filters(tags=tuple(f"t{n}" for n in range(MAX_FILTER_VALUES + 1))).checked()
+    with pytest.raises(InvalidQueryError, match=f"at most {MAX_FILTER_VALUE_CHARS}"):
+        Filters(source=("x" * (MAX_FILTER_VALUE_CHARS + 1),)).checked()
+    body = msgspec.json.encode({"tags": [f"t{n}" for n in range(MAX_FILTER_VALUES + 1)]})
+    with pytest.raises(msgspec.ValidationError, match=f"length <= {MAX_FILTER_VALUES}"):
+        msgspec.json.decode(body, type=Filters)  # the same bound when decoding a request
 
 
 def test_filters_compare_instants_across_zones() -> None:

@@ -15,11 +15,12 @@ from indexer.pipeline import encode_step, index_paths, read_step
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import BadRecordError
+from poshuk.index import Index, IndexWriter, Upsert
 from poshuk.ingest import chunk_step
 from poshuk.language import LanguageDetector
 from poshuk.settings import Settings, load_settings
-from poshuk.store import Index, IndexWriter
 from tests.conftest import EXAMPLES
+from tests.consistency import check_index
 
 
 def test_examples_index_completely(tmp_path: Path, hash_encoder: HashEncoder, settings: Settings) -> None:
@@ -144,12 +145,12 @@ def test_writing_a_group_overlaps_encoding_the_next(tmp_path: Path, monkeypatch:
     writer_threads: set[int] = set()
     real_write, real_open = pipeline.write_step, IndexWriter.open
 
-    def write_step(writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: Vectors) -> None:
+    def write_step(writer: IndexWriter, item: Upsert) -> None:
         writer_threads.add(threading.get_ident())
-        group = int(article.id[1:]) // GROUP
+        group = int(item.article.id[1:]) // GROUP
         if group + 1 < groups:  # a sequential pipeline encodes the next group only after this write: it waits in vain
             overlapped.append(encoder.started[group + 1].wait(WAIT_S))
-        real_write(writer, article, passages, vectors)
+        real_write(writer, item)
 
     def open_writer(writer: IndexWriter) -> None:
         writer_threads.add(threading.get_ident())
@@ -175,42 +176,72 @@ def test_writing_a_group_overlaps_encoding_the_next(tmp_path: Path, monkeypatch:
 
 
 @pytest.mark.parametrize("error", [RuntimeError("encoder broke"), KeyboardInterrupt()])
-def test_an_encoder_error_mid_run_leaves_the_index_as_it_was(
+def test_an_encoder_error_mid_run_keeps_the_committed_groups_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings, error: BaseException
 ) -> None:
+    """An incremental run commits group by group (so live writers wait for one group at most):
+    a failure keeps the groups already written, each article whole, and nothing of the rest."""
     index_dir = tmp_path / "idx"
     index_paths([EXAMPLES], index_dir, encoder=HashEncoder(dimension=64), settings=settings, progress=False)
     live_before = (index_dir / "CURRENT").read_text(encoding="utf-8")
     written: list[str] = []
     real_write = pipeline.write_step
 
-    def write_step(writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: Vectors) -> None:
-        real_write(writer, article, passages, vectors)
-        written.append(article.id)
+    def write_step(writer: IndexWriter, item: Upsert) -> None:
+        real_write(writer, item)
+        written.append(item.article.id)
 
     monkeypatch.setattr(pipeline, "write_step", write_step)
     encoder = _CountingEncoder(groups=4, fail_on=2, error=error)
     source = _news(tmp_path / "news.jsonl", groups=4)
-    with pytest.raises(type(error)) as raised:
+    expected: type[BaseException] = (
+        pipeline.IndexingInterrupted if isinstance(error, KeyboardInterrupt) else type(error)
+    )
+    with pytest.raises(expected) as raised:
         index_paths([source], index_dir, encoder=encoder, settings=_small_batches(tmp_path), progress=False)
-    assert raised.value is error  # the encoder's own exception, not a wrapper
-    assert written == [f"n{n:02}" for n in range(2 * GROUP)]  # two groups were written, then rolled back
+    if isinstance(error, KeyboardInterrupt):
+        assert f"{2 * GROUP} of {4 * GROUP} articles were written" in str(raised.value)
+    else:
+        assert raised.value is error  # the encoder's own exception, not a wrapper
+    assert written == [f"n{n:02}" for n in range(2 * GROUP)]  # two groups were written and committed
     assert not _writer_threads()
+    assert (index_dir / "CURRENT").read_text(encoding="utf-8") == live_before  # the same version, grown
+    reader = Index.open(index_dir)
+    assert reader.counts().documents == 30 + 2 * GROUP
+    assert len(reader.vectors) == reader.counts().passages
+    reader.close()
+    check_index(index_dir)  # every committed article whole: passages, terms and vectors agree
+    report = index_paths([source], index_dir, encoder=HashEncoder(dimension=64), settings=settings, progress=False)
+    assert report.counts is not None and report.counts.documents == 30 + 4 * GROUP  # the rerun finishes the job
+
+
+def test_an_error_during_a_rebuild_leaves_the_live_version_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    index_dir = tmp_path / "idx"
+    index_paths([EXAMPLES], index_dir, encoder=HashEncoder(dimension=64), settings=settings, progress=False)
+    live_before = (index_dir / "CURRENT").read_text(encoding="utf-8")
+    encoder = _CountingEncoder(groups=4, fail_on=2, error=KeyboardInterrupt())
+    source = _news(tmp_path / "news.jsonl", groups=4)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        index_paths(
+            [source], index_dir, encoder=encoder, settings=_small_batches(tmp_path), rebuild=True, progress=False
+        )
+    assert not isinstance(raised.value, pipeline.IndexingInterrupted)  # nothing to report: nothing changed
     assert (index_dir / "CURRENT").read_text(encoding="utf-8") == live_before
+    assert not list((index_dir / "versions").glob("tmp-*"))
     reader = Index.open(index_dir)
     assert reader.counts().documents == 30
     reader.close()
-    report = index_paths([source], index_dir, encoder=HashEncoder(dimension=64), settings=settings, progress=False)
-    assert report.counts is not None and report.counts.documents == 30 + 4 * GROUP  # nothing was left locked
 
 
 def test_a_writer_error_stops_encoding_and_leaves_no_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_write = pipeline.write_step
 
-    def write_step(writer: IndexWriter, article: Article, passages: Sequence[Passage], vectors: Vectors) -> None:
-        if article.id == f"n{GROUP + 1:02}":
+    def write_step(writer: IndexWriter, item: Upsert) -> None:
+        if item.article.id == f"n{GROUP + 1:02}":
             raise OSError("disk full")
-        real_write(writer, article, passages, vectors)
+        real_write(writer, item)
 
     monkeypatch.setattr(pipeline, "write_step", write_step)
     encoder = _CountingEncoder(groups=6)

@@ -10,10 +10,11 @@ from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
 from poshuk.errors import InvalidQueryError, ModelMismatchError, NotFoundError
 from poshuk.filters import Filters
+from poshuk.index import Index, IndexWriter
 from poshuk.query import analyse_query
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter
+from tests import index_queries as q
 
 DOCS = {
     "grain": ("Зерновий коридор", ["Судна з зерном вийшли з порту Одеса", "Експорт пшениці зріс"]),
@@ -122,17 +123,17 @@ def test_similar_lists_other_articles_once_each(index_dir: Path, hash_encoder: H
 def test_a_filters_allowed_rows_are_kept_until_the_next_change(index_dir: Path, hash_encoder: HashEncoder) -> None:
     index = Index.open(index_dir)
     only_test = Filters(source=("test",))
-    first = index.allowed_rows(only_test)
+    first = q.allowed_rows(index, only_test)
     assert len(first) == 4 and not first.flags.writeable
-    assert index.allowed_rows(only_test) is first  # the same filter again: no query
-    assert len(index.allowed_rows(Filters(source=("other",)))) == 0
+    assert q.allowed_rows(index, only_test) is first  # the same filter again: no query
+    assert len(q.allowed_rows(index, Filters(source=("other",)))) == 0
     with IndexWriter(index_dir, hash_encoder.identity, ChunkingSettings()) as writer:  # another writer commits
         text = "Нова стаття про порт"
         passage = Passage(id=passage_id("new", 0), doc_id="new", ordinal=0, text=text, embed_text=text)
         writer.upsert(
             Article(id="new", title="", text=text, source="test"), [passage], hash_encoder.encode_passages([text])
         )
-    assert len(index.allowed_rows(only_test)) == 5  # a logged change makes it read again
+    assert len(q.allowed_rows(index, only_test)) == 5  # a logged change makes it read again
     index.refresh()
     searcher = Searcher(index, hash_encoder)
     everything = searcher.search("порт", k=10, mode="dense", filters=only_test)  # allows all: no selector
@@ -149,14 +150,14 @@ def test_a_broad_filter_ranks_like_the_joined_query(index_dir: Path, hash_encode
     index = Index.open(index_dir)
     searcher = Searcher(index, hash_encoder)
     broad = Filters(source=("test",))  # 4 of 5 passages: ranked unfiltered, then kept if allowed
-    allowed = set(index.allowed_rows(broad).tolist())
+    allowed = set(q.allowed_rows(index, broad).tolist())
     for query in ("порт зерно", "Динамо", "ECB rates"):
-        match = analyse_query(query, searcher._analyzer).match_expression()
-        everything = index.lexical_search(match, 100)
+        match = analyse_query(query, searcher._analyzer)
+        everything = q.lexical(index, match, 100)
         for limit in (1, 2, 10):
-            assert index.lexical_search(match, limit, broad) == [h for h in everything if h[0] in allowed][:limit]
-        articles = index.article_search(match, 100)
-        assert index.article_search(match, 10, broad) == [a for a in articles if a[1] in allowed][:10]
+            assert q.lexical(index, match, limit, broad) == [h for h in everything if h[0] in allowed][:limit]
+        articles = q.articles(index, match, 100)
+        assert q.articles(index, match, 10, broad) == [a for a in articles if a[1] in allowed][:10]
     narrow = Filters(source=("other",))  # 1 of 5: the joined query
-    match = analyse_query("порт", searcher._analyzer).match_expression()
-    assert [r for r, _ in index.lexical_search(match, 10, narrow)] == sorted(index.allowed_rows(narrow).tolist())
+    match = analyse_query("порт", searcher._analyzer)
+    assert [r for r, _ in q.lexical(index, match, 10, narrow)] == sorted(q.allowed_rows(index, narrow).tolist())

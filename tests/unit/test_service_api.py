@@ -18,8 +18,8 @@ from litestar.testing import TestClient
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import IndexNotFoundError, ModelError
+from poshuk.index import IndexWriter
 from poshuk.settings import ChunkingSettings, ServiceSettings, Settings
-from poshuk.store import IndexWriter
 from service.app import ServiceState, create_app
 from service.errors import IndexNotReadyError
 from service.server import serve

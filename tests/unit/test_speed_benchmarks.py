@@ -18,8 +18,8 @@ from benchmarks.scaled import build_scaled_index
 from benchmarks.workspace import Workspace
 from poshuk import Article
 from poshuk.encoder import HashEncoder
+from poshuk.index import Index
 from poshuk.settings import Settings
-from poshuk.store import Index
 from tests.conftest import REPO
 
 

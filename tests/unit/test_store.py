@@ -18,8 +18,9 @@ from poshuk.errors import (
     NotFoundError,
 )
 from poshuk.filters import Filters
+from poshuk.index import Index, IndexWriter, Upsert, iter_versions, live_version
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter, Upsert, iter_versions, live_version
+from tests import index_queries as q
 from tests.consistency import check_index
 
 
@@ -61,25 +62,24 @@ def test_article_search_scores_whole_articles_and_follows_writes(tmp_path: Path,
     single = _article("single", "порт", "інше", title="")
     _write(tmp_path, hash_encoder, spread, single, _article("other", "футбол", title=""))
     index = Index.open(tmp_path)
-    found = index.article_search('"порт" OR "зерно"', 10)
+    found = q.articles(index, q.terms("порт", "зерно"), 10)
     assert [doc for doc, _, _ in found] == ["spread", "single"]
     first = {doc: row for doc, row, _ in found}
     assert first["spread"] == min(p.row_id for p in index.document("spread").passages)
-    assert sorted(index.article_terms([first["spread"]])[first["spread"]].split()) == [
+    assert sorted(q.article_terms(index, first["spread"]).split()) == [
         "експорт",
         "зерно",
         "одеса",
         "порт",
     ]
-    assert index.doc_ids([first["single"]]) == {first["single"]: "single"}
-    assert index.article_search('"порт"', 10, Filters(lang=("en",))) == []
+    assert q.articles(index, q.terms("порт"), 10, Filters(lang=("en",))) == []
     index.close()
     _write(tmp_path, hash_encoder, _article("spread", "нічого спільного", title=""))
     with IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()) as writer:
         writer.delete("single")
     index = Index.open(tmp_path)
-    assert index.article_search('"порт" OR "зерно"', 10) == []
-    assert [doc for doc, _, _ in index.article_search('"спільний"', 10)] == ["spread"]
+    assert q.articles(index, q.terms("порт", "зерно"), 10) == []
+    assert [doc for doc, _, _ in q.articles(index, q.terms("спільний"), 10)] == ["spread"]
     index.close()
     check_index(tmp_path)
 
@@ -91,7 +91,7 @@ def test_an_index_made_before_article_terms_gets_them_on_open(tmp_path: Path, ha
     conn.commit()
     conn.close()
     index = Index.open(tmp_path)  # adds the table from the passages' stored terms
-    assert [doc for doc, _, _ in index.article_search('"зерно"', 10)] == ["a"]
+    assert [doc for doc, _, _ in q.articles(index, q.terms("зерно"), 10)] == ["a"]
     index.close()
     check_index(tmp_path)
 
@@ -105,9 +105,9 @@ def test_without_article_terms_article_search_is_empty_and_writes_still_work(
     conn.execute("DROP TABLE article_lexical")  # as if the open could not add it (a read-only copy, say)
     conn.commit()
     conn.close()
-    assert index.article_search('"порт"', 10) == []
+    assert q.articles(index, q.terms("порт"), 10) == []
     index.write(upserts=[_upsert(hash_encoder, _article("b", "порт"))])
-    assert {p.doc_id for p in index.passages_by_row([r for r, _ in index.lexical_search('"порт"', 10)]).values()} == {
+    assert {p.doc_id for p in index.passages([r for r, _ in q.lexical(index, q.terms("порт"), 10)]).values()} == {
         "a",
         "b",
     }
@@ -130,7 +130,7 @@ def test_delete_removes_article_passages_vectors_and_terms(tmp_path: Path, hash_
         assert writer.delete("never-there") is False
     index = Index.open(tmp_path)
     assert (index.counts().documents, index.counts().passages, len(index.vectors)) == (1, 1, 1)
-    assert index.lexical_search('"одеса"', 10) == []
+    assert q.lexical(index, q.terms("одеса"), 10) == []
     index.close()
 
 
@@ -154,9 +154,7 @@ def test_live_writes_are_visible_at_once_and_to_other_processes_after_refresh(
     serving, other = Index.open(tmp_path), Index.open(tmp_path)
     vector = hash_encoder.encode_queries(["нова стаття про бюджет"])
     serving.write(upserts=[_upsert(hash_encoder, _article("b", "нова стаття про бюджет"))])
-    assert serving.search_vectors(vector, 1)[0][0] in serving.passages_by_row(
-        [r for r, _ in serving.search_vectors(vector, 1)]
-    )
+    assert q.dense(serving, vector, 1)[0][0] in serving.passages([r for r, _ in q.dense(serving, vector, 1)])
     assert len(serving.vectors) == 2
     assert len(other.vectors) == 1
     assert other.refresh() == 1
@@ -177,8 +175,8 @@ def test_replay_after_snapshot_gives_the_same_vectors(tmp_path: Path, hash_encod
     reopened = Index.open(tmp_path)
     assert len(reopened.vectors) == reopened.counts().passages == 5
     query = hash_encoder.encode_queries(["text 3"])
-    best = reopened.search_vectors(query, 1)[0][0]
-    assert reopened.passages_by_row([best])[best].doc_id == "d3"
+    best = q.dense(reopened, query, 1)[0][0]
+    assert reopened.passages([best])[best].doc_id == "d3"
     reopened.close()
 
 
@@ -271,20 +269,29 @@ def test_vectors_follow_sqlite_when_rows_were_removed_behind_faiss(tmp_path: Pat
     index.close()
 
 
-def test_a_second_writer_waits_and_then_fails_clearly(
+def test_a_second_writer_waits_for_the_open_batch_and_then_fails_clearly(
     tmp_path: Path, hash_encoder: HashEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import poshuk.store as store
+    import poshuk.index.db as db
 
     _write(tmp_path, hash_encoder, _article("a", "one"))
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
     first = IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings())
     first.open()
+    second = IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings())
+    second.open()  # opening takes no lock: only a batch does
     try:
+        first.begin()
         with pytest.raises(IndexStoreError, match="busy"):
-            IndexWriter(tmp_path, hash_encoder.identity, ChunkingSettings()).open()
+            second.begin()
+        reader = Index.open(tmp_path)  # readers never wait for a writer
+        assert reader.counts().documents == 1 and reader.document("a").article.id == "a"
+        reader.close()
+        first.flush()
+        second.begin()  # the batch ended: the lock is free
     finally:
         first.abort()
+        second.abort()
 
 
 def test_vectors_of_the_wrong_dimension_are_refused(tmp_path: Path, hash_encoder: HashEncoder) -> None:
@@ -295,3 +302,22 @@ def test_vectors_of_the_wrong_dimension_are_refused(tmp_path: Path, hash_encoder
         index.write(upserts=[Upsert(article, passages, np.zeros((1, 8), dtype=np.float32))])
     assert index.counts().documents == 1
     index.close()
+
+
+def test_a_full_disk_is_a_clear_error_and_changes_nothing(tmp_path: Path, hash_encoder: HashEncoder) -> None:
+    from poshuk.errors import StorageFullError
+
+    _write(tmp_path, hash_encoder, _article("a", "one"))
+    index = Index.open(tmp_path)
+    (pages,) = index._db.execute("PRAGMA page_count").fetchone()
+    index._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own way to run out of room
+    big = _article("big", *[f"абзац {n} " + "слово " * 200 for n in range(40)])
+    with pytest.raises(StorageFullError, match="disk is full"):
+        index.write(upserts=[_upsert(hash_encoder, big)])
+    assert not index._db.in_transaction  # rolled back, not left open (nor masked by a failed ROLLBACK)
+    assert index.counts().documents == 1
+    index._db.execute("PRAGMA max_page_count = 1073741823")
+    index.write(upserts=[_upsert(hash_encoder, big)])  # room again: the same write succeeds
+    assert index.counts().documents == 2
+    index.close()
+    check_index(tmp_path)

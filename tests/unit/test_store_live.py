@@ -11,9 +11,10 @@ from poshuk.analysis import Analyzer
 from poshuk.documents import Article
 from poshuk.encoder import HashEncoder
 from poshuk.errors import IndexCorruptError, IndexRetiredError, IndexStoreError
+from poshuk.index import Index, IndexWriter, Upsert, live_version
 from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.settings import ChunkingSettings
-from poshuk.store import Index, IndexWriter, Upsert, live_version
+from tests import index_queries as q
 from tests.consistency import check_index
 from tests.unit.test_store import _article, _upsert, _write
 
@@ -51,7 +52,7 @@ def test_rebuild_keeps_upserts_and_deletes_made_on_the_live_version_meanwhile(
         assert index.counts().documents == 2  # "keep" was not in the sources; "gone" was deleted live
         # the lexical postings came along, as the analyser makes them
         passages = index.document("http").passages
-        terms = index.lexical_terms([p.row_id for p in passages])
+        terms = q.passage_terms(index, [p.row_id for p in passages])
         analyzer = Analyzer(index.manifest.lexical)
         assert [terms[p.row_id] for p in passages] == [analyzer.terms(f"Title\n{p.text}") for p in passages]
     finally:

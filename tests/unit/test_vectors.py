@@ -10,9 +10,10 @@ from numpy.typing import NDArray
 
 from poshuk.documents import Article, Passage, passage_id
 from poshuk.encoder import HashEncoder
+from poshuk.index import Index, IndexWriter, live_version
 from poshuk.settings import ChunkingSettings, Settings
-from poshuk.store import Index, IndexWriter, live_version
 from poshuk.vectors import FLAT_IP, VectorIndex, nlist_for, nprobe_for
+from tests import index_queries as q
 
 DIM = 32
 
@@ -135,10 +136,10 @@ def test_store_snapshot_turns_ivf_past_the_threshold_and_rebuild_builds_ivf(
     index = Index.open(tmp_path, approximate_above=200)
     assert index.vectors.approximate_kind and len(index.vectors) == 300  # the writer's snapshot converted it
     query = hash_encoder.encode_passages(["article 42 paragraph 1 about topic 0"])
-    best = index.search_vectors(query, 1)[0][0]
-    assert index.passages_by_row([best])[best].passage_id == "d42#1"
+    best = q.dense(index, query, 1)[0][0]
+    assert index.passages([best])[best].passage_id == "d42#1"
     index.write(deletes=["d42"])
-    assert all(index.passages_by_row([r])[r].doc_id != "d42" for r, _ in index.search_vectors(query, 10))
+    assert all(index.passages([r])[r].doc_id != "d42" for r, _ in q.dense(index, query, 10))
     index.close()
     for snapshot in live_version(tmp_path).glob("vectors-*.faiss"):
         snapshot.unlink()
@@ -170,7 +171,7 @@ def test_the_setting_reaches_the_index_through_index_paths_and_searcher_open(
     searcher = Searcher.open(index_dir, tiny, encoder=hash_encoder)
     assert searcher.index.vectors.approximate_kind  # the writer's snapshot turned IVF at the tiny threshold
     assert searcher.index.approximate_above == 10
-    hits = searcher.index.search_vectors(hash_encoder.encode_queries(["anything"]), 5)
+    hits = q.dense(searcher.index, hash_encoder.encode_queries(["anything"]), 5)
     assert len(hits) == 5 and hits == sorted(hits, key=lambda h: -h[1])  # re-scored, best first
     searcher.close()
     for snapshot in live_version(index_dir).glob("vectors-*.faiss"):
@@ -187,7 +188,7 @@ def test_rescoring_ranks_approximate_candidates_by_exact_inner_product(tmp_path:
     import contextlib
     import sqlite3
 
-    from poshuk.store import rescore
+    from poshuk.index.mirror import rescore
 
     vectors = _clustered(50)
     with contextlib.closing(sqlite3.connect(tmp_path / "p.sqlite")) as conn:

@@ -17,8 +17,8 @@ from litestar.testing import TestClient
 from indexer.cli import main
 from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, Vectors
+from poshuk.index import Index, IndexWriter, live_version
 from poshuk.settings import ChunkingSettings, Settings, load_settings
-from poshuk.store import Index, IndexWriter, live_version
 from service.app import ServiceState, create_app
 from service.auth import new_key
 from service.lifecycle import Lifecycle

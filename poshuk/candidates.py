@@ -1,0 +1,30 @@
+"""What retrievers hand to fusion: the seam between "what a shard can answer" and "how it is ranked".
+
+A retriever (dense, passage BM25, article BM25) runs against one index (one shard of an
+archive) and returns ranked ``Candidate`` lists; ``poshuk.fusion`` ranks them globally
+and never touches an index. Plain values only, so a shard on another machine can send
+them (``msgspec`` encodes them as they are).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+
+
+class Candidate(NamedTuple):
+    """One passage (or, from article BM25, one article by its first passage) a retriever found."""
+
+    row: int  # the passage's row id; for an article, the row id of its first passage
+    doc_id: str
+    score: float  # the retriever's raw score: cosine, or BM25 (higher is better)
+    matched: tuple[str, ...] = ()  # the query terms (evidence units) it contains; () for dense
+
+
+class Candidates(msgspec.Struct, frozen=True, kw_only=True):
+    """Each retriever's ranked list for one query, best first."""
+
+    dense: list[Candidate] = []
+    passages: list[Candidate] = []
+    articles: list[Candidate] = []

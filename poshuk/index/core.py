@@ -1,0 +1,288 @@
+"""``Index``: one open index version — retrieval, reads and durable writes — safe across threads.
+
+Readers never wait on writers: each reading thread has its own SQLite connection in WAL
+mode (a consistent snapshot per call) and FAISS sits behind a readers-writer lock that
+only the brief in-memory replay of a committed change takes exclusively. Writers share
+one connection behind ``_write_lock`` and SQLite's ``BEGIN IMMEDIATE`` (which also orders
+them against other processes); a write's vectors and terms are computed before either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from poshuk.analysis import Analyzer
+from poshuk.candidates import Candidate, Candidates
+from poshuk.encoder import ModelIdentity, check_backend
+from poshuk.errors import IndexBusyError, IndexRetiredError, IndexStoreError, ModelMismatchError, NotFoundError
+from poshuk.filters import Filters
+from poshuk.index.db import (
+    DOCUMENT_SELECT,
+    PASSAGE_SELECT,
+    SQLITE_NAME,
+    Counts,
+    ReadConnections,
+    StoredDocument,
+    StoredPassage,
+    add_articles,
+    article_from_row,
+    connect,
+    has_articles,
+    last_seq,
+    passage_from_row,
+    rollback,
+    select_in,
+    storage_error,
+)
+from poshuk.index.layout import index_dir_of, live_version, read_manifest
+from poshuk.index.lexical import article_bm25, passage_bm25
+from poshuk.index.mirror import VectorMirror
+from poshuk.index.plan import AllowedCache, FilterPlan
+from poshuk.index.writes import Stager, Upsert
+from poshuk.query import QueryTerms
+from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
+
+
+@dataclass(frozen=True)
+class RetrievalQuery:
+    """A query compiled once for every retriever of one index (or one shard)."""
+
+    terms: QueryTerms
+    vector: NDArray[np.float32] | None = None  # (1, dim); None: no dense retrieval
+    filters: Filters | None = None
+    limit: int = 200
+    lexical: bool = False  # passage BM25
+    articles: bool = False  # article BM25
+
+
+class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A committed write: the index's last change after it, and which ids already existed."""
+
+    seq: int
+    replaced: tuple[str, ...] = ()  # upserted ids that replaced an article (HTTP 200, not 201)
+    deleted: tuple[str, ...] = ()  # deleted ids that were there (the others: 404)
+
+
+class Index:
+    """One open index version."""
+
+    def __init__(self, folder: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> None:
+        self.folder = folder
+        self.manifest = read_manifest(folder)
+        self._db = connect(folder / SQLITE_NAME)  # the writers' connection
+        add_articles(self._db)
+        self._write_lock = threading.RLock()
+        self._readers = ReadConnections(folder / SQLITE_NAME)
+        self.allowed_cache = AllowedCache()  # filters' allowed rows, shared by this version's searches
+        self._counts: Counts | None = None
+        self.analyzer = Analyzer(self.manifest.lexical)  # the index's lexical settings, for writers' terms
+        self._was_live = False
+        with contextlib.suppress(IndexStoreError):
+            self._was_live = live_version(self.index_dir) == folder
+        self.vectors = VectorMirror(folder, self.manifest.model.dimension, approximate_above=approximate_above)
+        try:
+            self.vectors.load(self._readers.get(), passages=lambda: self.counts().passages)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> Index:
+        return cls(live_version(index_dir), approximate_above=approximate_above)
+
+    @property
+    def index_dir(self) -> Path:
+        return index_dir_of(self.folder)
+
+    @property
+    def approximate_above(self) -> int:
+        """Passages above which the vectors become IVF-SQ8 (at the next snapshot or rebuild)."""
+        return self.vectors.approximate_above
+
+    @property
+    def applied_seq(self) -> int:
+        """The last change the in-memory vectors reflect."""
+        return self.vectors.applied_seq
+
+    def is_live(self) -> bool:
+        """Whether ``CURRENT`` still names this version."""
+        try:
+            return live_version(self.index_dir) == self.folder
+        except IndexStoreError:
+            return False
+
+    def check_model(self, identity: ModelIdentity, *, allow_backend_mismatch: bool = False) -> None:
+        """Raise ``ModelMismatchError`` unless ``identity`` can search this index."""
+        built = self.manifest.model
+        if not built.compatible_with(identity):
+            raise ModelMismatchError(
+                f"index {self.index_dir} was built with model {built.name!r} "
+                f"(weights {built.weights_sha256[:12]}), not {identity.name!r} "
+                f"(weights {identity.weights_sha256[:12]})",
+                hint=f"search it with --model {built.name}, or rebuild it with the new model",
+            )
+        check_backend(built.backend, identity.backend, allow=allow_backend_mismatch)
+
+    # -- keeping the vectors current ---------------------------------------------------
+
+    def refresh(self) -> int:
+        """Apply changes committed by any process since the last refresh; returns how many."""
+        with self._readers.snapshot() as conn:
+            return self.vectors.refresh(conn)
+
+    def snapshot(self) -> Path:
+        """Write the in-memory FAISS index to disk, tagged with its sequence number."""
+        return self.vectors.snapshot(self._readers.get())
+
+    # -- reads: no lock is shared with writers ----------------------------------------------
+
+    def counts(self) -> Counts:
+        """Documents and passages committed now (recounted only after a change), and the
+        change the vectors reflect. Cheap enough for a health check: one indexed lookup."""
+        conn = self._readers.get()
+        with self._readers.snapshot():
+            seq = last_seq(conn)
+            cached = self._counts
+            if cached is None or cached.seq != seq:
+                (docs,) = conn.execute("SELECT count(*) FROM documents").fetchone()
+                (passages,) = conn.execute("SELECT count(*) FROM passages").fetchone()
+                cached = self._counts = Counts(documents=int(docs), passages=int(passages), seq=seq)
+        return Counts(documents=cached.documents, passages=cached.passages, seq=self.applied_seq)
+
+    def retrieve(self, query: RetrievalQuery) -> Candidates:
+        """Every retriever's candidates for ``query``, from one read snapshot, in one call."""
+        with self._readers.snapshot() as conn:
+            plan = FilterPlan(conn, query.filters, self.allowed_cache)
+            dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit)
+            passages = passage_bm25(plan, query.terms, query.limit) if query.lexical else []
+            articles = article_bm25(plan, query.terms, query.limit) if query.articles else []
+        return Candidates(dense=dense, passages=passages, articles=articles)
+
+    def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int) -> list[Candidate]:
+        allowed = plan.allowed()
+        if allowed is not None and len(allowed) == 0:
+            return []
+        hits = self.vectors.nearest(plan.conn, vector, limit, plan.dense_selector(len(self.vectors)))
+        found = select_in(plan.conn, "SELECT row_id, doc_id FROM passages WHERE row_id IN ({})", [r for r, _ in hits])
+        doc_of = {int(r): str(d) for r, d in found}
+        return [Candidate(row, doc_of[row], score) for row, score in hits if row in doc_of]
+
+    def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
+        """The stored passages with these row ids (rows deleted meanwhile are absent)."""
+        if not rows:
+            return {}
+        with self._readers.snapshot() as conn:
+            found = select_in(conn, PASSAGE_SELECT + " WHERE p.row_id IN ({})", rows)
+        return {int(r[0]): passage_from_row(r) for r in found}
+
+    def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
+        """The stored passage vectors of one article (rows in passage order)."""
+        dim = self.manifest.model.dimension
+        rows = (
+            self._readers.get()
+            .execute("SELECT vector FROM passages WHERE doc_id = ? ORDER BY ordinal", (doc_id,))
+            .fetchall()
+        )
+        if not rows:
+            raise NotFoundError(f"document {doc_id!r} is not in the index")
+        return np.vstack([np.frombuffer(blob, dtype=np.float32, count=dim) for (blob,) in rows])
+
+    def document(self, doc_id: str) -> StoredDocument:
+        with self._readers.snapshot() as conn:
+            row = conn.execute(f"{DOCUMENT_SELECT} WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"document {doc_id!r} is not in the index")
+            passages = conn.execute(f"{PASSAGE_SELECT} WHERE p.doc_id = ? ORDER BY p.ordinal", (doc_id,)).fetchall()
+        return StoredDocument(article=article_from_row(row), passages=[passage_from_row(p) for p in passages])
+
+    def read(self) -> sqlite3.Connection:
+        """This thread's read connection, for inspection (tests, tools); never for writes."""
+        return self._readers.get()
+
+    # -- writes ------------------------------------------------------------------------
+
+    def write(
+        self, upserts: list[Upsert] | tuple[Upsert, ...] = (), deletes: list[str] | tuple[str, ...] = ()
+    ) -> WriteResult:
+        """Apply upserts and deletes in ONE durable transaction, then make them searchable.
+
+        When this returns, the change has been committed with ``synchronous=FULL``. Readers
+        never wait for it; only other writers do.
+        """
+        stager = self.begin()
+        try:
+            applied = stager.stage(upserts, deletes)
+        except sqlite3.Error as exc:
+            self.rollback()
+            full = storage_error(exc)
+            if full is not None:
+                raise full from exc
+            raise
+        except BaseException:
+            self.rollback()
+            raise
+        seq = self.commit()
+        return WriteResult(seq=seq, replaced=applied.replaced, deleted=applied.deleted)
+
+    def begin(self, stager: Stager | None = None) -> Stager:
+        """Take the write lock (this process's, then SQLite's); fail if it stays busy, or if a
+        rebuild has retired this version. The returned ``Stager`` writes inside the
+        transaction; pass it again to keep its staged clusters across transactions.
+
+        A rebuild swaps ``CURRENT`` while it holds this version's write lock (after carrying
+        over every change made here since it began), so checking ``CURRENT`` under the lock
+        tells for certain whether a write here would be lost.
+        """
+        self._write_lock.acquire()
+        try:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise IndexBusyError("the index is busy: another writer holds it", hint="retry in a moment") from exc
+            if self._was_live and not self.is_live():
+                rollback(self._db)
+                raise IndexRetiredError(
+                    f"index version {self.folder.name} was replaced by a rebuild",
+                    hint="open the live version and retry",
+                )
+        except BaseException:
+            self._write_lock.release()
+            raise
+        if stager is None:
+            stager = Stager(self._db, self.vectors, self.analyzer, articles=has_articles(self._db))
+        return stager
+
+    def commit(self) -> int:
+        """Commit the open transaction durably, apply it to the vectors; returns the last change."""
+        try:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                rollback(self._db)
+                full = storage_error(exc)
+                if full is not None:
+                    raise full from exc
+                raise
+        finally:
+            self._write_lock.release()
+        self.refresh()
+        return self.applied_seq
+
+    def rollback(self) -> None:
+        try:
+            rollback(self._db)
+        finally:
+            self._write_lock.release()
+
+    def close(self) -> None:
+        self._readers.close()
+        with self._write_lock:
+            self._db.close()

@@ -1,0 +1,161 @@
+"""The index folder: versions, their manifests, and the atomic switch between them.
+
+Layout::
+
+    DIR/CURRENT                     name of the live version (replaced atomically)
+    DIR/versions/vNNNNNN/           manifest.json, meta.sqlite (+ WAL), vectors-SEQ.faiss
+    DIR/versions/tmp-*/             a version being built (removed if its builder died)
+
+A rebuild (or a new model) writes a whole new version beside the live one and swaps
+``CURRENT``; the previous version is kept for rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from poshuk.analysis import LexicalSettings
+from poshuk.atomic import fsync_dir, write_file
+from poshuk.encoder import ModelIdentity
+from poshuk.errors import IndexCorruptError, IndexNotFoundError, IndexStoreError
+from poshuk.index.db import SQLITE_NAME, connect, last_seq
+from poshuk.settings import ChunkingSettings
+from poshuk.vectors import VectorIndex
+
+FORMAT_VERSION = 3
+KEEP_VERSIONS = 2
+MANIFEST_NAME = "manifest.json"
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """What an index version is: format, model, chunking and analysis. Written once."""
+
+    format_version: int
+    version: str
+    model: ModelIdentity
+    chunking: ChunkingSettings
+    lexical: LexicalSettings = LexicalSettings()
+    vector_index: str
+    created_at: datetime
+
+
+def read_manifest(folder: Path) -> Manifest:
+    try:
+        manifest = msgspec.json.decode((folder / MANIFEST_NAME).read_bytes(), type=Manifest)
+    except FileNotFoundError:
+        raise IndexCorruptError(f"index version {folder} has no manifest") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise IndexCorruptError(f"index manifest {folder / MANIFEST_NAME} is invalid: {exc}") from None
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexCorruptError(
+            f"index format {manifest.format_version} is not supported (expected {FORMAT_VERSION})",
+            hint="rebuild the index with `poshuk index --rebuild`",
+        )
+    return manifest
+
+
+def live_version(index_dir: Path) -> Path:
+    """The folder of the live version; ``IndexNotFoundError`` when there is none."""
+    current = index_dir / "CURRENT"
+    if not index_dir.is_dir() or not current.is_file():
+        raise IndexNotFoundError(
+            f"no index at {index_dir}", hint=f"build one with `poshuk index PATH --index {index_dir}`"
+        )
+    name = current.read_text(encoding="utf-8").strip()
+    folder = index_dir / "versions" / name
+    if not (name.startswith("v") and name[1:].isdigit()) or not folder.is_dir():
+        raise IndexCorruptError(f"index {index_dir} points at a missing version {name!r}")
+    return folder
+
+
+def index_dir_of(folder: Path) -> Path:
+    """The index folder a version folder belongs to."""
+    return folder.parent.parent
+
+
+def create_version(index_dir: Path, model: ModelIdentity, chunking: ChunkingSettings, lexical: LexicalSettings) -> Path:
+    """A new, empty version in a ``tmp-*`` folder; ``make_live`` names it and swaps it in."""
+    versions = index_dir / "versions"
+    try:
+        versions.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexStoreError(f"cannot create index folder {index_dir}: {exc.strerror}") from None
+    tmp = versions / f"tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        version=_next_version_name(index_dir),
+        model=model,
+        chunking=chunking,
+        lexical=lexical,
+        vector_index=VectorIndex.KIND,
+        created_at=datetime.now(UTC),
+    )
+    connect(tmp / SQLITE_NAME, create=True).close()
+    write_file(tmp / MANIFEST_NAME, msgspec.json.format(msgspec.json.encode(manifest)))
+    return tmp
+
+
+def _next_version_name(index_dir: Path) -> str:
+    numbers = [int(p.name[1:]) for p in (index_dir / "versions").glob("v*") if p.name[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1:06d}"
+
+
+def make_live(index_dir: Path, folder: Path) -> Path:
+    """Give a built ``tmp-*`` version its name, point ``CURRENT`` at it atomically, and
+    drop versions beyond the kept ones. Returns the version's final folder."""
+    if folder.name.startswith("tmp-"):
+        final = folder.with_name(read_manifest(folder).version)
+        if final.exists():
+            raise IndexStoreError(f"index version {final} already exists; another rebuild finished first")
+        os.rename(folder, final)
+        fsync_dir(final.parent)
+        folder = final
+    write_file(index_dir / "CURRENT", f"{folder.name}\n".encode())
+    versions = sorted(p for p in (index_dir / "versions").glob("v*") if p.name[1:].isdigit())
+    for old in versions[:-KEEP_VERSIONS]:
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def remove_stale_builds(index_dir: Path) -> None:
+    for folder in (index_dir / "versions").glob("tmp-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def last_change(index_dir: Path) -> int | None:
+    """The live version's last change number (None without an index): where a rebuild starting now
+    begins carrying over live writes from (``IndexWriter(since=...)``)."""
+    try:
+        conn = connect(live_version(index_dir) / SQLITE_NAME)
+    except IndexStoreError:
+        return None
+    try:
+        return last_seq(conn)
+    finally:
+        conn.close()
+
+
+def live_manifest(index_dir: Path) -> Manifest:
+    """The live version's manifest, after checking its database opens: what a server checks before
+    it listens, without loading the vectors (``Index.open`` does that, once, when it loads)."""
+    folder = live_version(index_dir)
+    manifest = read_manifest(folder)
+    connect(folder / SQLITE_NAME).close()
+    return manifest
+
+
+def iter_versions(index_dir: Path) -> Iterator[Manifest]:
+    """Manifests of the kept versions, oldest first."""
+    for folder in sorted((index_dir / "versions").glob("v*")):
+        with contextlib.suppress(IndexCorruptError):
+            yield read_manifest(folder)

@@ -1,0 +1,123 @@
+"""BM25 retrieval over SQLite FTS5: passages, and whole articles (all their passages' terms).
+
+Each retriever answers in one call with the candidates and the query terms each one
+contains, which is all fusion needs (coverage weighting) and all a shard must send.
+A broad filter (at least half the archive) ranks unfiltered and keeps the allowed rows,
+reading a few times the wanted number; a narrow one joins the filter into the query.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from poshuk.candidates import Candidate
+from poshuk.index.db import has_articles, select_in
+from poshuk.index.plan import FilterPlan
+from poshuk.query import QueryTerms
+
+
+def _ranked_among(
+    conn: sqlite3.Connection,
+    sql: str,
+    match: str,
+    limit: int,
+    broad: tuple[NDArray[np.int64], int],
+    row_of: Callable[[Any], int],
+) -> list[Any] | None:
+    """The first ``limit`` rows of an unfiltered ranking whose row is allowed, reading a few
+    times ``limit`` rows; None when that many do not suffice (the caller joins instead)."""
+    allowed, total = broad
+    fetch = int(limit * 1.5 * total / max(len(allowed), 1)) + 10
+    rows = conn.execute(sql, [match, fetch]).fetchall()
+    ids = np.fromiter((row_of(r) for r in rows), dtype=np.int64, count=len(rows))
+    position = np.searchsorted(allowed, ids)
+    keep = (position < len(allowed)) & (allowed[np.minimum(position, len(allowed) - 1)] == ids)
+    kept = [r for r, ok in zip(rows, keep.tolist(), strict=True) if ok]
+    if len(kept) >= limit or len(rows) < fetch:
+        return kept[:limit]
+    return None
+
+
+def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int) -> list[Candidate]:
+    """The best ``limit`` passages by BM25, with the query terms each contains."""
+    if terms.empty:
+        return []
+    conn, match = plan.conn, terms.match_expression()
+    rows: list[Any] | None = None
+    broad = plan.broad()
+    if broad is not None:
+        plain = (
+            "SELECT l.rowid, -bm25(lexical) AS score FROM lexical l "
+            "WHERE lexical MATCH ? ORDER BY bm25(lexical), l.rowid LIMIT ?"
+        )
+        rows = _ranked_among(conn, plain, match, limit, broad, lambda r: int(r[0]))
+    if rows is None:
+        join = ""
+        if not plan.unfiltered:
+            join = " JOIN passages p ON p.row_id = l.rowid JOIN documents d ON d.doc_id = p.doc_id"
+        sql = (
+            f"SELECT l.rowid, -bm25(lexical) AS score FROM lexical l{join} "
+            f"WHERE lexical MATCH ? AND {plan.condition} ORDER BY bm25(lexical), l.rowid LIMIT ?"
+        )
+        rows = conn.execute(sql, [match, *plan.params, limit]).fetchall()
+    found = select_in(
+        conn,
+        "SELECT l.rowid, l.terms, p.doc_id FROM lexical l JOIN passages p ON p.row_id = l.rowid WHERE l.rowid IN ({})",
+        [int(r) for r, _ in rows],
+    )
+    indexed = {int(r): (set(str(t).split()), str(doc)) for r, t, doc in found}
+    out = []
+    for r, score in rows:
+        words, doc = indexed.get(int(r), (set(), ""))
+        if doc:
+            out.append(Candidate(int(r), doc, float(score), tuple(u.term for u in terms.units if u.found_in(words))))
+    return out
+
+
+def article_bm25(plan: FilterPlan, terms: QueryTerms, limit: int) -> list[Candidate]:
+    """The best ``limit`` articles by BM25 over all their terms (each as the row of its first
+    passage), with the query terms each contains; [] for an index without article terms."""
+    if terms.empty:
+        return []
+    conn, match = plan.conn, terms.match_expression()
+    try:
+        rows: list[Any] | None = None
+        broad = plan.broad()
+        if broad is not None:
+            plain = (
+                "SELECT p.doc_id, a.rowid, -bm25(article_lexical) AS score FROM article_lexical a "
+                "JOIN passages p ON p.row_id = a.rowid "
+                "WHERE article_lexical MATCH ? ORDER BY bm25(article_lexical), a.rowid LIMIT ?"
+            )
+            rows = _ranked_among(conn, plain, match, limit, broad, lambda r: int(r[1]))
+        if rows is None:
+            join = "" if plan.unfiltered else " JOIN documents d ON d.doc_id = p.doc_id"
+            sql = (
+                "SELECT p.doc_id, a.rowid, -bm25(article_lexical) AS score FROM article_lexical a "
+                f"JOIN passages p ON p.row_id = a.rowid{join} "
+                f"WHERE article_lexical MATCH ? AND {plan.condition} ORDER BY bm25(article_lexical), a.rowid LIMIT ?"
+            )
+            rows = conn.execute(sql, [match, *plan.params, limit]).fetchall()
+    except sqlite3.OperationalError:
+        if has_articles(conn):
+            raise
+        return []
+    found = select_in(
+        conn, "SELECT rowid, terms FROM article_lexical WHERE rowid IN ({})", [int(r) for _, r, _ in rows]
+    )
+    indexed = {int(r): str(t) for r, t in found}
+    return [
+        Candidate(int(r), str(doc), float(score), _contained(terms, indexed.get(int(r), ""))) for doc, r, score in rows
+    ]
+
+
+def _contained(terms: QueryTerms, indexed: str) -> tuple[str, ...]:
+    """The query's units found in space-separated indexed terms, by substring search: an
+    article's terms are long, and splitting them into a set costs more than the search."""
+    padded = f" {indexed} "
+    return tuple(u.term for u in terms.units if f" {u.term} " in padded or any(f" {p}" in padded for p in u.prefixes))

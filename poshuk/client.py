@@ -120,7 +120,13 @@ def _search_body(
 
 
 def _doc_path(doc_id: str) -> str:
+    """The article's URL; the id fully quoted (``/`` too), so any id round-trips."""
     return f"/v1/documents/{quote(doc_id, safe='')}"
+
+
+def _similar_path(doc_id: str) -> str:
+    """The article's similar list, on the route that cannot be mistaken for an id ending in ``/similar``."""
+    return f"/v1/similar/{quote(doc_id, safe='')}"
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -191,7 +197,7 @@ class Client:
 
     def similar(self, doc_id: str, k: int = 10) -> SearchResult:
         """Articles closest in meaning to ``doc_id``, best first."""
-        return _RESULT.decode(_checked(self._http.get(_doc_path(doc_id) + "/similar", params={"k": k})))
+        return _RESULT.decode(_checked(self._http.get(_similar_path(doc_id), params={"k": k})))
 
     def upsert(self, article: Article) -> WriteResult:
         """Add or replace one article (needs a write key)."""
@@ -265,7 +271,7 @@ class AsyncClient:
 
     async def similar(self, doc_id: str, k: int = 10) -> SearchResult:
         """Articles closest in meaning to ``doc_id``, best first."""
-        response = await self._http.get(_doc_path(doc_id) + "/similar", params={"k": k})
+        response = await self._http.get(_similar_path(doc_id), params={"k": k})
         return _RESULT.decode(_checked(response))
 
     async def upsert(self, article: Article) -> WriteResult:

@@ -18,7 +18,7 @@ HTTP status in one handler. The tree::
         ├── IndexNotFoundError
         ├── IndexCorruptError
         ├── IndexBusyError       another process holds the write lock too long
-        ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written
+        ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written (HTTP 507)
         └── IndexRetiredError    a write reached a version that is no longer live
 """
 
@@ -106,7 +106,7 @@ class IndexBusyError(IndexStoreError):
 
 
 class StorageFullError(IndexStoreError):
-    """A write found no room on disk; it was rolled back whole and the index is as it was."""
+    """A write found no room on disk; it was rolled back whole and the index is as it was (HTTP 507)."""
 
 
 class IndexRetiredError(IndexStoreError):

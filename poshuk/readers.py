@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from poshuk.documents import Article, clean_text
+from poshuk.documents import Article, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
 from poshuk.language import UNDETERMINED, LanguageDetector
 
@@ -44,14 +44,17 @@ def iter_sources(paths: Sequence[Path]) -> Iterator[Path]:
 
     Directory entries come sorted by name (stable ids and order run to run); hidden
     entries and unsupported extensions inside directories are skipped, but a file
-    named explicitly must exist and have a supported extension.
+    named explicitly must exist and have a supported extension. Inside a directory, a
+    symbolic link to a folder outside it is not followed (a link to ``/`` would index the
+    machine); a link to a *file* outside it is listed, and ``read_articles`` reports it as a
+    bad record, so the person indexing sees that it was left out and why.
     """
     seen: set[Path] = set()
     for path in paths:
         if not path.exists():
             raise ConfigError(f"source not found: {path}")
         if path.is_dir():
-            yield from _walk(path, seen)
+            yield from _walk(path, seen, path.resolve())
         elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise ConfigError(
                 f"unsupported source file: {path}",
@@ -62,16 +65,16 @@ def iter_sources(paths: Sequence[Path]) -> Iterator[Path]:
             yield path
 
 
-def _walk(folder: Path, seen: set[Path]) -> Iterator[Path]:
+def _walk(folder: Path, seen: set[Path], top: Path) -> Iterator[Path]:
     real = folder.resolve()
-    if real in seen:  # symlink loops, or a folder given twice
+    if real in seen or not real.is_relative_to(top):  # symlink loops, a folder given twice, or a way out
         return
     seen.add(real)
     for child in sorted(folder.iterdir(), key=lambda p: p.name):
         if child.name.startswith("."):
             continue
         if child.is_dir():
-            yield from _walk(child, seen)
+            yield from _walk(child, seen, top)
         elif child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and child.resolve() not in seen:
             seen.add(child.resolve())
             yield child
@@ -87,6 +90,9 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise ConfigError(f"unsupported source file: {path}")
+    if root is not None and not path.resolve().is_relative_to(root.resolve()):
+        yield BadRecordError(f"a symbolic link to a file outside {root} ({path.resolve()}); not read", source=str(path))
+        return
     if suffix == ".jsonl":
         yield from _read_jsonl(path, detector)
         return
@@ -118,10 +124,10 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
 def _file_id(path: Path, root: Path | None) -> str:
     if root is not None:
         try:
-            return path.relative_to(root).with_suffix("").as_posix()
+            return normalise_id(path.relative_to(root).with_suffix("").as_posix())
         except ValueError:
             pass
-    return path.stem.strip()
+    return normalise_id(path.stem)
 
 
 def _decode(data: bytes, source: str, line: int | None = None) -> str | BadRecordError:
@@ -208,15 +214,17 @@ def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     if title is not None and not isinstance(title, str):
         raise ValueError("'title' must be a string")
     fields: dict[str, Any] = {
-        "id": clean_text(raw_id).strip(),
-        "title": _SPACES.sub(" ", clean_text(title or "")).strip(),
+        "id": normalise_id(raw_id),
+        "title": clean_line(title or ""),
         "text": body,
     }
+    if not fields["id"]:
+        raise ValueError("the id is empty once control and invisible characters are removed")
     for name in _STR_FIELDS:
         value = obj.get(name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"'{name}' must be a string")
-        fields[name] = (clean_text(value).strip() or None) if value else None
+        fields[name] = (clean_line(value) or None) if value else None
     fields["lang"] = _lang(obj.get("lang"))
     fields["published_at"] = parse_date(obj.get("published_at"))
     fields["tags"] = _tags(obj.get("tags"))
@@ -239,7 +247,7 @@ def _tags(value: object) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
         raise ValueError("'tags' must be a list of strings")
-    return tuple(dict.fromkeys(t for t in (clean_text(tag).strip() for tag in value) if t))
+    return tuple(dict.fromkeys(t for t in (clean_line(tag) for tag in value) if t))
 
 
 def parse_date(value: object) -> datetime | None:
@@ -257,7 +265,10 @@ def parse_date(value: object) -> datetime | None:
         raise ValueError(f"unknown date format: {value!r}") from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC, 9999-12-31T23:59-14:00 in year 10000
+        raise ValueError(f"'published_at' {value!r} is out of range: in UTC it must fall in years 1 to 9999") from None
 
 
 # --- plain text and Markdown --------------------------------------------------------
@@ -275,7 +286,7 @@ def _from_lines(text: str, doc_id: str, source: str, detector: LanguageDetector,
     if markdown:
         text = _FRONT_MATTER.sub("", text, count=1)
     head, _, rest = text.lstrip().partition("\n")
-    title = _SPACES.sub(" ", head).strip()
+    title = clean_line(head)
     if markdown:
         heading = _MD_HEADING.match(title)
         title = _md_inline(heading.group(1) if heading else title)
@@ -341,7 +352,7 @@ def _from_html(data: bytes, doc_id: str, source: str, detector: LanguageDetector
     except Exception as exc:  # lxml and trafilatura raise assorted types on broken markup
         return BadRecordError(f"cannot parse HTML: {exc}", source=source)
     raw_text = getattr(doc, "text", None) or ""
-    title = _SPACES.sub(" ", clean_text(getattr(doc, "title", None) or "")).strip()
+    title = clean_line(getattr(doc, "title", None) or "")
     lines = [_SPACES.sub(" ", line).strip() for line in clean_text(raw_text).splitlines()]
     lines = [line for line in lines if line]
     if lines and title and lines[0] == title:

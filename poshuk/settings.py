@@ -95,6 +95,30 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             le=256,
         ),
     ] = 1
+    header_timeout_s: Annotated[
+        float,
+        _doc(
+            "A connection that has not sent a whole request head (line and headers) within this many seconds "
+            "of opening, or of its last answer, is closed: half-open connections cannot pile up.",
+            gt=0,
+        ),
+    ] = 10.0
+    max_connections: Annotated[
+        int,
+        _doc(
+            "Open connections the service holds at once; a request on a connection beyond them gets 503 "
+            "problem+json and the connection is closed.",
+            ge=1,
+        ),
+    ] = 1000
+    trusted_proxies: Annotated[
+        tuple[str, ...],
+        _doc(
+            "Addresses or networks (`10.0.0.0/8`) of reverse proxies whose `X-Forwarded-For`/`-Proto` are "
+            "believed; empty (the default): the headers are ignored, so a client cannot choose the address "
+            "the rate limit counts (env: comma-separated)."
+        ),
+    ] = ()
     encoder_spin_wait: Annotated[
         bool,
         _doc(
@@ -171,7 +195,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "service": ServiceSettings,
     "auth": AuthSettings,
 }
-_LIST_FIELDS = frozenset({"auth.keys"})  # comma-separated in the environment
+_LIST_FIELDS = frozenset({"auth.keys", "service.trusted_proxies"})  # comma-separated in the environment
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

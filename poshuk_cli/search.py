@@ -12,6 +12,7 @@ import msgspec
 
 from poshuk import commands
 from poshuk.commands import Command, settings_from
+from poshuk.documents import printable
 from poshuk.wire import CANDIDATES, MODES, SearchResult
 
 if TYPE_CHECKING:
@@ -71,8 +72,10 @@ def format_result(result: SearchResult, *, bold: bool = False) -> str:
     for hit in result.hits:
         date = f" {hit.published_at.date()}" if hit.published_at else ""
         more = f" (+{hit.other_matches} more in this article)" if hit.other_matches else ""
-        lines.append(f"{hit.rank:>2}. [{hit.score:.3f}] {hit.title} ({hit.doc_id}{date}){more}")
-        lines.append(f"    {_marked(hit.text, hit.highlights) if bold else hit.text}")
+        # printable(): indexed text reaches a terminal, which must show it, never obey it
+        title, doc_id, text = printable(hit.title), printable(hit.doc_id), printable(hit.text)
+        lines.append(f"{hit.rank:>2}. [{hit.score:.3f}] {title} ({doc_id}{date}){more}")
+        lines.append(f"    {_marked(text, hit.highlights) if bold else text}")
     return "\n".join(lines) + "\n"
 
 

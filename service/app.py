@@ -25,16 +25,19 @@ from litestar.openapi.spec import Components
 from poshuk.encoder import Encoder
 from poshuk.settings import Settings
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
+from service.bodies import check_json_body
 from service.errors import problem_handler
 from service.lifecycle import Lifecycle
 from service.limits import Limits, LimitsMiddleware
 from service.metrics import Metrics, MetricsController, ObservabilityMiddleware
+from service.openapi_strict import StrictStructSchemaPlugin
 from service.routes.documents_write import write_controllers
 from service.routes.health import HealthController
 from service.routes.page import PageController
 from service.routes.search import SearchController
 from service.routes.similar import SimilarController
 from service.state import STATE_KEY, ServiceState
+from service.unmatched import LIMITS_KEY, limit_unmatched, unmatched_before_send
 
 T = TypeVar("T")
 
@@ -107,9 +110,12 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
             "lifecycle": _provider(lifecycle),
             "metrics": _provider(metrics),
         },
-        state=State({STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle}),
+        state=State({STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, LIMITS_KEY: limits}),
+        before_send=[unmatched_before_send(metrics)],  # 404/405 without a route: counted and logged
         lifespan=[_lifespan(service_state, lifecycle)],
-        exception_handlers={Exception: problem_handler},
+        before_request=check_json_body,  # JSON depth and strict types, before any route decodes a body
+        plugins=[StrictStructSchemaPlugin()],  # OpenAPI: additionalProperties false where unknown fields are 400
+        exception_handlers={Exception: limit_unmatched(problem_handler)},
         request_max_body_size=settings.service.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Poshuk",

@@ -8,7 +8,7 @@ stored hash with ``hmac.compare_digest`` (no early exit), so timing tells nothin
 
 Clients send the key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Write
 and admin routes (``opt={"access": "write"}``) always need a valid key; with no keys
-configured they are refused (403), never open. Reads under ``/v1/`` need one only when
+configured they are refused (403), never open. Reads under ``/v1/`` (and ``/metrics``) need one only when
 ``auth.read_requires_key`` is set. The key itself never reaches a log line or an error
 detail: requests are told apart by the first 12 hex digits of the key's hash.
 """
@@ -110,10 +110,15 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any], ring: KeyRing) 
     return principal
 
 
+KEYED_READ_PATHS = frozenset({"/metrics"})
+"""Outside ``/v1/``, what ``auth.read_requires_key`` also closes: counts and index size are reads too."""
+
+
 def _needs_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, ring: KeyRing) -> bool:
     if handler.opt.get("access") == WRITE:
         return True
-    return ring.read_requires_key and connection.url.path.startswith("/v1/")
+    path = connection.url.path
+    return ring.read_requires_key and (path.startswith("/v1/") or path in KEYED_READ_PATHS)
 
 
 def require_key(connection: ASGIConnection[Any, Any, Any, Any], ring: KeyRing, *, what: str) -> Principal:

@@ -19,11 +19,15 @@ method not allowed                         405     ``about:blank`` (+ ``Allow``)
 body over ``service.max_body_bytes``       413     ``.../problems/body-too-large``
 ``IndexNotReadyError``                     503     ``.../problems/not-ready``
 ``IndexBusyError``, ``IndexRetiredError``  503     ``.../problems/index-busy``
+``StorageFullError`` (disk full)           507     ``.../problems/storage-full``
 ``ServiceProblem`` (keys and limits:       its     ``.../problems/<its slug>``
 401, 403, 413 batch, 429, 503 timeout)
 other Litestar ``HTTPException``           its     ``about:blank``
 anything else                              500     ``about:blank`` (logged, generic)
 =========================================  ======  ==============================
+
+Details of 5xx answers never name a server path (a client has no use for it, an attacker
+does): absolute paths in them are replaced by ``<server path>``; the log keeps them.
 
 Validation problems are 400, not 422: the request is malformed for this API whatever the
 reason, and one status keeps clients simple.
@@ -32,6 +36,7 @@ reason, and one status keeps clients simple.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -40,13 +45,28 @@ from litestar.exceptions import ClientException, HTTPException, SerializationExc
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 
-from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, InvalidQueryError, NotFoundError
+from poshuk.errors import (
+    IndexBusyError,
+    IndexRetiredError,
+    InputError,
+    InvalidQueryError,
+    NotFoundError,
+    StorageFullError,
+)
 from poshuk.wire import FieldProblem, Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://poshuk.dev/problems/"
 
 logger = logging.getLogger("poshuk.service")
+
+# An absolute path of two or more parts (``/srv/index/v000001/meta.sqlite``), as error messages quote them.
+_SERVER_PATH = re.compile(r"(?<![\w./])~?/(?:[^\s'\"`():,;/]+/)+[^\s'\"`():,;/]*")
+
+
+def redact_paths(detail: str) -> str:
+    """``detail`` with every absolute filesystem path replaced by ``<server path>``."""
+    return _SERVER_PATH.sub("<server path>", detail)
 
 
 class IndexNotReadyError(Exception):
@@ -85,7 +105,7 @@ def _problem(
         type=PROBLEM_BASE + slug if slug else "about:blank",
         title=title or HTTPStatus(status).phrase,
         status=status,
-        detail=detail,
+        detail=redact_paths(detail) if status >= 500 else detail,
         instance=request.url.path,
         errors=errors or None,
     )
@@ -145,6 +165,15 @@ def problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
         return _problem(request, 404, exc.one_line(), slug="not-found", title="Not found")
     if isinstance(exc, ServiceProblem):
         return _problem(request, exc.status, exc.detail, slug=exc.slug, title=exc.title, headers=exc.headers)
+    if isinstance(exc, StorageFullError):
+        logger.error("write refused, storage full: %s", exc.one_line())
+        return _problem(
+            request,
+            507,
+            "the server's disk is full: nothing was written; retry once space has been freed",
+            slug="storage-full",
+            title="Insufficient storage",
+        )
     if isinstance(exc, IndexBusyError | IndexRetiredError):
         return _problem(
             request, 503, exc.one_line(), slug="index-busy", title="Index busy", headers={"Retry-After": "1"}
@@ -204,4 +233,5 @@ _RESPONSE_DOCS = {
     429: "Too many requests from this key (or client); `Retry-After` says when to try again.",
     503: "The index is still loading or failed to load, is busy, or the request ran out of time "
     "(the detail says which; `Retry-After` when retrying helps).",
+    507: "The server's disk is full; nothing was written.",
 }

@@ -12,6 +12,7 @@ from poshuk.models import resolve_model
 from poshuk.settings import Settings
 from poshuk.vectors import set_search_threads
 from service.app import create_app
+from service.connections import bounded_protocol, raise_open_files_limit
 from service.logging_setup import log_config
 
 
@@ -39,7 +40,11 @@ def serve(index_dir: Path, settings: Settings) -> None:
     # the CLI's indexing and the benchmarks keep FAISS's default.
     set_search_threads(settings.service.faiss_threads)
     app = create_app(settings, index_dir)
-    level = settings.service.log_level
+    limits = settings.service
+    level = limits.log_level
+    raise_open_files_limit()
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, so any local proxy or tunnel
+    # would let a client pick the address the rate limit counts: only named proxies are believed.
     uvicorn.run(
         app,
         host=settings.service.host,
@@ -49,4 +54,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
         access_log=False,  # poshuk.access logs each request (service.metrics)
         lifespan="on",
         server_header=False,
+        http=bounded_protocol(limits),
+        proxy_headers=bool(limits.trusted_proxies),
+        forwarded_allow_ips=list(limits.trusted_proxies) or None,
     )

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
+from poshuk.index import live_version
+from poshuk.integrity import check_integrity
 from poshuk.models import load_encoder
 from poshuk.query_encoding import for_serving
 from poshuk.search import Searcher
@@ -59,6 +61,9 @@ class ServiceState:
                 cache_size=self.settings.query_cache_size,
                 batching=self.settings.service.batch_queries,
             )
+            # A damaged page lets SQLite open the file and fails only the queries that reach it:
+            # check every page first, so /readyz says what is wrong instead of "ready".
+            check_integrity(live_version(self.index_dir))
             searcher = Searcher.open(self.index_dir, self.settings, encoder=encoder)
             # One search before /readyz says yes: the model's first run allocates its buffers, so
             # the first real query would otherwise pay for it.

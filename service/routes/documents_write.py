@@ -23,6 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
 from litestar.params import Body, Parameter
 
+from poshuk.documents import normalise_id
 from poshuk.errors import IndexBusyError, IndexRetiredError, InputError, NotFoundError, PoshukError
 from poshuk.index import Upsert, WriteOutcome
 from poshuk.ingest import prepare
@@ -34,13 +35,14 @@ from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
 from service.routes.documents import DocumentsController
+from service.routes.ids import route_id
 from service.write_schemas import ArticleIn, ReloadResponse
 
 NDJSON = "application/x-ndjson"
 _WRITE_OPT: dict[str, Any] = {"access": WRITE}
 WRITE_ATTEMPTS = 3
 
-_ID_DOC = "Article id, e.g. `uk-001` (ids containing `/` can be written only in a batch)."
+_ID_DOC = "Article id, e.g. `uk-001` or `world/2023/kirby` (`/` as is or as `%2F`)."
 _ARTICLE_EXAMPLE = {
     "title": "Кірбі: Росія та КНДР активно просувають переговори про зброю",
     "text": "Переговори про продаж зброї між Росією та Північною Кореєю активно просуваються.\n"
@@ -57,12 +59,12 @@ _ARTICLE_EXAMPLE = {
 def _articles(items: list[ArticleIn], path_id: str | None, detector: Any) -> list[Any]:
     articles = []
     for n, item in enumerate(items):
-        if path_id is not None and item.id is not None and item.id.strip() != path_id.strip():
+        if path_id is not None and item.id is not None and normalise_id(item.id) != path_id:
             raise ServiceProblem(
                 409, "id-mismatch", "Id mismatch", f"body id {item.id!r} differs from the path's {path_id!r}"
             )
         doc_id = path_id if path_id is not None else item.id
-        if doc_id is None or not doc_id.strip():
+        if doc_id is None or not normalise_id(doc_id):
             raise InputError(f"article {n}: missing id (every article of a batch needs one)")
         try:
             articles.append(article_from_record(item.record(doc_id), detector))
@@ -159,7 +161,10 @@ def _batch_operation(limit: int) -> type[Operation]:
                     "application/json": OpenAPIMediaType(
                         schema=Schema(
                             type=OpenAPIType.ARRAY,
-                            items=Reference(ref="#/components/schemas/ArticleIn"),
+                            # an ArticleIn whose id, optional in a PUT, is required here
+                            items=Schema(
+                                all_of=[Reference(ref="#/components/schemas/ArticleIn"), Schema(required=["id"])]
+                            ),
                             min_items=1,
                             max_items=limit,
                         ),
@@ -180,7 +185,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         request_max_body_size = limits.max_write_body_bytes
 
         @put(
-            "/{doc_id:str}",
+            "/{doc_id:path}",
             opt=_WRITE_OPT,
             security=KEYED,
             summary="Add or replace an article",
@@ -189,17 +194,18 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             "when the answer arrives.",
             responses={
                 201: _written("The article was new."),
-                **problem_responses(400, 401, 403, 409, 413, 429, 503),
+                **problem_responses(400, 401, 403, 409, 413, 429, 503, 507),
             },
         )
         async def put_document(
             self,
-            doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
+            doc_id: Annotated[str, Parameter(description=_ID_DOC)],
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
         ) -> Response[WriteResult]:
-            result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], doc_id))
+            wanted = route_id(doc_id)  # the id as stored: 201/200 must compare like with like
+            result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], wanted))
             return Response(written, status_code=200 if result.replaced else 201)
 
         @post(
@@ -211,7 +217,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             description="Index up to `service.max_batch_documents` articles in one durable transaction: all "
             f"or none. The body is a JSON array, or NDJSON with `Content-Type: {NDJSON}`.",
             operation_class=_batch_operation(batch_limit),
-            responses=problem_responses(400, 401, 403, 413, 429, 503),
+            responses=problem_responses(400, 401, 403, 413, 429, 503, 507),
         )
         async def post_documents(
             self,
@@ -225,25 +231,27 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             return written
 
         @delete(
-            "/{doc_id:str}",
+            "/{doc_id:path}",
             opt=_WRITE_OPT,
             security=KEYED,
             status_code=200,
             summary="Delete an article",
             description="Remove the article, its passages, vectors and lexical postings, durably; 404 if absent.",
-            responses=problem_responses(401, 403, 404, 429, 503),
+            responses=problem_responses(401, 403, 404, 429, 503, 507),
         )
         async def delete_document(
             self,
-            doc_id: Annotated[str, Parameter(description=_ID_DOC, max_length=512)],
+            doc_id: Annotated[str, Parameter(description=_ID_DOC)],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
         ) -> WriteResult:
+            wanted = route_id(doc_id)
+
             def work() -> WriteResult:
-                result = _apply(lifecycle, searcher, [], [doc_id])
+                result = _apply(lifecycle, searcher, [], [wanted])
                 if not result.deleted:
-                    raise NotFoundError(f"document {doc_id!r} is not in the index")
-                return WriteResult(ids=[doc_id], passages=0, seq=result.seq)
+                    raise NotFoundError(f"document {wanted!r} is not in the index")
+                return WriteResult(ids=[wanted], passages=0, seq=result.seq)
 
             return await anyio.to_thread.run_sync(work)
 

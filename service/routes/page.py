@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response, get, head
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 
@@ -56,6 +56,12 @@ class PageController(Controller):
     @get("/", sync_to_thread=False)
     def index(self) -> Response[bytes]:
         return _file("index.html", "text/html")
+
+    @head("/", sync_to_thread=False)
+    def index_head(self) -> Response[None]:
+        """What ``GET /`` would answer, headers only: uptime checkers and link previews ask with HEAD."""
+        size = (STATIC_DIR / "index.html").stat().st_size
+        return Response(content=None, media_type="text/html", headers={**PAGE_HEADERS, "Content-Length": str(size)})
 
     @get("/static/{name:str}", sync_to_thread=False)
     def asset(self, name: Annotated[str, PathParameter(description="File name.")]) -> Response[bytes]:

@@ -292,7 +292,7 @@
   }
 
   function similar(docId) {
-    return api(`/v1/documents/${encodeURIComponent(docId)}/similar?k=${SIMILAR_K}`, { method: "GET" });
+    return api(`/v1/similar/${encodeURIComponent(docId)}?k=${SIMILAR_K}`, { method: "GET" });
   }
 
   // ---- Running a search --------------------------------------------------------------

@@ -19,6 +19,15 @@ from service.state import STATE_KEY, ServiceState
 KEY, KEY_HASH = new_key()
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
+ARTICLE = {
+    "title": "Міська рада ухвалила бюджет",
+    "text": "Депутати міської ради ухвалили бюджет на наступний рік.\nНа ремонт доріг виділили найбільше.",
+    "lang": "uk",
+    "source": "Приклад",
+    "published_at": "2023-09-01T10:00:00+03:00",
+    "tags": ["бюджет"],
+}
+
 ARTICLES: dict[Article, tuple[str, ...]] = {
     Article(
         id="uk-001",

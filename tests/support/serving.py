@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,13 @@ class Server:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_server(index_dir: Path, log: Path) -> Server:
-    """Start ``poshuk serve`` on a free port and wait until ``/readyz`` answers 200."""
+def start_server(
+    index_dir: Path, log: Path, env: Mapping[str, str] | None = None, *, wait_for: str = "/readyz"
+) -> Server:
+    """Start ``poshuk serve`` on a free port and wait until ``wait_for`` (``/readyz``) answers 200.
+
+    ``env`` adds variables (``POSHUK_SERVICE_...`` settings) to the server's environment.
+    """
     for _attempt in range(3):  # another process may take the free port before the server binds it
         port = free_port()
         with log.open("wb") as out:
@@ -50,7 +56,7 @@ def start_server(index_dir: Path, log: Path) -> Server:
                 ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=cli_env(),
+                env={**cli_env(), **(env or {})},
             )
         server = Server(process, f"http://127.0.0.1:{port}", log)
         deadline = time.monotonic() + READY_TIMEOUT
@@ -59,7 +65,7 @@ def start_server(index_dir: Path, log: Path) -> Server:
                 if process.poll() is not None:
                     break
                 try:
-                    if client.get("/readyz").status_code == 200:
+                    if client.get(wait_for).status_code == 200:
                         return server
                 except httpx.TransportError:
                     pass

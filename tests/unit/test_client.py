@@ -51,7 +51,7 @@ def _service(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={**RESULT, "query": body["query"]})
     if path == "/v1/documents/uk-001" and method == "GET":
         return httpx.Response(200, json=DOCUMENT)
-    if path == "/v1/documents/uk-001/similar":
+    if path == "/v1/similar/uk-001":
         assert request.url.params["k"] == "3"
         return httpx.Response(200, json={**RESULT, "mode": "dense"})
     if path == "/v1/documents/a%2Fb" or path == "/v1/documents/a/b":

@@ -85,7 +85,7 @@ def test_similar_bad_dates_are_400(client: TestClient[Litestar]) -> None:
 
 def test_similar_is_in_the_openapi_schema(client: TestClient[Litestar]) -> None:
     paths = client.get("/schema").json()["paths"]
-    operation = paths["/v1/documents/{doc_id}/similar"]["get"]
+    operation = paths["/v1/similar/{doc_id}"]["get"]  # the older /v1/documents/{doc_id}/similar still answers
     assert operation["description"]
     assert {"404", "400"} <= set(operation["responses"])
     assert "/" not in paths and "/static/{name}" not in paths

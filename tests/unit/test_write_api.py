@@ -21,17 +21,17 @@ from poshuk.settings import ChunkingSettings, load_settings
 from poshuk_cli.main import main
 from service.app import create_app
 from tests.support.api import assert_problem
-from tests.support.app import AUTH, KEY, KEY_HASH, app_lifecycle, build_service_index, make_settings, service_state
+from tests.support.app import (
+    ARTICLE,
+    AUTH,
+    KEY,
+    KEY_HASH,
+    app_lifecycle,
+    build_service_index,
+    make_settings,
+    service_state,
+)
 from tests.support.consistency import check_index
-
-ARTICLE = {
-    "title": "Міська рада ухвалила бюджет",
-    "text": "Депутати міської ради ухвалили бюджет на наступний рік.\nНа ремонт доріг виділили найбільше.",
-    "lang": "uk",
-    "source": "Приклад",
-    "published_at": "2023-09-01T10:00:00+03:00",
-    "tags": ["бюджет"],
-}
 
 
 @pytest.fixture

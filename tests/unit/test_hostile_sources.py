@@ -18,7 +18,6 @@ from poshuk.language import LanguageDetector
 from poshuk.readers import article_from_record, iter_sources, parse_date, read_articles
 from poshuk.search import Hit, SearchResult
 from poshuk.settings import Settings
-from poshuk_cli import search as cli
 from poshuk_cli.main import main
 from poshuk_cli.search import format_result
 
@@ -53,7 +52,7 @@ def hash_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         return HashEncoder()
 
     monkeypatch.setattr("poshuk.models.load_encoder", load_encoder)
-    monkeypatch.setattr(cli, "_quiet_model_loading", lambda: None)
+    monkeypatch.setattr("poshuk.commands.quiet_model_loading", lambda: None)
     for name in ("POSHUK_CONFIG", "POSHUK_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POSHUK_HOME", str(tmp_path / "home"))

@@ -232,6 +232,7 @@ def slow_body_main(port: int, key: str, count: int, deadline: float, summary_pat
             sock.close()
         time.sleep(0.5)
     still_open = len(live)
+    oldest = max((time.monotonic() - since for since, _ in live.values()), default=0.0)
     for sock in list(live):
         sock.close()
     lifetimes.sort()
@@ -239,6 +240,7 @@ def slow_body_main(port: int, key: str, count: int, deadline: float, summary_pat
         summary_path,
         {
             "attacker": "slow-body",
+            "oldest_open_seconds": round(oldest, 1),
             "connections": count,
             "opened": opened,
             "refused": refused,

@@ -43,6 +43,7 @@ from benchmarks.reliability import (
     _free_port,
     _latency,
     check_writes,
+    get_waiting,
     index_consistent,
 )
 
@@ -389,7 +390,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _count_present(base_url: str, ids: list[str], headers: dict[str, str]) -> int:
     with httpx.Client(base_url=base_url, timeout=60.0, headers=headers) as client:
-        return sum(client.get(f"/v1/documents/{doc_id}").status_code == 200 for doc_id in ids)
+        return sum(get_waiting(client, f"/v1/documents/{doc_id}").status_code == 200 for doc_id in ids)
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -446,7 +447,8 @@ def render(r: HostileResult) -> str:
         f"{half.get('answered')} {half.get('replies')}, open at end {half.get('still_open_at_end')} |",
         f"| slow bodies ({slow.get('connections')} connections) | `PUT` head, body 1 byte / 0.5 s | opened "
         f"{slow.get('opened')}, refused {slow.get('refused')}, ended: {slow.get('replies')} (median held "
-        f"{slow.get('median_seconds_held')} s), open at end {slow.get('still_open_at_end')} |",
+        f"{slow.get('median_seconds_held')} s), open at end {slow.get('still_open_at_end')} "
+        f"(oldest {slow.get('oldest_open_seconds')} s) |",
         f"| write storm (own key) | `PUT`s back to back beside `poshuk index` of {run_.get('articles')} articles "
         f"| {storm.get('puts')} PUTs: {_statuses(storm.get('statuses', {}))}, 2xx p50 "
         f"{storm.get('put', {}).get('p50_ms')} ms; index run exit {run_.get('exit')} in {run_.get('seconds')} s, "
@@ -464,8 +466,8 @@ def render(r: HostileResult) -> str:
     rows += [
         "",
         "Latencies are measured by the clients, of answered (2xx) requests; error rate counts non-2xx answers",
-        "and transport errors. The machine was shared with other work while this ran (see the load above), so",
-        "the absolute numbers are noisy; both phases ran on the same server, minutes apart.",
+        "and transport errors. Both phases ran against the same server, one after the other; other work on the",
+        "machine (see the load above) slows both and makes the numbers noisy.",
         "",
     ]
     return "\n".join(rows)

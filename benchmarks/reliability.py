@@ -259,6 +259,15 @@ class Expectations:
             self.last[record["id"]] = {**record, "acked": acked}
 
 
+def get_waiting(client: httpx.Client, path: str) -> httpx.Response:
+    """``GET path``, waiting out any 429 as its ``Retry-After`` says (the hostile run keeps the rate limit on)."""
+    while True:
+        response = client.get(path)
+        if response.status_code != 429:
+            return response
+        time.sleep(float(response.headers.get("retry-after", "1")))
+
+
 def check_writes(
     base_url: str, expected: Expectations, headers: dict[str, str] | None = None
 ) -> tuple[int, int, int, list[str]]:
@@ -273,7 +282,7 @@ def check_writes(
     problems: list[str] = []
     with httpx.Client(base_url=base_url, timeout=60.0, headers=headers) as client:
         for doc_id, record in expected.last.items():
-            response = client.get(f"/v1/documents/{doc_id}")
+            response = get_waiting(client, f"/v1/documents/{doc_id}")
             if response.status_code not in (200, 404):
                 problems.append(f"{doc_id}: {response.status_code}")
                 continue

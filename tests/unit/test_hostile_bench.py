@@ -150,3 +150,31 @@ def _result(phases: list[Any], bombs: FilterBombs) -> HostileResult:
         index_consistent=True,
         final_counts={"documents": 3},
     )
+
+
+class _Stop(Exception):
+    """Raised by the stand-in ``run`` once it has the options: nothing is started."""
+
+
+def _options(monkeypatch: pytest.MonkeyPatch, module: str, argv: list[str]) -> Any:
+    import benchmarks.__main__ as cli
+
+    seen: list[Any] = []
+
+    def fake_run(opts: Any) -> None:
+        seen.append(opts)
+        raise _Stop
+
+    monkeypatch.setattr(f"benchmarks.{module}.run", fake_run)
+    with pytest.raises(_Stop):
+        cli.main(argv)
+    return seen[0]
+
+
+def test_command_line_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _options(monkeypatch, "reliability", ["reliability"])
+    assert (plain.minutes, plain.clients) == (5.0, 4)  # the kill -9 benchmark as before
+    hostile = _options(monkeypatch, "hostile", ["reliability", "--hostile"])
+    assert (hostile.phase_seconds, hostile.users, hostile.filter_bombers, hostile.half_open) == (45.0, 3, 4, 400)
+    assert _options(monkeypatch, "hostile", ["reliability", "--hostile", "--minutes", "2"]).phase_seconds == 60.0
+    assert _options(monkeypatch, "hostile", ["reliability", "--hostile", "--phase-seconds", "30"]).phase_seconds == 30

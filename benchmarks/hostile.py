@@ -119,17 +119,19 @@ class HostileResult(msgspec.Struct, frozen=True, kw_only=True):
 # --- the normal users ---------------------------------------------------------------------------
 
 
-def user_request(rng: random.Random, number: int, n: int, write_share: float) -> tuple[str, str, dict[str, Any]]:
+def user_request(rng: random.Random, who: str, n: int, write_share: float) -> tuple[str, str, dict[str, Any]]:
     """(method, path, params or body) of a normal user's next request: mostly a search, sometimes a ``PUT``."""
     if rng.random() < write_share:
-        doc_id = f"u{number}-{n:06d}"
+        doc_id = f"u{who}-{n:06d}"
         return "PUT", f"/v1/documents/{doc_id}", _article(rng, doc_id)
-    query = f"{rng.choice(QUERIES + MORE_QUERIES)} {number}-{n}"  # a new text each time: no query-cache hits
+    query = (
+        f"{rng.choice(QUERIES + MORE_QUERIES)} {who}-{n}"  # a new text each time, in either phase: no query-cache hits
+    )
     return "GET", "/v1/search", {"q": query, "k": 10, "mode": rng.choice(["hybrid", "hybrid", "dense", "lexical"])}
 
 
 def user_main(
-    number: int, base_url: str, key: str, deadline: float, opts: HostileOptions, seed: int, log_path: Path
+    who: str, base_url: str, key: str, deadline: float, opts: HostileOptions, seed: int, log_path: Path
 ) -> None:
     """One normal user until ``deadline``: a request, a pause to think, again; every outcome logged."""
     rng = random.Random(seed)
@@ -137,7 +139,7 @@ def user_main(
     n = 0
     with httpx.Client(base_url=base_url, timeout=60.0) as client, log_path.open("w", encoding="utf-8") as log:
         while time.time() < deadline:
-            method, path, payload = user_request(rng, number, n, opts.write_share)
+            method, path, payload = user_request(rng, who, n, opts.write_share)
             n += 1
             record: dict[str, Any] = {"op": "upsert" if method == "PUT" else "search"}
             if method == "PUT":
@@ -231,7 +233,7 @@ def _users(ctx: Any, server: Server, keys: list[str], opts: HostileOptions, phas
     processes = [
         ctx.Process(
             target=user_main,
-            args=(n, server.base_url, keys[n], deadline, opts, opts.seed * 10 + n + len(phase) * 1000, logs[n]),
+            args=(f"{phase[0]}{n}", server.base_url, keys[n], deadline, opts, opts.seed * 10 + n, logs[n]),
             daemon=True,
         )
         for n in range(opts.users)

@@ -31,8 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     reliability = sub.add_parser(
         "reliability", help="Mixed searches and writes with periodic kill -9 of the server; lost writes must be 0."
     )
-    reliability.add_argument("--minutes", type=float, default=5.0, help="load duration (default: %(default)s)")
-    reliability.add_argument("--clients", type=int, default=4, help="client processes (default: %(default)s)")
+    reliability.add_argument(
+        "--minutes", type=float, help="load duration (default: 5; with --hostile: both phases together)"
+    )
+    reliability.add_argument(
+        "--hostile",
+        action="store_true",
+        help="normal users' latency without, then with, attackers (filter bombs, half-open connections, "
+        "slow bodies, a write storm); results to reliability-hostile.{json,md}",
+    )
+    reliability.add_argument(
+        "--phase-seconds", type=float, help="with --hostile: seconds of each phase, quiet and attacked (default: 45)"
+    )
+    reliability.add_argument(
+        "--clients", type=int, help="client processes (default: 4; with --hostile: normal users, default 3)"
+    )
     reliability.add_argument(
         "--kill-every", type=float, default=30.0, help="mean seconds between kills (default: %(default)s)"
     )
@@ -142,13 +155,33 @@ def _indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _hostile(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from benchmarks.hostile import HostileOptions, render, run
+
+    phase = args.phase_seconds or (args.minutes * 30 if args.minutes else 45.0)
+    result = run(
+        HostileOptions(
+            phase_seconds=phase,
+            users=args.clients or 3,
+            seed=args.seed,
+            out=args.out,
+            work=args.work,
+            command=("python", "-m", "benchmarks", *argv),
+        )
+    )
+    print(render(result))
+    return 0 if result.lost_writes == 0 and result.index_consistent else 1
+
+
 def _reliability(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from benchmarks.reliability import Options, render, run
 
+    if args.hostile:
+        return _hostile(args, argv)
     result = run(
         Options(
-            minutes=args.minutes,
-            clients=args.clients,
+            minutes=5.0 if args.minutes is None else args.minutes,
+            clients=args.clients or 4,
             kill_every_s=args.kill_every,
             seed=args.seed,
             out=args.out,

@@ -121,6 +121,14 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _status_of(exc: Exception) -> int:
+    """The status the problem handler answers an exception raised by an inner middleware with."""
+    status = getattr(exc, "status", None)  # ServiceProblem (the rate and time limits)
+    if not isinstance(status, int):
+        status = getattr(exc, "status_code", None)  # Litestar's HTTPException
+    return status if isinstance(status, int) and 400 <= status < 600 else 500
+
+
 class ObservabilityMiddleware:
     """Request id, request metrics and the access log line for every HTTP request."""
 
@@ -149,6 +157,9 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # answered outside (the app's problem handler): count what it will send
+            status = _status_of(exc)
+            raise
         finally:
             duration = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"

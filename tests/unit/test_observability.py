@@ -92,6 +92,20 @@ def test_metrics_count_writes_and_need_no_rate_budget(tmp_path: Path, news_dir: 
         assert _sample(text, "poshuk_writes_total", op="delete") == 1
 
 
+def test_refusals_of_the_limits_are_counted_and_logged_with_their_own_status(
+    tmp_path: Path, news_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rate limit answers 429 from a middleware; /metrics and the access log said 500."""
+    settings = _settings(tmp_path, service_rate_limit_burst="1", service_rate_limit_per_second="0.001")
+    caplog.set_level(logging.INFO, logger="poshuk.access")
+    for client in _client(settings, news_dir):
+        statuses = [client.get("/v1/search", params={"q": "бюджет"}).status_code for _ in range(3)]
+        assert statuses == [200, 429, 429]
+        text = client.get("/metrics").text
+        assert _sample(text, "poshuk_http_requests_total", route="/v1/search", method="GET", status="429") == 2
+        assert "500" not in {str(getattr(r, "status", "")) for r in caplog.records}
+
+
 def test_request_id_is_echoed_or_made(client: TestClient[Litestar]) -> None:
     given = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"

@@ -109,6 +109,10 @@ class StorageFullError(IndexStoreError):
     """A write found no room on disk; it was rolled back whole and the index is as it was (HTTP 507)."""
 
 
+class IndexReadOnlyError(IndexStoreError):
+    """A write reached an index opened read-only (``poshuk serve --read-only``); nothing was written."""
+
+
 class IndexRetiredError(IndexStoreError):
     """A write reached an index version that a rebuild has replaced; nothing was written.
 

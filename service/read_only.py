@@ -31,12 +31,13 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def allowed_methods(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> str:
-    """The ``Allow`` value for ``handler``'s path in a read-only service: its route's methods that read."""
+def allowed_methods(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The ``Allow`` value for the request's route in a read-only service: its methods that read."""
+    template = connection.scope.get("path_template")
     methods: set[str] = set()
     for route in connection.app.routes:
-        if isinstance(route, HTTPRoute) and any(h is handler for h in route.route_handlers):
-            methods = {str(m) for m in route.methods} - _WRITE_METHODS
+        if isinstance(route, HTTPRoute) and route.path_format == template:
+            methods |= {str(m) for m in route.methods} - _WRITE_METHODS
     return ", ".join(sorted(methods, key=lambda m: _ORDER.index(m) if m in _ORDER else len(_ORDER)))
 
 
@@ -52,7 +53,7 @@ def make_read_only_guard(read_only: bool) -> Any:
                 "Read-only service",
                 f"this service is read-only (service.read_only): {method} is not accepted here; "
                 "write with a service or `poshuk index` that opens the index writable",
-                headers={"Allow": allowed_methods(connection, handler)},
+                headers={"Allow": allowed_methods(connection)},
             )
 
     return guard

@@ -48,7 +48,6 @@ from poshuk.index.db import (
     rollback,
     select_in,
     storage_error,
-    wal_path,
 )
 from poshuk.index.layout import index_dir_of, live_version, read_manifest
 from poshuk.index.lexical import article_bm25, passage_bm25
@@ -163,10 +162,10 @@ class Index:
         return self.vectors.snapshot(self._readers.get())
 
     def changed_underneath(self) -> bool:
-        """Whether a writer has started changing this version's database since it was opened
-        read-only as immutable (no ``-wal`` then): this process no longer sees it right, and
-        should open the version again."""
-        return self._readers.immutable and wal_path(self.folder / SQLITE_NAME).exists()
+        """Whether a writer has changed this version's database since it was opened read-only as
+        immutable (no ``-wal`` then): this process no longer sees it right and should open the
+        version again (the service's upkeep does)."""
+        return self._readers.changed_underneath()
 
     # -- reads: no lock is shared with writers ----------------------------------------------
 

@@ -205,10 +205,16 @@ class ReadConnections:
         self.read_only = read_only
         # Decided once, so every thread reads the same way (see ``read_only_uri``).
         self.immutable = read_only and not wal_path(path).exists()
+        self._opened_as = _file_state(path) if self.immutable else None
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
+
+    def changed_underneath(self) -> bool:
+        """Whether an immutable database has been written since: a ``-wal`` appeared, or the main
+        file changed (a writer came and checkpointed meanwhile). Its readers no longer see it right."""
+        return self.immutable and (wal_path(self.path).exists() or _file_state(self.path) != self._opened_as)
 
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -243,6 +249,14 @@ class ReadConnections:
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_mtime_ns, found.st_size)
 
 
 def has_articles(conn: sqlite3.Connection) -> bool:

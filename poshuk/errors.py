@@ -19,6 +19,7 @@ HTTP status in one handler. The tree::
         ├── IndexCorruptError
         ├── IndexBusyError       another process holds the write lock too long
         ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written (HTTP 507)
+        ├── IndexReadOnlyError   a write reached an index opened read-only
         └── IndexRetiredError    a write reached a version that is no longer live
 """
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -30,29 +29,8 @@ from poshuk.settings import ChunkingSettings
 from service.app import create_app
 from tests.support.api import assert_problem
 from tests.support.app import ARTICLE, AUTH, app_lifecycle, build_service_index, make_settings, service_state
+from tests.support.folders import listing, make_read_only, make_writable
 from tests.support.repo import REPO
-
-Listing = dict[str, tuple[int, int]]
-
-
-def listing(folder: Path) -> Listing:
-    """Every file and folder under ``folder`` with its size and mtime (ns)."""
-    found: Listing = {}
-    for path in [folder, *folder.rglob("*")]:
-        info = path.stat()
-        found[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns)
-    return found
-
-
-def make_read_only(folder: Path) -> None:
-    """``chmod -R a-w folder``."""
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
-
-
-def make_writable(folder: Path) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(stat.S_IMODE(path.stat().st_mode) | stat.S_IWUSR)
 
 
 @pytest.fixture

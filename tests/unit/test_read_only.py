@@ -273,3 +273,12 @@ def test_a_damaged_new_version_is_refused_and_the_old_one_keeps_serving(
         assert client.post("/v1/search", json={"query": "бюджет", "mode": "dense"}).status_code == 200
         app_lifecycle(app).tick()  # the upkeep does not switch to it either
         assert client.get("/readyz").json()["version"] == old
+
+
+def test_the_compose_file_serves_read_only_and_writes_only_from_the_indexer() -> None:
+    compose = (REPO / "docker" / "compose.yaml").read_text(encoding="utf-8")
+    serving, _, indexing = compose.partition("\n  indexer:\n")
+    assert '"serve", "--index", "/data/index", "--read-only"' in serving
+    assert ":/data/index:ro\n" in serving
+    assert '"index", "/data/articles", "--index", "/data/index"' in indexing
+    assert ":/data/index\n" in indexing  # the one writable mount

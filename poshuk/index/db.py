@@ -206,15 +206,21 @@ class ReadConnections:
         # Decided once, so every thread reads the same way (see ``read_only_uri``).
         self.immutable = read_only and not wal_path(path).exists()
         self._opened_as = _file_state(path) if self.immutable else None
+        self._wal_as = _file_state(wal_path(path), inode=True) if read_only else None
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
 
     def changed_underneath(self) -> bool:
-        """Whether an immutable database has been written since: a ``-wal`` appeared, or the main
-        file changed (a writer came and checkpointed meanwhile). Its readers no longer see it right."""
-        return self.immutable and (wal_path(self.path).exists() or _file_state(self.path) != self._opened_as)
+        """Whether a read-only open no longer sees the database right: its ``-wal`` appeared,
+        went or was replaced (a writer came, or the last one left and removed it: a reader that
+        cannot write the ``-shm`` does not hold it open), or, when immutable, the main file changed."""
+        if not self.read_only:
+            return False
+        if _file_state(wal_path(self.path), inode=True) != self._wal_as:
+            return True
+        return self.immutable and _file_state(self.path) != self._opened_as
 
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -251,12 +257,13 @@ class ReadConnections:
                 conn.close()
 
 
-def _file_state(path: Path) -> tuple[int, int] | None:
+def _file_state(path: Path, *, inode: bool = False) -> tuple[int, ...] | None:
+    """(mtime, size) of the file, or its identity (device, inode) with ``inode``; None if absent."""
     try:
         found = path.stat()
     except OSError:
         return None
-    return (found.st_mtime_ns, found.st_size)
+    return (found.st_dev, found.st_ino) if inode else (found.st_mtime_ns, found.st_size)
 
 
 def has_articles(conn: sqlite3.Connection) -> bool:

@@ -282,3 +282,13 @@ def test_the_compose_file_serves_read_only_and_writes_only_from_the_indexer() ->
     assert ":/data/index:ro\n" in serving
     assert '"index", "/data/articles", "--index", "/data/index"' in indexing
     assert ":/data/index\n" in indexing  # the one writable mount
+
+
+@pytest.mark.parametrize(("argv", "expected"), [(["--read-only"], True), ([], False)])
+def test_the_read_only_flag_sets_the_setting(argv: list[str], expected: bool, tmp_path: Path) -> None:
+    from poshuk.commands import settings_from
+    from poshuk_cli.main import build_parser
+
+    (tmp_path / "poshuk.toml").write_text("", encoding="utf-8")
+    args = build_parser().parse_args(["--config", str(tmp_path / "poshuk.toml"), "serve", "--index", "x", *argv])
+    assert settings_from(args).service.read_only is expected

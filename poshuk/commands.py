@@ -35,7 +35,7 @@ class Command:
 def settings_from(args: argparse.Namespace) -> Settings:
     """The effective settings: the file (``--config`` or ``$POSHUK_CONFIG``) with the flags on top."""
     overrides: dict[str, Any] = {"model": getattr(args, "model", None)}
-    service = {k: getattr(args, k, None) for k in ("host", "port")}
+    service = {k: getattr(args, k, None) for k in ("host", "port", "read_only")}
     if any(v is not None for v in service.values()):
         overrides["service"] = {k: v for k, v in service.items() if v is not None}
     return load_settings(args.config, overrides=overrides)

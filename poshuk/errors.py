@@ -19,6 +19,7 @@ HTTP status in one handler. The tree::
         ├── IndexCorruptError
         ├── IndexBusyError       another process holds the write lock too long
         ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written (HTTP 507)
+        ├── IndexReadOnlyError   a write reached an index opened read-only
         └── IndexRetiredError    a write reached a version that is no longer live
 """
 
@@ -107,6 +108,10 @@ class IndexBusyError(IndexStoreError):
 
 class StorageFullError(IndexStoreError):
     """A write found no room on disk; it was rolled back whole and the index is as it was (HTTP 507)."""
+
+
+class IndexReadOnlyError(IndexStoreError):
+    """A write reached an index opened read-only (``poshuk serve --read-only``); nothing was written."""
 
 
 class IndexRetiredError(IndexStoreError):

@@ -62,7 +62,9 @@ class Searcher:
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, *, encoder: Encoder | None = None) -> Searcher:
         """Open the live version of ``index_dir``; loads the model named in settings if no encoder is given."""
-        reader = Index.open(index_dir, approximate_above=settings.approximate_above)
+        reader = Index.open(
+            index_dir, approximate_above=settings.approximate_above, read_only=settings.service.read_only
+        )
         try:
             if encoder is None:
                 from poshuk.models import load_encoder

@@ -126,6 +126,14 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "7 ms lower p50 for one user at a time, 15% fewer queries per second under concurrent load."
         ),
     ] = False
+    read_only: Annotated[
+        bool,
+        _doc(
+            "Serve the index without changing any file in its folder (a read-only mount): writes over HTTP get "
+            "405, SQLite is opened read-only, no FAISS snapshot is written; new versions are still picked up "
+            "(`poshuk serve --read-only`)."
+        ),
+    ] = False
 
 
 class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

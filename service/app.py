@@ -31,6 +31,7 @@ from service.lifecycle import Lifecycle
 from service.limits import Limits, LimitsMiddleware
 from service.metrics import Metrics, MetricsController, ObservabilityMiddleware
 from service.openapi_strict import StrictStructSchemaPlugin
+from service.read_only import make_read_only_guard
 from service.routes.documents_write import write_controllers
 from service.routes.health import HealthController
 from service.routes.page import PageController
@@ -99,7 +100,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
             MetricsController,
             *write_controllers(settings.service),  # DocumentsController's reads with the writes
         ],
-        guards=[make_guard(ring)],
+        guards=[make_read_only_guard(settings.service.read_only), make_guard(ring)],  # 405 before keys
         middleware=[
             DefineMiddleware(ObservabilityMiddleware, metrics=metrics),  # outermost: sees every answer
             DefineMiddleware(LimitsMiddleware, shared=limits),

@@ -31,6 +31,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8000)")
     serve.add_argument("--model", help="model name, sentence-transformers id or local folder")
+    serve.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help="change no file in the index folder (a read-only mount): writes get 405 (service.read_only)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
 

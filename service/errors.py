@@ -21,7 +21,8 @@ body over ``service.max_body_bytes``       413     ``.../problems/body-too-large
 ``IndexBusyError``, ``IndexRetiredError``  503     ``.../problems/index-busy``
 ``StorageFullError`` (disk full)           507     ``.../problems/storage-full``
 ``ServiceProblem`` (keys and limits:       its     ``.../problems/<its slug>``
-401, 403, 413 batch, 429, 503 timeout)
+401, 403, 405 read-only + ``Allow``,
+413 batch, 429, 503 timeout)
 other Litestar ``HTTPException``           its     ``about:blank``
 anything else                              500     ``about:blank`` (logged, generic)
 =========================================  ======  ==============================

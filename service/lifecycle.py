@@ -4,12 +4,15 @@ A background thread, every ``TICK_S``:
 
 - ``index.refresh()``: changes committed by other processes (a ``poshuk index`` run, a
   ``poshuk delete``) become searchable here within a second;
-- when ``CURRENT`` names another version (``poshuk index --rebuild`` finished), it opens
-  a ``Searcher`` on it with the same encoder and swaps it in. Requests that already hold
+- when ``CURRENT`` names another version (``poshuk index --rebuild`` finished), it checks
+  the new version's database (``check_integrity``: a damaged one is refused and the old one
+  keeps serving), opens a ``Searcher`` on it with the same encoder and swaps it in. A
+  read-only service (``service.read_only``) does the same, and also reopens its version when
+  a writer starts changing it in place (``Index.changed_underneath``). Requests that already hold
   the old searcher finish on it: it is closed only ``reload_grace_s`` later (at least the
   request time limit). ``POST /v1/admin/reload`` does the same on demand;
 - after ``snapshot_every_writes`` applied changes it writes the FAISS snapshot, so a
-  restart replays a short log; it also writes one on shutdown.
+  restart replays a short log; it also writes one on shutdown (neither when read-only).
 
 Nothing here is needed for durability (SQLite is the truth); it keeps restarts fast and
 the view fresh.
@@ -28,6 +31,7 @@ import msgspec
 
 from poshuk.errors import PoshukError
 from poshuk.index import live_version
+from poshuk.integrity import check_integrity
 from poshuk.language import LanguageDetector
 from poshuk.search import Searcher
 from service.state import ServiceState
@@ -97,12 +101,18 @@ class Lifecycle:
         if searcher is not None:
             index = searcher.index
             index.refresh()
-            if not index.is_live():
+            if not index.is_live() or index.changed_underneath():
                 with contextlib.suppress(PoshukError):  # logged by reload; the old version keeps serving
-                    self.reload()
+                    if not self._known_unusable():
+                        self.reload()
             else:
                 self._maybe_snapshot(searcher)
         self._close_expired()
+
+    def _known_unusable(self) -> bool:
+        """Whether ``CURRENT`` still names the version that already failed (checking it again each
+        tick would rerun the integrity check, about a second per GB; ``POST /v1/admin/reload`` retries)."""
+        return self._unusable is not None and live_version(self.state.index_dir) == self._unusable
 
     def _maybe_snapshot(self, searcher: Searcher) -> None:
         index = searcher.index
@@ -119,15 +129,17 @@ class Lifecycle:
             current = self.state.require_searcher()
             previous = current.index.folder.name
             live = live_version(self.state.index_dir)
-            if live == current.index.folder:
+            if live == current.index.folder and not current.index.changed_underneath():
                 return Reloaded(version=previous, previous=previous, changed=False)
             try:
+                check_integrity(live)  # a damaged page would otherwise surface as 500s on some searches
                 fresh = Searcher.open(self.state.index_dir, self.state.settings, encoder=current.encoder)
             except PoshukError as exc:
                 if live != self._unusable:
                     logger.error("cannot switch to index version %s: %s", live.name, exc.one_line())
                 self._unusable = live
                 raise
+            self._unusable = None
             self.state.swap(fresh)
             self._snapshot_seq = None
             with self._retired_lock:

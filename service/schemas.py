@@ -157,7 +157,16 @@ class ReadyResponse(msgspec.Struct, kw_only=True, frozen=True):
     passages: Annotated[int, _doc("Passages in the live index version.")]
     model: Annotated[str, _doc("Embedding model the index was built with.")]
     version: Annotated[str, _doc("Live index version, e.g. `v000003`.")]
+    read_only: Annotated[
+        bool, _doc("The service is read-only (`service.read_only`): writes get 405, searches are served.")
+    ] = False
 
     @classmethod
-    def from_stats(cls, stats: IndexStats) -> ReadyResponse:
-        return cls(documents=stats.documents, passages=stats.passages, model=stats.model, version=stats.version)
+    def from_stats(cls, stats: IndexStats, *, read_only: bool = False) -> ReadyResponse:
+        return cls(
+            documents=stats.documents,
+            passages=stats.passages,
+            model=stats.model,
+            version=stats.version,
+            read_only=read_only,
+        )

@@ -25,7 +25,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    built_with = live_manifest(index_dir).model
+    built_with = live_manifest(index_dir, read_only=settings.service.read_only).model
     model = resolve_model(settings.model, settings.home_path)
     if model.weights_sha256 != built_with.weights_sha256:
         raise ModelMismatchError(

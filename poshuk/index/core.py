@@ -22,7 +22,14 @@ from numpy.typing import NDArray
 from poshuk.analysis import Analyzer
 from poshuk.candidates import Candidate, Candidates
 from poshuk.encoder import ModelIdentity, check_backend
-from poshuk.errors import IndexBusyError, IndexRetiredError, IndexStoreError, ModelMismatchError, NotFoundError
+from poshuk.errors import (
+    IndexBusyError,
+    IndexReadOnlyError,
+    IndexRetiredError,
+    IndexStoreError,
+    ModelMismatchError,
+    NotFoundError,
+)
 from poshuk.filters import Filters
 from poshuk.index.db import (
     DOCUMENT_SELECT,
@@ -74,13 +81,20 @@ class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
 class Index:
     """One open index version."""
 
-    def __init__(self, folder: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> None:
+    def __init__(
+        self, folder: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE, read_only: bool = False
+    ) -> None:
+        """``read_only``: create and change no file in ``folder`` (a read-only mount): no writer
+        connection, no schema upgrade, no snapshot; ``write`` and ``begin`` raise ``IndexReadOnlyError``."""
         self.folder = folder
+        self.read_only = read_only
         self.manifest = read_manifest(folder)
-        self._db = connect(folder / SQLITE_NAME)  # the writers' connection
-        add_articles(self._db)
+        self._db: sqlite3.Connection | None = None  # the writers' connection
+        if not read_only:
+            self._db = connect(folder / SQLITE_NAME)
+            add_articles(self._db)
         self._write_lock = threading.RLock()
-        self._readers = ReadConnections(folder / SQLITE_NAME)
+        self._readers = ReadConnections(folder / SQLITE_NAME, read_only=read_only)
         self.allowed_cache = AllowedCache()  # filters' allowed rows, shared by this version's searches
         self._counts: Counts | None = None
         self.analyzer = Analyzer(self.manifest.lexical)  # the index's lexical settings, for writers' terms
@@ -95,8 +109,10 @@ class Index:
             raise
 
     @classmethod
-    def open(cls, index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> Index:
-        return cls(live_version(index_dir), approximate_above=approximate_above)
+    def open(
+        cls, index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE, read_only: bool = False
+    ) -> Index:
+        return cls(live_version(index_dir), approximate_above=approximate_above, read_only=read_only)
 
     @property
     def index_dir(self) -> Path:
@@ -138,9 +154,18 @@ class Index:
         with self._readers.snapshot() as conn:
             return self.vectors.refresh(conn)
 
-    def snapshot(self) -> Path:
-        """Write the in-memory FAISS index to disk, tagged with its sequence number."""
+    def snapshot(self) -> Path | None:
+        """Write the in-memory FAISS index to disk, tagged with its sequence number; None (nothing
+        written) when the index is read-only."""
+        if self.read_only:
+            return None
         return self.vectors.snapshot(self._readers.get())
+
+    def changed_underneath(self) -> bool:
+        """Whether a writer has changed this version's database since it was opened read-only as
+        immutable (no ``-wal`` then): this process no longer sees it right and should open the
+        version again (the service's upkeep does)."""
+        return self._readers.changed_underneath()
 
     # -- reads: no lock is shared with writers ----------------------------------------------
 
@@ -241,14 +266,15 @@ class Index:
         over every change made here since it began), so checking ``CURRENT`` under the lock
         tells for certain whether a write here would be lost.
         """
+        db = self._writer()
         self._write_lock.acquire()
         try:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise IndexBusyError("the index is busy: another writer holds it", hint="retry in a moment") from exc
             if self._was_live and not self.is_live():
-                rollback(self._db)
+                rollback(db)
                 raise IndexRetiredError(
                     f"index version {self.folder.name} was replaced by a rebuild",
                     hint="open the live version and retry",
@@ -257,16 +283,26 @@ class Index:
             self._write_lock.release()
             raise
         if stager is None:
-            stager = Stager(self._db, self.vectors, self.analyzer, articles=has_articles(self._db))
+            stager = Stager(db, self.vectors, self.analyzer, articles=has_articles(db))
         return stager
+
+    def _writer(self) -> sqlite3.Connection:
+        """The writers' connection; ``IndexReadOnlyError`` when the index was opened read-only."""
+        if self._db is None:
+            raise IndexReadOnlyError(
+                f"index version {self.folder.name} is open read-only: it cannot be written",
+                hint="write with a process that opens the index writable (not `poshuk serve --read-only`)",
+            )
+        return self._db
 
     def commit(self) -> int:
         """Commit the open transaction durably, apply it to the vectors; returns the last change."""
+        db = self._writer()
         try:
             try:
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
             except sqlite3.Error as exc:
-                rollback(self._db)
+                rollback(db)
                 full = storage_error(exc)
                 if full is not None:
                     raise full from exc
@@ -277,12 +313,14 @@ class Index:
         return self.applied_seq
 
     def rollback(self) -> None:
+        db = self._writer()
         try:
-            rollback(self._db)
+            rollback(db)
         finally:
             self._write_lock.release()
 
     def close(self) -> None:
         self._readers.close()
         with self._write_lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()

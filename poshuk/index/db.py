@@ -119,14 +119,28 @@ class StoredDocument(msgspec.Struct, frozen=True, kw_only=True):
     passages: list[StoredPassage]
 
 
-def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
-    """A connection in WAL mode with ``synchronous=FULL``; ``create`` makes the schema."""
+def connect(
+    path: Path, *, create: bool = False, read_only: bool = False, immutable: bool | None = None
+) -> sqlite3.Connection:
+    """A connection in WAL mode with ``synchronous=FULL``; ``create`` makes the schema.
+
+    ``read_only`` opens it so that nothing in the folder is created or changed (a read-only
+    mount, ``poshuk serve --read-only``): see ``read_only_uri`` (``immutable``: None decides
+    by whether a ``-wal`` exists now).
+    """
     if not create and not path.is_file():
         raise IndexCorruptError(f"index database {path} is missing")
     try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        if read_only:
+            uri = read_only_uri(path, immutable)
+            conn = sqlite3.connect(
+                uri, uri=True, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         if create:
             conn.executescript(SCHEMA)
@@ -135,6 +149,31 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise IndexCorruptError(f"cannot read {path}: {exc}") from None
     return conn
+
+
+def read_only_uri(path: Path, immutable: bool | None = None) -> str:
+    """The SQLite URI that reads ``path`` without creating or changing any file.
+
+    A WAL database read with ``mode=ro`` still needs its ``-shm`` and ``-wal``: when they are
+    absent (no writer has the database open) SQLite must create them, which fails on a
+    read-only folder ("attempt to write a readonly database"). Then the database is whole in
+    its main file, and ``immutable=1`` reads it with no side files and no locks. When a
+    ``-wal`` exists a writer is (or was) active and committed pages may live only there:
+    ``mode=ro`` reads them (SQLite 3.22+ copes with a ``-shm`` it cannot write), where
+    ``immutable=1`` would miss them. Both measured on a ``chmod -R a-w`` copy, as an
+    unprivileged user.
+    """
+    uri = path.resolve().as_uri()
+    if immutable is None:
+        immutable = not wal_path(path).exists()
+    if not immutable:
+        return f"{uri}?mode=ro"
+    return f"{uri}?mode=ro&immutable=1"
+
+
+def wal_path(path: Path) -> Path:
+    """The database's write-ahead log (present while a writer has it open)."""
+    return path.with_name(path.name + "-wal")
 
 
 def storage_error(exc: sqlite3.Error) -> StorageFullError | None:
@@ -161,19 +200,34 @@ class ReadConnections:
     each other, and take no Python lock.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        # Decided once, so every thread reads the same way (see ``read_only_uri``).
+        self.immutable = read_only and not wal_path(path).exists()
+        self._opened_as = _file_state(path) if self.immutable else None
+        self._wal_as = _file_state(wal_path(path), inode=True) if read_only else None
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
+
+    def changed_underneath(self) -> bool:
+        """Whether a read-only open no longer sees the database right: its ``-wal`` appeared,
+        went or was replaced (a writer came, or the last one left and removed it: a reader that
+        cannot write the ``-shm`` does not hold it open), or, when immutable, the main file changed."""
+        if not self.read_only:
+            return False
+        if _file_state(wal_path(self.path), inode=True) != self._wal_as:
+            return True
+        return self.immutable and _file_state(self.path) != self._opened_as
 
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:
                 raise IndexCorruptError(f"index database {self.path} is closed")
-            conn = connect(self.path)
+            conn = connect(self.path, read_only=self.read_only, immutable=self.immutable)
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             with self._all_lock:
@@ -201,6 +255,15 @@ class ReadConnections:
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+def _file_state(path: Path, *, inode: bool = False) -> tuple[int, ...] | None:
+    """(mtime, size) of the file, or its identity (device, inode) with ``inode``; None if absent."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if inode else (found.st_mtime_ns, found.st_size)
 
 
 def has_articles(conn: sqlite3.Connection) -> bool:

@@ -145,12 +145,13 @@ def last_change(index_dir: Path) -> int | None:
         conn.close()
 
 
-def live_manifest(index_dir: Path) -> Manifest:
+def live_manifest(index_dir: Path, *, read_only: bool = False) -> Manifest:
     """The live version's manifest, after checking its database opens: what a server checks before
-    it listens, without loading the vectors (``Index.open`` does that, once, when it loads)."""
+    it listens, without loading the vectors (``Index.open`` does that, once, when it loads).
+    ``read_only``: open it as ``Index(read_only=True)`` will, changing no file."""
     folder = live_version(index_dir)
     manifest = read_manifest(folder)
-    connect(folder / SQLITE_NAME).close()
+    connect(folder / SQLITE_NAME, read_only=read_only).close()
     return manifest
 
 

@@ -7,7 +7,8 @@ durable SQLite transaction (``Index.write``). The answer is sent only after that
 transaction committed with ``synchronous=FULL``: a 2xx survives ``kill -9`` the next
 instant, and searches in this process already see it. Upserts replace every passage of
 the article. A write that reaches a version a rebuild has just retired is redone on
-the new version, so it is not lost.
+the new version, so it is not lost. A read-only service (``service.read_only``) answers
+the three document writes 405 (``service.read_only``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from poshuk.wire import WriteResult
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
 from service.lifecycle import Lifecycle
+from service.read_only import WRITES_INDEX
 from service.routes.documents import DocumentsController
 from service.routes.ids import route_id
 from service.write_schemas import ArticleIn, ReloadResponse
 
 NDJSON = "application/x-ndjson"
 _WRITE_OPT: dict[str, Any] = {"access": WRITE}
+_INDEX_WRITE_OPT: dict[str, Any] = {**_WRITE_OPT, WRITES_INDEX: True}  # refused by a read-only service
 WRITE_ATTEMPTS = 3
 
 _ID_DOC = "Article id, e.g. `uk-001` or `world/2023/kirby` (`/` as is or as `%2F`)."
@@ -186,7 +189,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
 
         @put(
             "/{doc_id:path}",
-            opt=_WRITE_OPT,
+            opt=_INDEX_WRITE_OPT,
             security=KEYED,
             summary="Add or replace an article",
             description="Index one article under `doc_id`, replacing every passage of an earlier one. "
@@ -194,7 +197,7 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             "when the answer arrives.",
             responses={
                 201: _written("The article was new."),
-                **problem_responses(400, 401, 403, 409, 413, 429, 503, 507),
+                **problem_responses(400, 401, 403, 405, 409, 413, 429, 503, 507),
             },
         )
         async def put_document(
@@ -211,13 +214,13 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
         @post(
             "/",
             status_code=200,
-            opt=_WRITE_OPT,
+            opt=_INDEX_WRITE_OPT,
             security=KEYED,
             summary="Add or replace a batch of articles",
             description="Index up to `service.max_batch_documents` articles in one durable transaction: all "
             f"or none. The body is a JSON array, or NDJSON with `Content-Type: {NDJSON}`.",
             operation_class=_batch_operation(batch_limit),
-            responses=problem_responses(400, 401, 403, 413, 429, 503, 507),
+            responses=problem_responses(400, 401, 403, 405, 413, 429, 503, 507),
         )
         async def post_documents(
             self,
@@ -232,12 +235,12 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
 
         @delete(
             "/{doc_id:path}",
-            opt=_WRITE_OPT,
+            opt=_INDEX_WRITE_OPT,
             security=KEYED,
             status_code=200,
             summary="Delete an article",
             description="Remove the article, its passages, vectors and lexical postings, durably; 404 if absent.",
-            responses=problem_responses(401, 403, 404, 429, 503, 507),
+            responses=problem_responses(401, 403, 404, 405, 429, 503, 507),
         )
         async def delete_document(
             self,

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,18 +41,24 @@ class Server:
 
 
 def start_server(
-    index_dir: Path, log: Path, env: Mapping[str, str] | None = None, *, wait_for: str = "/readyz"
+    index_dir: Path,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    wait_for: str = "/readyz",
+    args: Sequence[str] = (),
 ) -> Server:
     """Start ``poshuk serve`` on a free port and wait until ``wait_for`` (``/readyz``) answers 200.
 
-    ``env`` adds variables (``POSHUK_SERVICE_...`` settings) to the server's environment.
+    ``env`` adds variables (``POSHUK_SERVICE_...`` settings) to the server's environment; ``args``
+    adds flags (``--read-only``).
     """
     for _attempt in range(3):  # another process may take the free port before the server binds it
         port = free_port()
         with log.open("wb") as out:
             process = subprocess.Popen(
                 poshuk_without_model_extra(
-                    "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)
+                    "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port), *args
                 ),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -445,6 +445,7 @@ def test_healthz_and_readyz_once_loaded(client: TestClient[Litestar]) -> None:
         "passages": 4,
         "model": "hash-test-encoder",
         "version": "v000001",
+        "read_only": False,
     }
 
 

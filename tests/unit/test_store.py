@@ -291,14 +291,16 @@ def test_a_full_disk_is_a_clear_error_and_changes_nothing(tmp_path: Path, hash_e
 
     _write(tmp_path, hash_encoder, _article("a", "one"))
     index = Index.open(tmp_path)
-    (pages,) = index._db.execute("PRAGMA page_count").fetchone()
-    index._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own way to run out of room
+    db = index._db  # the writers' connection (None only when opened read-only)
+    assert db is not None
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own way to run out of room
     big = _article("big", *[f"абзац {n} " + "слово " * 200 for n in range(40)])
     with pytest.raises(StorageFullError, match="disk is full"):
         index.write(upserts=[_upsert(hash_encoder, big)])
-    assert not index._db.in_transaction  # rolled back, not left open (nor masked by a failed ROLLBACK)
+    assert not db.in_transaction  # rolled back, not left open (nor masked by a failed ROLLBACK)
     assert index.counts().documents == 1
-    index._db.execute("PRAGMA max_page_count = 1073741823")
+    db.execute("PRAGMA max_page_count = 1073741823")
     index.write(upserts=[_upsert(hash_encoder, big)])  # room again: the same write succeeds
     assert index.counts().documents == 2
     index.close()

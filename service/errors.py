@@ -42,12 +42,19 @@ from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    InternalServerException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 
 from poshuk.errors import (
     IndexBusyError,
+    IndexReadOnlyError,
     IndexRetiredError,
     InputError,
     InvalidQueryError,
@@ -56,6 +63,7 @@ from poshuk.errors import (
 )
 from poshuk.wire import FieldProblem, Problem
 
+CLIENT_GONE = "client disconnected prematurely"  # Litestar's detail when the body never finished
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://poshuk.dev/problems/"
 
@@ -175,6 +183,8 @@ def problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
             slug="storage-full",
             title="Insufficient storage",
         )
+    if isinstance(exc, IndexReadOnlyError):  # the read-only guard refuses first; this is its backstop
+        return _problem(request, 405, exc.one_line(), slug="read-only", title="Read-only deployment")
     if isinstance(exc, IndexBusyError | IndexRetiredError):
         return _problem(
             request, 503, exc.one_line(), slug="index-busy", title="Index busy", headers={"Retry-After": "1"}
@@ -202,6 +212,11 @@ def problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
         return _problem(request, 413, detail, slug="body-too-large", title="Request body too large")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         return _problem(request, exc.status_code, _http_detail(request, exc), headers=exc.headers)
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_GONE:
+        # The client hung up while sending its body (a slow-body attacker does so by the hundred): nobody reads
+        # this answer, and it is no server error worth a traceback in the log.
+        logger.info("client disconnected while sending %s %s", request.method, request.url.path)
+        return _problem(request, 400, "the client disconnected before its request body arrived", slug="client-gone")
     logger.error(
         "unhandled error on %s %s",
         request.method,

@@ -87,3 +87,20 @@ def test_a_kept_alive_connection_still_serves_its_next_request(server: Server) -
             assert client.get("/healthz").status_code == 200
             time.sleep(HEADER_TIMEOUT_S / 2 + 0.2)  # twice past the deadline in all, within keep-alive (5 s)
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_no_error_in_the_log(server: Server) -> None:
+    """Slow-body attackers drop their connections by the hundred: each was a logged 500 with a traceback."""
+    for _ in range(3):
+        sock = socket.create_connection(address(server), timeout=5)
+        sock.sendall(
+            b"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"query": "bu'
+        )
+        time.sleep(0.2)
+        sock.close()
+    time.sleep(0.5)
+    assert httpx.get(server.base_url + "/healthz", timeout=5).status_code == 200
+    log = server.output()
+    assert "client disconnected while sending POST /v1/search" in log
+    assert "Traceback" not in log and "unhandled error" not in log

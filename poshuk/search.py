@@ -173,6 +173,7 @@ class Searcher:
                 limit=CANDIDATES,
                 lexical=mode != "dense",
                 articles=hybrid and self.fusion.article_weight > 0.0,
+                evidence=hybrid,
             )
         )
         if not hybrid:
@@ -271,6 +272,7 @@ class Searcher:
             vector=centre.astype(np.float32),
             filters=None if filters is None else filters.checked(),
             limit=CANDIDATES,
+            evidence=False,
         )
         ranked = [(c.row, c.score) for c in self._reader.retrieve(query).dense]
         stored = self._reader.passages([row for row, _ in ranked])

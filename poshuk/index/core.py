@@ -68,6 +68,9 @@ class RetrievalQuery:
     limit: int = 200
     lexical: bool = False  # passage BM25
     articles: bool = False  # article BM25
+    # Fill each candidate's doc_id and matched terms (what fusion reads). A single retriever's
+    # ranking needs neither: without them a dense or lexical search skips those reads.
+    evidence: bool = True
 
 
 class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,16 +189,18 @@ class Index:
         """Every retriever's candidates for ``query``, from one read snapshot, in one call."""
         with self._readers.snapshot() as conn:
             plan = FilterPlan(conn, query.filters, self.allowed_cache)
-            dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit)
-            passages = passage_bm25(plan, query.terms, query.limit) if query.lexical else []
+            dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence)
+            passages = passage_bm25(plan, query.terms, query.limit, evidence=query.evidence) if query.lexical else []
             articles = article_bm25(plan, query.terms, query.limit) if query.articles else []
         return Candidates(dense=dense, passages=passages, articles=articles)
 
-    def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int) -> list[Candidate]:
+    def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool) -> list[Candidate]:
         allowed = plan.allowed()
         if allowed is not None and len(allowed) == 0:
             return []
         hits = self.vectors.nearest(plan.conn, vector, limit, plan.dense_selector(len(self.vectors)))
+        if not evidence:
+            return [Candidate(row, "", score) for row, score in hits]
         found = select_in(plan.conn, "SELECT row_id, doc_id FROM passages WHERE row_id IN ({})", [r for r, _ in hits])
         doc_of = {int(r): str(d) for r, d in found}
         return [Candidate(row, doc_of[row], score) for row, score in hits if row in doc_of]

@@ -43,8 +43,9 @@ def _ranked_among(
     return None
 
 
-def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int) -> list[Candidate]:
-    """The best ``limit`` passages by BM25, with the query terms each contains."""
+def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True) -> list[Candidate]:
+    """The best ``limit`` passages by BM25, with their article and the query terms each contains
+    (without ``evidence``: rows and scores only, for a lexical-only ranking)."""
     if terms.empty:
         return []
     conn, match = plan.conn, terms.match_expression()
@@ -65,6 +66,8 @@ def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int) -> list[Candid
             f"WHERE lexical MATCH ? AND {plan.condition} ORDER BY bm25(lexical), l.rowid LIMIT ?"
         )
         rows = conn.execute(sql, [match, *plan.params, limit]).fetchall()
+    if not evidence:
+        return [Candidate(int(r), "", float(score)) for r, score in rows]
     found = select_in(
         conn,
         "SELECT l.rowid, l.terms, p.doc_id FROM lexical l JOIN passages p ON p.row_id = l.rowid WHERE l.rowid IN ({})",

@@ -12,7 +12,10 @@ uvicorn's own h11 protocol (``uvicorn.run(http=...)`` takes one) that
   ``service.header_timeout_s`` of opening (or of its last answer, once bytes of a next
   request arrived; an idle keep-alive connection is still uvicorn's to close), and
 * answers every request on a connection opened beyond ``service.max_connections`` with
-  503 problem+json and ``Connection: close`` instead of running the app.
+  503 problem+json and ``Connection: close`` instead of running the app, and
+* closes a connection whose request body has not arrived in time: ``header_timeout_s``
+  plus its declared length at ``MIN_BODY_BYTES_PER_S`` (a trickled body once held its
+  connection until the 30 s request time limit; an 8 MiB batch still gets 2 minutes).
 
 A timer per connection is one ``loop.call_later``: no task, no polling.
 """
@@ -33,6 +36,16 @@ from poshuk.settings import ServiceSettings
 logger = logging.getLogger("poshuk.service.connections")
 
 PROBLEM_MEDIA_TYPE = b"application/problem+json"
+MIN_BODY_BYTES_PER_S = 64 * 1024  # the slowest upload a body deadline allows for (a slow mobile link)
+
+
+def body_deadline_s(header_timeout_s: float, headers: list[tuple[bytes, bytes]]) -> float:
+    """Seconds a request body may take to arrive, from its head's ``Content-Length`` (chunked: the largest write)."""
+    declared = 8 * 1024 * 1024
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.strip().isdigit():
+            declared = int(value)
+    return header_timeout_s + declared / MIN_BODY_BYTES_PER_S
 
 
 def over_capacity_app(limit: int) -> Any:
@@ -73,7 +86,8 @@ def bounded_protocol(limits: ServiceSettings) -> type[asyncio.Protocol]:
     refuse = over_capacity_app(cap)
 
     class BoundedH11Protocol(H11Protocol):
-        _header_timer: asyncio.TimerHandle | None = None
+        _header_timer: asyncio.TimerHandle | None = None  # the head's deadline, then the body's
+        _body_phase = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -84,8 +98,11 @@ def bounded_protocol(limits: ServiceSettings) -> type[asyncio.Protocol]:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            state = self.conn.their_state
+            if state is h11.IDLE and not self.transport.is_closing():
                 self._arm_header_timer()  # bytes of a request head arrived, but not all of it
+            elif state is h11.SEND_BODY and not self.transport.is_closing():
+                self._arm_body_timer()  # the head arrived; the body must follow in time
             else:
                 self._cancel_header_timer()
 
@@ -102,6 +119,7 @@ def bounded_protocol(limits: ServiceSettings) -> type[asyncio.Protocol]:
                 self._header_timer = self.loop.call_later(header_timeout, self._header_timeout)
 
         def _cancel_header_timer(self) -> None:
+            self._body_phase = False
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
@@ -109,6 +127,20 @@ def bounded_protocol(limits: ServiceSettings) -> type[asyncio.Protocol]:
         def _header_timeout(self) -> None:
             self._header_timer = None
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def _arm_body_timer(self) -> None:
+            if self._header_timer is not None and self._body_phase:
+                return
+            self._cancel_header_timer()
+            self._body_phase = True
+            deadline = body_deadline_s(header_timeout, self.headers or [])
+            self._header_timer = self.loop.call_later(deadline, self._body_timeout)
+
+        def _body_timeout(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+                logger.info("request body too slow: connection closed", extra={"header_timeout_s": header_timeout})
                 self.transport.close()
 
     return BoundedH11Protocol

@@ -104,3 +104,30 @@ def test_a_client_that_hangs_up_mid_body_leaves_no_error_in_the_log(server: Serv
     log = server.output()
     assert "client disconnected while sending POST /v1/search" in log
     assert "Traceback" not in log and "unhandled error" not in log
+
+
+def test_a_trickled_body_is_cut_off_and_a_normal_body_is_not(server: Server) -> None:
+    """A body must arrive within header_timeout_s plus its length at 64 KiB/s; one byte every 0.3 s does not."""
+    sock = socket.create_connection(address(server), timeout=5)
+    try:
+        sock.sendall(
+            b"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"query": "'
+        )
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < HEADER_TIMEOUT_S + 6:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                closed = True
+                break
+            if closed_by_server(sock, 0.3):
+                closed = True
+                break
+        assert closed, "a body trickled a byte at a time kept its connection"
+        assert time.monotonic() - started < HEADER_TIMEOUT_S + 3
+    finally:
+        sock.close()
+    response = httpx.post(server.base_url + "/v1/search", json={"query": "бюджет", "k": 3}, timeout=30)
+    assert response.status_code == 200

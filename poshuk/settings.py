@@ -99,7 +99,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         float,
         _doc(
             "A connection that has not sent a whole request head (line and headers) within this many seconds "
-            "of opening, or of its last answer, is closed: half-open connections cannot pile up.",
+            "of opening, or of its last answer, is closed: half-open connections cannot pile up. A request body "
+            "gets this long plus its length at 64 KiB/s.",
             gt=0,
         ),
     ] = 10.0

@@ -175,8 +175,7 @@ class Index:
     def counts(self) -> Counts:
         """Documents and passages committed now (recounted only after a change), and the
         change the vectors reflect. Cheap enough for a health check: one indexed lookup."""
-        conn = self._readers.get()
-        with self._readers.snapshot():
+        with self._readers.snapshot() as conn:
             seq = last_seq(conn)
             cached = self._counts
             if cached is None or cached.seq != seq:

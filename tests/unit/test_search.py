@@ -14,7 +14,7 @@ from poshuk.index import Index, IndexWriter
 from poshuk.query import analyse_query
 from poshuk.search import Mode, Searcher
 from poshuk.settings import ChunkingSettings
-from tests import index_queries as q
+from tests.support import index_queries as q
 
 DOCS = {
     "grain": ("Зерновий коридор", ["Судна з зерном вийшли з порту Одеса", "Експорт пшениці зріс"]),

@@ -19,7 +19,7 @@ from poshuk.errors import (
 from poshuk.filters import Filters
 from poshuk.index import Index, IndexWriter, Upsert, iter_versions, live_version
 from poshuk.settings import ChunkingSettings
-from tests import index_queries as q
+from tests.support import index_queries as q
 from tests.support.consistency import check_index
 from tests.support.store import make_article as _article
 from tests.support.store import make_upsert as _upsert

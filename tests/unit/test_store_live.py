@@ -14,7 +14,7 @@ from poshuk.errors import IndexCorruptError, IndexRetiredError, IndexStoreError
 from poshuk.index import Index, IndexWriter, Upsert, live_version
 from poshuk.ingest import chunk_step, encode_step, to_upserts
 from poshuk.settings import ChunkingSettings
-from tests import index_queries as q
+from tests.support import index_queries as q
 from tests.support.consistency import check_index
 from tests.support.store import make_article as _article
 from tests.support.store import make_upsert as _upsert

@@ -13,7 +13,7 @@ from poshuk.encoder import HashEncoder
 from poshuk.index import Index, IndexWriter, live_version
 from poshuk.settings import ChunkingSettings, Settings
 from poshuk.vectors import FLAT_IP, VectorIndex, nlist_for, nprobe_for
-from tests import index_queries as q
+from tests.support import index_queries as q
 
 DIM = 32
 

@@ -184,7 +184,7 @@ class Client:
         offset: int = 0,
         dedupe: bool = False,
         highlight: bool = True,
-        semantic_highlights: bool = True,
+        semantic_highlights: bool = False,
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
         options = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
@@ -258,7 +258,7 @@ class AsyncClient:
         offset: int = 0,
         dedupe: bool = False,
         highlight: bool = True,
-        semantic_highlights: bool = True,
+        semantic_highlights: bool = False,
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
         options = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}

@@ -48,7 +48,7 @@ class Searcher:
         *,
         max_k: int = 100,
         fusion: FusionSettings | None = None,
-        semantic_highlights: bool = True,
+        semantic_highlights: bool = False,
         allow_backend_mismatch: bool = False,
     ) -> None:
         reader.check_model(encoder.identity, allow_backend_mismatch=allow_backend_mismatch)
@@ -120,9 +120,12 @@ class Searcher:
         """The ``k`` best passages (or articles, with ``collapse``; or stories, with ``dedupe``) for
         ``query``, from ``offset``.
 
-        ``semantic_highlights`` (default: the searcher's setting) marks, for the top hits that
-        match no query word, the sentence closest in meaning: a model call over their sentences,
-        most of a search's time on a CPU. A page can ask without it, paint, then ask again with it.
+        ``semantic_highlights`` (default: the searcher's setting, off) marks, for the top hits
+        that match no query word, the sentence closest in meaning. It is opt-in because it is a
+        model call over their sentences: ~50 ms of CPU against ~10 ms for the rest of a search
+        (issue 14's measurements); storing sentence vectors at index time instead would double
+        the encoding time of every `poshuk index`. The web page paints without it, then asks again
+        with it.
         """
         started = time.perf_counter()
         text = clean_text(query).strip()

@@ -104,9 +104,10 @@ OFFSET_DOC = f"Skip this many hits (articles, with `collapse`) to page through r
 
 
 SEMANTIC_HIGHLIGHTS_DOC = (
-    "With `highlight`: for the top 3 hits that match no query word (found by meaning only), mark the "
-    "sentence closest to the query (`highlight_kind: sentence`). It costs a model call over their "
-    "sentences, most of a search's time; a page can search without it, show the hits, then ask again with it."
+    "Opt-in. With `highlight`: for the top 3 hits that match no query word (found by meaning only), mark "
+    "the sentence closest to the query (`highlight_kind: sentence`). Off by default because it costs a model "
+    "call over their sentences, several times the rest of a search; a page can search without it, show the "
+    "hits, then ask again with it."
 )
 
 
@@ -120,7 +121,7 @@ class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     collapse: Annotated[bool, _doc("Return each article once (its best passage), with `other_matches`.")] = False
     offset: Annotated[int, _doc(OFFSET_DOC)] = 0
     highlight: Annotated[bool, _doc("Mark where each passage matches in `highlights`.")] = True
-    semantic_highlights: Annotated[bool, _doc(SEMANTIC_HIGHLIGHTS_DOC)] = True
+    semantic_highlights: Annotated[bool, _doc(SEMANTIC_HIGHLIGHTS_DOC)] = False
     dedupe: Annotated[
         bool, _doc("Return each story once: one hit per cluster of copies, edited copies and translations.")
     ] = False

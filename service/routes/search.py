@@ -118,7 +118,7 @@ def _search(
     offset: int,
     highlight: bool,
     dedupe: bool = False,
-    semantic_highlights: bool = True,
+    semantic_highlights: bool = False,
 ) -> SearchResult:
     check_request(query, k, limits)
     if limits.log_queries:
@@ -225,7 +225,7 @@ class SearchController(Controller):
         collapse: Annotated[bool, Parameter(description="Return each article once.")] = False,
         offset: Annotated[int, Parameter(description=OFFSET_DOC)] = 0,
         highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
-        semantic_highlights: Annotated[bool, Parameter(description=SEMANTIC_HIGHLIGHTS_DOC)] = True,
+        semantic_highlights: Annotated[bool, Parameter(description=SEMANTIC_HIGHLIGHTS_DOC)] = False,
         dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
     ) -> SearchResult:
         filters = build_filters(

@@ -170,9 +170,10 @@ def test_source_section_tag_filters_dedupe_and_sentence_marks_over_http(http: ht
     stories = [h["cluster"] or h["doc_id"] for h in deduped]
     assert deduped[0]["doc_id"] == "uk-001" and len(stories) == len(set(stories))
     # an English query has no word in the Ukrainian article: its closest sentence is marked instead
-    top = http.post("/v1/search", json={"query": query, "k": 3, "mode": "dense"}).json()["hits"][0]
+    asked = {"query": query, "k": 3, "mode": "dense", "semantic_highlights": True}
+    top = http.post("/v1/search", json=asked).json()["hits"][0]
     assert top["doc_id"] == "uk-001" and top["highlight_kind"] == "sentence"
     [span] = top["highlights"]
     assert top["text"][span["start"] : span["end"]].strip()
-    quick = http.post("/v1/search", json={"query": query, "k": 3, "mode": "dense", "semantic_highlights": False})
+    quick = http.post("/v1/search", json={"query": query, "k": 3, "mode": "dense"})  # the default: no sentences
     assert quick.json()["hits"][0]["highlight_kind"] is None

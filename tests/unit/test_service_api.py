@@ -14,9 +14,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from poshuk.documents import Article, Passage
 from poshuk.encoder import HashEncoder, ModelIdentity, Vectors
 from poshuk.errors import IndexNotFoundError, ModelError
-from poshuk.settings import ServiceSettings, Settings
+from poshuk.index import IndexWriter
+from poshuk.settings import ChunkingSettings, ServiceSettings, Settings
 from service.app import create_app
 from service.errors import IndexNotReadyError
 from service.server import serve
@@ -325,8 +327,8 @@ def test_term_highlights_point_at_the_matched_words(news: TestClient[Litestar]) 
             assert hit["highlights"] == []
 
 
-def test_passages_found_by_meaning_get_their_closest_sentence(news: TestClient[Litestar]) -> None:
-    body = _post(news, query="дрони атакували", k=100, mode="dense")
+def test_passages_found_by_meaning_get_their_closest_sentence_when_asked(news: TestClient[Litestar]) -> None:
+    body = _post(news, query="дрони атакували", k=100, mode="dense", semantic_highlights=True)
     sentences = [h for h in body["hits"] if h["highlight_kind"] == "sentence"]
     assert sentences
     for hit in sentences:
@@ -336,16 +338,48 @@ def test_passages_found_by_meaning_get_their_closest_sentence(news: TestClient[L
         assert not any(word.casefold().startswith("дрон") for word in sentence.split())
 
 
-def test_semantic_highlights_false_keeps_word_marks_and_skips_sentences(news: TestClient[Litestar]) -> None:
-    full = _post(news, query="дрони атакували", k=100, mode="dense")
-    quick = _post(news, query="дрони атакували", k=100, mode="dense", semantic_highlights=False)
+class PassageCountingEncoder(HashEncoder):
+    """Counts the texts sent through ``encode_passages``: the model work a search should not do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passage_texts = 0
+
+    def encode_passages(self, texts: Sequence[str]) -> Vectors:
+        self.passage_texts += len(texts)
+        return super().encode_passages(texts)
+
+
+def test_the_default_request_does_no_model_work_beyond_the_query(settings: Settings, tmp_path: Path) -> None:
+    text = "Порт відновив роботу вранці. Судна вийшли в море. Зерно вантажать цілодобово."
+    article = Article(id="port", title="Порт", text=text, lang="uk")
+    passage = Passage(id="port#0", doc_id="port", ordinal=0, text=text, embed_text=f"Порт\n{text}")
+    with IndexWriter(tmp_path / "index", HashEncoder().identity, ChunkingSettings()) as writer:
+        writer.upsert(article, [passage], HashEncoder().encode_passages([passage.embed_text]))
+    encoder = PassageCountingEncoder()
+    with TestClient(create_app(settings, tmp_path / "index", encoder=encoder)) as http:
+        assert service_state(http.app).wait(10)
+        for query in ("ships at sea", "grain exports from Odesa"):  # no word of the text: found by meaning only
+            got = http.get("/v1/search", params={"q": query, "k": 10}).json()["hits"]
+            posted = http.post("/v1/search", json={"query": query}).json()["hits"]
+            assert [h["highlight_kind"] for h in got + posted] == [None, None]
+        assert encoder.passage_texts == 0
+        asked = http.post("/v1/search", json={"query": "ships at sea", "semantic_highlights": True}).json()["hits"]
+        assert asked[0]["highlight_kind"] == "sentence" and encoder.passage_texts == 3  # the opt-in is what costs
+
+
+def test_sentences_are_opt_in_and_word_marks_stay_the_same(news: TestClient[Litestar]) -> None:
+    full = _post(news, query="дрони атакували", k=100, mode="dense", semantic_highlights=True)
+    quick = _post(news, query="дрони атакували", k=100, mode="dense")
     assert [h["passage_id"] for h in quick["hits"]] == [h["passage_id"] for h in full["hits"]]
     assert not any(h["highlight_kind"] == "sentence" for h in quick["hits"])
     for before, after in zip(full["hits"], quick["hits"], strict=True):
         if before["highlight_kind"] == "terms":
             assert after["highlights"] == before["highlights"]
-    got = news.get("/v1/search", params={"q": "дрони атакували", "mode": "dense", "semantic_highlights": "false"})
+    got = news.get("/v1/search", params={"q": "дрони атакували", "mode": "dense"})
     assert not any(h["highlight_kind"] == "sentence" for h in got.json()["hits"])
+    asked = news.get("/v1/search", params={"q": "дрони атакували", "mode": "dense", "semantic_highlights": "true"})
+    assert any(h["highlight_kind"] == "sentence" for h in asked.json()["hits"])
 
 
 def test_highlight_false_leaves_hits_unmarked(news: TestClient[Litestar]) -> None:

@@ -134,11 +134,10 @@ class Searcher:
         terms = analyse_query(text, self._analyzer)
         vector = None if mode == "lexical" else self._encoder.encode_queries([text])
         ranked = self._rank(vector, terms, mode, filters)
-        stored = self._reader.passages([row for row, _ in ranked])
-        chosen = self._page(ranked, stored, k=k, offset=offset, collapse=collapse, dedupe=dedupe)
+        chosen = self._page(ranked, k=k, offset=offset, collapse=collapse, dedupe=dedupe)
         hits = [
-            self._hit(offset + n, stored[row], score, others, terms if highlight else None)
-            for n, (row, score, others) in enumerate(chosen, start=1)
+            self._hit(offset + n, passage, score, others, terms if highlight else None)
+            for n, (passage, score, others) in enumerate(chosen, start=1)
         ]
         sentences = self.semantic_highlights if semantic_highlights is None else semantic_highlights
         if highlight and sentences and vector is not None:
@@ -183,30 +182,42 @@ class Searcher:
             return [(c.row, c.score) for c in (found.dense if mode == "dense" else found.passages)]
         return fuse(found, len(terms.units), self.fusion)
 
-    @staticmethod
     def _page(
+        self,
         ranked: list[tuple[int, float]],
-        stored: dict[int, StoredPassage],
         *,
         k: int,
         offset: int,
         collapse: bool,
         dedupe: bool = False,
-    ) -> list[tuple[int, float, int]]:
-        """(row id, score, other matching passages of the article, or of the cluster with
-        ``dedupe``) for one page."""
-        present = [(row, score) for row, score in ranked if row in stored]
-        if not collapse and not dedupe:
-            return [(row, score, 0) for row, score in present[offset : offset + k]]
+        exclude: str | None = None,
+    ) -> list[tuple[StoredPassage, float, int]]:
+        """(passage, score, other matching passages of the article, or of the cluster with
+        ``dedupe``) for one page. Only the page's passages are read whole: reading all 200
+        candidates' text was a fifth of a hybrid search (issue 14's profile)."""
+        if not collapse and not dedupe and exclude is None:
+            wanted = offset + k
+            present: list[tuple[StoredPassage, float]] = []
+            start = 0
+            while len(present) < wanted and start < len(ranked):  # again only if rows were deleted meanwhile
+                window = ranked[start : start + wanted - len(present)]
+                stored = self._reader.passages([row for row, _ in window])
+                present += [(stored[row], score) for row, score in window if row in stored]
+                start += len(window)
+            return [(passage, score, 0) for passage, score in present[offset : offset + k]]
+        groups = self._reader.groups([row for row, _ in ranked])
         best: dict[str, tuple[int, float]] = {}
         counts: dict[str, int] = {}
-        for row, score in present:
-            p = stored[row]
-            doc = (p.cluster or p.doc_id) if dedupe else p.doc_id
-            counts[doc] = counts.get(doc, 0) + 1
-            best.setdefault(doc, (row, score))
-        articles = list(best.items())[offset : offset + k]
-        return [(row, score, counts[doc] - 1) for doc, (row, score) in articles]
+        for row, score in ranked:
+            if row not in groups or groups[row][0] == exclude:
+                continue
+            doc_id, cluster = groups[row]
+            key = (cluster or doc_id) if dedupe else doc_id
+            counts[key] = counts.get(key, 0) + 1
+            best.setdefault(key, (row, score))
+        page = list(best.items())[offset : offset + k]
+        stored = self._reader.passages([row for _, (row, _) in page])
+        return [(stored[row], score, counts[key] - 1) for key, (row, score) in page if row in stored]
 
     def _hit(self, rank: int, p: StoredPassage, score: float, others: int, terms: QueryTerms | None) -> Hit:
         spans = [] if terms is None else term_spans(p.text, terms, self._analyzer)
@@ -278,10 +289,8 @@ class Searcher:
             evidence=False,
         )
         ranked = [(c.row, c.score) for c in self._reader.retrieve(query).dense]
-        stored = self._reader.passages([row for row, _ in ranked])
-        others = [(row, score) for row, score in ranked if row in stored and stored[row].doc_id != doc_id]
-        chosen = self._page(others, stored, k=k, offset=0, collapse=True)
-        hits = [self._hit(n, stored[row], score, more, None) for n, (row, score, more) in enumerate(chosen, start=1)]
+        chosen = self._page(ranked, k=k, offset=0, collapse=True, exclude=doc_id)
+        hits = [self._hit(n, passage, score, more, None) for n, (passage, score, more) in enumerate(chosen, start=1)]
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(
             query=f"similar:{doc_id}",

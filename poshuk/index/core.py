@@ -33,6 +33,7 @@ from poshuk.errors import (
 from poshuk.filters import Filters
 from poshuk.index.db import (
     DOCUMENT_SELECT,
+    GROUP_SELECT,
     PASSAGE_SELECT,
     SQLITE_NAME,
     Counts,
@@ -203,6 +204,15 @@ class Index:
         found = select_in(plan.conn, "SELECT row_id, doc_id FROM passages WHERE row_id IN ({})", [r for r, _ in hits])
         doc_of = {int(r): str(d) for r, d in found}
         return [Candidate(row, doc_of[row], score) for row, score in hits if row in doc_of]
+
+    def groups(self, rows: list[int]) -> dict[int, tuple[str, str | None]]:
+        """(article id, story cluster) of these rows, all a ranking needs to collapse by article
+        or story without reading the passages' text (rows deleted meanwhile are absent)."""
+        if not rows:
+            return {}
+        with self._readers.snapshot() as conn:
+            found = select_in(conn, GROUP_SELECT + " WHERE p.row_id IN ({})", rows)
+        return {int(r): (str(doc), None if cluster is None else str(cluster)) for r, doc, cluster in found}
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
         """The stored passages with these row ids (rows deleted meanwhile are absent)."""

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clients", type=int, help="client processes (default: 4; with --hostile: normal users, default 3)"
     )
     reliability.add_argument(
+        "--attackers",
+        help="with --hostile: comma-separated attackers to run, of filter-bombs, half-open, slow-bodies, "
+        "write-storm (default: all; issue 13's target names filter-bombs,half-open)",
+    )
+    reliability.add_argument(
         "--kill-every", type=float, default=30.0, help="mean seconds between kills (default: %(default)s)"
     )
     reliability.add_argument("--seed", type=int, default=20230831, help="seed of the load and the kills")
@@ -156,14 +161,20 @@ def _indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _hostile(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from benchmarks.hostile import HostileOptions, render, run
+    from benchmarks.hostile import ATTACKERS, HostileOptions, render, run
 
     phase = args.phase_seconds or (args.minutes * 30 if args.minutes else 45.0)
+    chosen = tuple(a.strip() for a in args.attackers.split(",") if a.strip()) if args.attackers else ATTACKERS
+    unknown = sorted(set(chosen) - set(ATTACKERS))
+    if unknown or not chosen:
+        print(f"benchmarks: error: --attackers takes {', '.join(ATTACKERS)}; got {args.attackers!r}", file=sys.stderr)
+        return 2
     result = run(
         HostileOptions(
             phase_seconds=phase,
             users=args.clients or 3,
             seed=args.seed,
+            attackers=chosen,
             out=args.out,
             work=args.work,
             command=("python", "-m", "benchmarks", *argv),

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ MORE_QUERIES = (
 )
 
 
+ATTACKERS = ("filter-bombs", "half-open", "slow-bodies", "write-storm")
+"""Every attacker ``--attackers`` can name; issue 13's target names the first two."""
+
+
 @dataclass(frozen=True)
 class HostileOptions:
     phase_seconds: float = 45.0
@@ -67,6 +72,7 @@ class HostileOptions:
     slow_bodies: int = 20
     storm_articles: int = 300
     seed: int = 20230831
+    attackers: tuple[str, ...] = ATTACKERS
     out: Path = REPO / "benchmarks" / "results"
     work: Path | None = None
     command: tuple[str, ...] = ()
@@ -100,6 +106,7 @@ class HostileResult(msgspec.Struct, frozen=True, kw_only=True):
     uptime_after: str
     settings: dict[str, Any]  # what the server ran with beyond the shipped defaults
     users: int
+    attackers: list[str]  # which ran in the attacked phase
     phases: list[Phase]
     p50_ratio: float  # attacked / quiet
     target_holds: bool
@@ -282,7 +289,8 @@ def run(opts: HostileOptions) -> HostileResult:
         print("attacked phase: starting the attackers", flush=True)
         warmup = 3.0
         deadline = time.time() + warmup + opts.phase_seconds
-        bomb_summaries = [work / f"filter-bomb-{n}.json" for n in range(opts.filter_bombers)]
+        bombers = opts.filter_bombers if "filter-bombs" in opts.attackers else 0
+        bomb_summaries = [work / f"filter-bomb-{n}.json" for n in range(bombers)]
         storm_log = work / "write-storm.jsonl"
         attacker_processes = [
             ctx.Process(
@@ -290,24 +298,23 @@ def run(opts: HostileOptions) -> HostileResult:
                 args=(n, server.base_url, bomb_keys[n], deadline, opts.seed, bomb_summaries[n]),
                 daemon=True,
             )
-            for n in range(opts.filter_bombers)
+            for n in range(bombers)
         ]
+        others: dict[str, tuple[Callable[..., None], tuple[Any, ...]]] = {
+            "half-open": (attackers.half_open_main, (server.port, opts.half_open, deadline, work / "half-open.json")),
+            "slow-bodies": (
+                attackers.slow_body_main,
+                (server.port, slow_key, opts.slow_bodies, deadline, work / "slow-body.json"),
+            ),
+            "write-storm": (
+                attackers.write_storm_main,
+                (server.base_url, storm_key, index_dir, config, opts.storm_articles, deadline, storm_log),
+            ),
+        }
         attacker_processes += [
-            ctx.Process(
-                target=attackers.half_open_main,
-                args=(server.port, opts.half_open, deadline, work / "half-open.json"),
-                daemon=True,
-            ),
-            ctx.Process(
-                target=attackers.slow_body_main,
-                args=(server.port, slow_key, opts.slow_bodies, deadline, work / "slow-body.json"),
-                daemon=True,
-            ),
-            ctx.Process(
-                target=attackers.write_storm_main,
-                args=(server.base_url, storm_key, index_dir, config, opts.storm_articles, deadline, storm_log),
-                daemon=True,
-            ),
+            ctx.Process(target=target, args=args, daemon=True)
+            for name, (target, args) in others.items()
+            if name in opts.attackers
         ]
         for process in attacker_processes:
             process.start()
@@ -333,9 +340,10 @@ def run(opts: HostileOptions) -> HostileResult:
         reader = {"Authorization": f"Bearer {storm_key}"}  # the rate limit stays on: read with a key
         found, lost, _, problems = check_writes(server.base_url, expected, reader)
         storm_index = _read_json(storm_log.with_suffix(".index.json"))
-        storm_index["found_after"] = _count_present(
-            server.base_url, [a["id"] for a in attackers.storm_articles(opts.storm_articles)], reader
-        )
+        if "write-storm" in opts.attackers:
+            storm_index["found_after"] = _count_present(
+                server.base_url, [a["id"] for a in attackers.storm_articles(opts.storm_articles)], reader
+            )
         server.stop()
     finally:
         server.kill()
@@ -354,6 +362,7 @@ def run(opts: HostileOptions) -> HostileResult:
         uptime_after=_uptime(),
         settings={"auth.keys": f"{len(pairs)} keys: one per user and per attacker (rate limit counts each apart)"},
         users=opts.users,
+        attackers=list(opts.attackers),
         phases=phases,
         p50_ratio=ratio,
         target_holds=ratio <= TARGET_RATIO,
@@ -434,12 +443,14 @@ def render(r: HostileResult) -> str:
     rows += [
         "",
         f"**attacked / quiet search p50: {r.p50_ratio}x** — issue 13's target (within {TARGET_RATIO:g}x) "
-        f"**{verdict}**.",
+        f"**{verdict}**. Attackers in this run: {', '.join(r.attackers)}.",
         "",
         "Users' outcomes: quiet " + _statuses(quiet.outcomes) + "; attacked " + _statuses(attacked.outcomes) + ".",
         "",
         "| attacker | what it did | what it got |",
         "| --- | --- | --- |",
+    ]
+    table = [
         f"| filter bombs ({bombs.attackers} processes, own keys) | `POST /v1/search`, 4 lists x 64 values x 200 "
         f"chars; 1 in 10 over a bound | {_statuses(bombs.statuses)}; accepted p50 {bombs.worst.p50_ms} ms, p99 "
         f"{bombs.worst.p99_ms} ms; over-limit p50 {bombs.over_limit.p50_ms} ms, p99 {bombs.over_limit.p99_ms} ms |",
@@ -455,6 +466,9 @@ def render(r: HostileResult) -> str:
         f"| {storm.get('puts')} PUTs: {_statuses(storm.get('statuses', {}))}, 2xx p50 "
         f"{storm.get('put', {}).get('p50_ms')} ms; index run exit {run_.get('exit')} in {run_.get('seconds')} s, "
         f"{run_.get('found_after')} of its articles found after |",
+    ]
+    rows += [line for name, line in zip(ATTACKERS, table, strict=True) if name in r.attackers]
+    rows += [
         "",
         "| writes | value |",
         "| --- | --- |",

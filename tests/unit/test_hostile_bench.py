@@ -20,6 +20,7 @@ from benchmarks.attackers import (
     worst_filter_body,
 )
 from benchmarks.hostile import (
+    ATTACKERS,
     FilterBombs,
     HostileResult,
     merge_filter_bombs,
@@ -126,6 +127,9 @@ def test_report_says_whether_the_target_holds() -> None:
     assert "**lost writes** | **0**" in text
     encoded = msgspec.json.encode(result)
     assert msgspec.json.decode(encoded, type=HostileResult).p50_ratio == 2.5
+    assert "| half-open connections" in text and "| write storm" in text
+    fewer = render(msgspec.structs.replace(result, attackers=["filter-bombs", "half-open"]))
+    assert "| half-open connections" in fewer and "| write storm" not in fewer and "| slow bodies" not in fewer
 
 
 def _result(phases: list[Any], bombs: FilterBombs) -> HostileResult:
@@ -137,6 +141,7 @@ def _result(phases: list[Any], bombs: FilterBombs) -> HostileResult:
         uptime_after="load average: 2.00",
         settings={"auth.keys": "9 keys"},
         users=3,
+        attackers=list(ATTACKERS),
         phases=phases,
         p50_ratio=p50_ratio(*phases),
         target_holds=p50_ratio(*phases) <= 2.0,
@@ -179,3 +184,13 @@ def test_command_line_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (hostile.phase_seconds, hostile.users, hostile.filter_bombers, hostile.half_open) == (45.0, 3, 4, 400)
     assert _options(monkeypatch, "hostile", ["reliability", "--hostile", "--minutes", "2"]).phase_seconds == 60.0
     assert _options(monkeypatch, "hostile", ["reliability", "--hostile", "--phase-seconds", "30"]).phase_seconds == 30
+    assert hostile.attackers == ATTACKERS
+    some = ["reliability", "--hostile", "--attackers", "filter-bombs, half-open"]
+    assert _options(monkeypatch, "hostile", some).attackers == ("filter-bombs", "half-open")
+
+
+def test_an_unknown_attacker_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    import benchmarks.__main__ as cli
+
+    assert cli.main(["reliability", "--hostile", "--attackers", "filter-bombs,dragons"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -64,13 +64,14 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         float,
         _doc(
             "Requests per second each API key (or, without a key, each client address) may make on average; "
-            "beyond the burst they get 429 with `Retry-After` (0: no limit).",
+            "beyond the burst they get 429 with `Retry-After` (0: no limit). The default is about a tenth of "
+            "what two CPU cores answer (default searches), so a few keys cannot take the whole server.",
             ge=0,
         ),
-    ] = 50.0
+    ] = 10.0
     rate_limit_burst: Annotated[
         int, _doc("Requests a key or client may make at once before `rate_limit_per_second` applies.", ge=1)
-    ] = 100
+    ] = 30
     snapshot_every_writes: Annotated[
         int,
         _doc("Write the FAISS snapshot after this many applied changes (and on shutdown); 0: only on shutdown.", ge=0),

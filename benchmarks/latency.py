@@ -151,8 +151,9 @@ def _run_server(
         )
         with httpx.Client(base_url=server.base, timeout=120) as client:
             for n, (kind, path_of) in enumerate(target.kinds.items()):
-                # warm-up: the repeated queries once (fills the cache), or a few queries no cell starts with
-                for query in pool if cache == "on" else pool[-5:]:
+                # warm-up: the repeated queries once (fills the cache); with the cache off as many from the
+                # pool's end (lazy model loading, first allocations), which no cell starts with
+                for query in pool if cache == "on" else pool[-opts.repeated :]:
                     client.get(path_of(query)).raise_for_status()
                 for m, conc in enumerate(opts.levels):
                     shift = 0 if cache == "on" else (997 * (n * len(opts.levels) + m)) % len(pool)

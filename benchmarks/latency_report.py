@@ -91,6 +91,14 @@ def _qps(cells: list[Cell]) -> str:
     return f"{mean:.1f}" + (f" ({rounds})" if len(cells) > 1 else "")
 
 
+def _latencies(cells: list[Cell]) -> list[str]:
+    """Mean p50 and p99 over the rounds that completed a request (wrk has no percentile of nothing)."""
+    timed = [c for c in cells if c.requests]
+    if not timed:
+        return ["none completed", "–"]
+    return [f"{_mean([c.p50_ms for c in timed]):.1f}", f"{_mean([c.p99_ms for c in timed]):.1f}"]
+
+
 def _cells_table(report: LatencyReport, corpus: str) -> list[str]:
     lines = [
         "| system | request | query cache | c | QPS (per round) | p50 ms | p99 ms | errors | server CPU ms/request "
@@ -106,8 +114,7 @@ def _cells_table(report: LatencyReport, corpus: str) -> list[str]:
             cache,
             str(conc),
             _qps(cells),
-            f"{_mean([c.p50_ms for c in cells]):.1f}",
-            f"{_mean([c.p99_ms for c in cells]):.1f}",
+            *_latencies(cells),
             str(sum(c.errors for c in cells)),
             f"{_mean([c.cpu_ms_per_request for c in cells]):.1f}",
             f"{max(c.rss_mb for c in cells):.0f}",

@@ -6,8 +6,12 @@ benchmark's Lua script for a second against a tiny HTTP server in this process.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +25,7 @@ from benchmarks.__main__ import main
 from benchmarks.datasets import SETS
 from benchmarks.latency_report import Cell, Corpus, LatencyReport, ratios, render
 from benchmarks.machine import Machine
+from benchmarks.serverproc import cpu_seconds, rss_mb, tree
 from benchmarks.wrk import MISSING, WrkMissing, find_wrk, parse, request_path, run_wrk, write_paths
 
 OUTPUT = """Running 1s test @ http://127.0.0.1:8000
@@ -167,3 +172,20 @@ def test_real_wrk_cycles_the_paths_and_counts_non_2xx(tiny_server: str, tmp_path
     assert result.non2xx == pytest.approx(misses, abs=2) and result.non2xx > 0
     assert result.errors >= result.non2xx
     assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+
+
+def test_server_cpu_and_memory_are_read_from_proc_for_the_process_tree() -> None:
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", burn + "print(1, flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE
+    )
+    with child:
+        try:
+            assert child.pid in tree(os.getpid())
+            before, own = cpu_seconds(os.getpid()), time.process_time()
+            assert child.stdout is not None and child.stdout.readline()  # the child has burnt its 0.3 s of CPU
+            child_cpu = cpu_seconds(os.getpid()) - before - (time.process_time() - own)
+            assert child_cpu >= 0.2  # a descendant's CPU counts toward the server's
+            assert rss_mb(os.getpid()) > rss_mb(child.pid) > 1
+        finally:
+            child.kill()

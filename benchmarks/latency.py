@@ -206,19 +206,22 @@ def _txtai_target(folder: Path, passages: int, env: dict[str, str], tmp: Path) -
     )
 
 
-def _txtai_unlp(ws: Workspace, unlp: BenchSet) -> Path | str:
-    """txtai's saved unlp2026 index (built by the recall benchmark's adapter if absent), or why not."""
+def _txtai_unlp(ws: Workspace, unlp: BenchSet) -> tuple[Path, str] | str:
+    """txtai's saved unlp2026 index (built by the recall benchmark's adapter if absent) and the FAISS
+    index it chose, or why not."""
     from benchmarks.systems import SystemUnavailable
     from benchmarks.systems.txtai_system import TxtaiSystem
 
     system = TxtaiSystem()
     try:
-        system.prepare(unlp, ws)
+        notes = system.prepare(unlp, ws)
     except SystemUnavailable as exc:
         return f"txtai not measured on unlp2026: {exc}"
     folder = system.folder
     system.close()
-    return folder if folder is not None else "txtai not measured on unlp2026: no saved index"
+    if folder is None:
+        return "txtai not measured on unlp2026: no saved index"
+    return folder, notes.get("faiss_components", "?")
 
 
 def _txtai_missing() -> str | None:
@@ -254,7 +257,7 @@ def run(opts: Options) -> LatencyReport | None:
     env["POSHUK_SERVICE_RATE_LIMIT_PER_SECOND"] = "0"  # the load comes from one client address
     if settings.query_cache_size < opts.repeated:
         env["POSHUK_QUERY_CACHE_SIZE"] = str(opts.repeated)
-    notes: list[str] = []
+    notes = [f"poshuk's vector search is exact (flat) at or below {settings.approximate_above:,} passages"]
     txtai_absent = _txtai_missing() if "txtai" in opts.systems else None
     if txtai_absent:
         notes.append(txtai_absent)
@@ -274,7 +277,8 @@ def run(opts: Options) -> LatencyReport | None:
                 if isinstance(found, str):
                     notes.append(found)
                 else:
-                    targets.append(_txtai_target(found, passages, env, tmp))
+                    notes.append(f"txtai's FAISS index on {corpus}: {found[1]} (its default)")
+                    targets.append(_txtai_target(found[0], passages, env, tmp))
         elif corpus_key == "scaled":
             corpus = f"scaled {opts.passages:,}"
             if "poshuk" in opts.systems:
@@ -282,10 +286,14 @@ def run(opts: Options) -> LatencyReport | None:
                 targets.append(_poshuk_target(index, _passages_of(index), env, opts.kinds))
             if "txtai" in opts.systems and not txtai_absent:
                 try:
-                    folder, rows = build_scaled_txtai(ws, sets, opts.passages)
+                    folder, rows, components = build_scaled_txtai(ws, sets, opts.passages)
                 except Exception as exc:  # reported, never presented as measured
                     notes.append(f"txtai not measured on {corpus}: its external-vectors index failed ({exc!r})")
                 else:
+                    notes.append(
+                        f"txtai on {corpus}: `method: external`, passage vectors from the vector cache, queries "
+                        f"by sentence-transformers' encode_query; FAISS index {components} (its default)"
+                    )
                     targets.append(_txtai_target(folder, rows, {**env, **environment(ws)}, tmp))
         else:
             raise ValueError(f"unknown corpus {corpus_key!r}; choose from unlp2026, scaled")

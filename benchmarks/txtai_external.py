@@ -97,9 +97,10 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def build_scaled_txtai(ws: Workspace, sets: dict[str, BenchSet], passages: int) -> tuple[Path, int]:
+def build_scaled_txtai(ws: Workspace, sets: dict[str, BenchSet], passages: int) -> tuple[Path, int, str]:
     """A saved txtai index over every recall-set passage, repeated up to ``passages`` (built once);
-    returns its folder and its row count (the same repetition as ``scaled.build_scaled_index``)."""
+    returns its folder, its row count (the same repetition as ``scaled.build_scaled_index``) and the
+    FAISS index txtai chose (its default: IVF, approximate, above 5,000 rows)."""
     from txtai import Embeddings
 
     unique = [p for bench in sets.values() for p in ws.passages(bench)]
@@ -124,10 +125,11 @@ def build_scaled_txtai(ws: Workspace, sets: dict[str, BenchSet], passages: int) 
         theirs = np.asarray(emb.transform(_CHECK_QUERY), dtype=np.float32)
         first = ws.vectors(unique[:1])[0]
         theirs_p = np.asarray(emb.batchtransform([unique[0].embed_text], category="data")[0], dtype=np.float32)
+        components = str(emb.config.get("build", {}).get("settings", {}).get("components", "?"))
         emb.close()
     sims = (float(ours @ theirs), float(first @ theirs_p))
     if min(sims) < 0.999:
         raise RuntimeError(
             f"txtai external vectors differ from poshuk's (cosine query {sims[0]:.4f}, passage {sims[1]:.4f})"
         )
-    return folder, rows
+    return folder, rows, components

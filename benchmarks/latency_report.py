@@ -69,7 +69,7 @@ class LatencyReport(msgspec.Struct, frozen=True, kw_only=True):
 KIND_DOC = {
     "default": "`GET /v1/search?q=…&k=10`, nothing else: what an integrator sends by default",
     "dense": "`…&mode=dense&highlight=false`: the like-for-like comparison with txtai",
-    "semantic": "`…&semantic_highlights=true`: the web page's second request (sentence marks)",
+    "semantic": "`…&semantic_highlights=true`: what the web page's second request asks for (sentence marks)",
     "search": "txtai's `GET /search?query=…&limit=10` (dense; ids and scores only)",
 }
 

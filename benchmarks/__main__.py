@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--cache", type=_csv, default=["off", "on"], help="query cache modes (default: off,on)")
     latency.add_argument("--corpora", type=_csv, default=["unlp2026", "scaled"], help="default: unlp2026,scaled")
     latency.add_argument("--repeated", type=int, default=20, help="queries repeated with the cache on (default: 20)")
+    latency.add_argument(
+        "--max-query-chars", type=int, default=200, help="longest recall-set query sent (default: %(default)s)"
+    )
     latency.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default: 1)")
     latency.add_argument("--encoder", help="POSHUK_ENCODER for poshuk (default: the setting's default)")
     latency.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
@@ -146,6 +149,7 @@ def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 cache=tuple(args.cache),
                 corpora=tuple(args.corpora),
                 repeated=args.repeated,
+                max_query_chars=args.max_query_chars,
                 wrk_threads=args.wrk_threads,
                 encoder=args.encoder,
                 command=("python", "-m", "benchmarks", *argv),

@@ -57,6 +57,7 @@ class LatencyReport(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float
     rounds: int
     queries: dict[str, int]  # cache mode -> distinct queries cycled
+    max_query_chars: int  # the longest query kept from the recall sets
     corpora: list[Corpus]
     servers: list[ServerStart]
     cells: list[Cell]
@@ -165,7 +166,8 @@ def render(report: LatencyReport) -> str:
         "alternating in order round by round; one server at a time, rate limit off.",
         "",
         f"Query cache **off**: the server's query cache is 0 and requests cycle through "
-        f"{report.queries.get('off', 0):,} distinct real queries of the recall sets. **on**: "
+        f"{report.queries.get('off', 0):,} distinct real queries of the recall sets (those of at most "
+        f"{report.max_query_chars} characters). **on**: "
         f"{report.queries.get('on', 0)} queries repeated after one warm-up pass (txtai has no query cache; it "
         "gets the same requests). Server CPU ms/request: utime+stime of the server's processes over the cell "
         "(including requests still open when wrk stopped) divided by the requests sent. Errors: socket errors, "

@@ -121,6 +121,7 @@ def test_report_shows_every_cell_and_the_ratio_over_rounds() -> None:
         seconds=10.0,
         rounds=2,
         queries={"off": 300, "on": 20},
+        max_query_chars=200,
         corpora=[Corpus(name="unlp2026", passages={"poshuk": 9746, "txtai": 9746})],
         servers=[],
         cells=cells,

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 POSHUK := $(VENV)/bin/poshuk
 INDEX ?= .poshuk/example-index
 
-.PHONY: setup model browser demo test lint typecheck pytest clean
+.PHONY: setup model browser bench-tools demo test lint typecheck pytest clean
 
 # What the demo needs: the package and the model. No browser: only the browser tests want one.
 setup: $(VENV)/.installed model
@@ -23,6 +23,10 @@ model: $(VENV)/.installed
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-liberation)
+
+# Debian's wrk, the compiled load generator of `python -m benchmarks latency` (not needed by the tests).
+bench-tools:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 demo: setup
 	$(POSHUK) index examples/articles --index $(INDEX)

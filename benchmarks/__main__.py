@@ -61,14 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     dedupe.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
     dedupe.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     latency = sub.add_parser(
-        "latency", help="HTTP latency, QPS and memory of poshuk serve (100k passages) and of txtai's API."
+        "latency",
+        help="QPS, p50/p99, server CPU per request and RSS of poshuk serve and txtai's API under wrk.",
     )
     latency.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
     latency.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
     latency.add_argument("--passages", type=int, default=100_000, help="size of the scaled index (default: 100000)")
-    latency.add_argument("--queries", type=int, default=200, help="requests per concurrency level (default: 200)")
+    latency.add_argument("--seconds", type=float, default=15.0, help="seconds of load per cell (default: 15)")
+    latency.add_argument("--rounds", type=int, default=2, help="rounds, systems alternating (default: 2)")
     latency.add_argument("--concurrency", type=_csv, default=["1", "8", "32"], help="levels (default: 1,8,32)")
     latency.add_argument("--systems", type=_csv, default=["poshuk", "txtai"], help="default: poshuk,txtai")
+    latency.add_argument(
+        "--kinds", type=_csv, default=["default", "dense", "semantic"], help="poshuk requests (default: all three)"
+    )
+    latency.add_argument("--cache", type=_csv, default=["off", "on"], help="query cache modes (default: off,on)")
+    latency.add_argument("--corpora", type=_csv, default=["unlp2026", "scaled"], help="default: unlp2026,scaled")
+    latency.add_argument("--repeated", type=int, default=20, help="queries repeated with the cache on (default: 20)")
+    latency.add_argument(
+        "--max-query-chars", type=int, default=200, help="longest recall-set query sent (default: %(default)s)"
+    )
+    latency.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default: 1)")
     latency.add_argument("--encoder", help="POSHUK_ENCODER for poshuk (default: the setting's default)")
     latency.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     indexing = sub.add_parser("indexing", help="Passages/s of torch fp32, ONNX fp32, ONNX int8 and txtai; FLOPs.")
@@ -123,21 +135,34 @@ def _save(out: Path, stem: str, report: object, table: str) -> None:
 
 
 def _latency(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from benchmarks.latency import Options, render, run
+    from benchmarks.latency import Options, run
+    from benchmarks.latency_report import render
+    from benchmarks.wrk import WrkMissing
 
-    report = run(
-        Options(
-            data=args.data,
-            work=args.work,
-            out=args.out,
-            passages=args.passages,
-            queries=args.queries,
-            levels=tuple(int(c) for c in args.concurrency),
-            systems=tuple(args.systems),
-            encoder=args.encoder,
-            command=("python", "-m", "benchmarks", *argv),
+    try:
+        report = run(
+            Options(
+                data=args.data,
+                work=args.work,
+                out=args.out,
+                passages=args.passages,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                levels=tuple(int(c) for c in args.concurrency),
+                systems=tuple(args.systems),
+                kinds=tuple(args.kinds),
+                cache=tuple(args.cache),
+                corpora=tuple(args.corpora),
+                repeated=args.repeated,
+                max_query_chars=args.max_query_chars,
+                wrk_threads=args.wrk_threads,
+                encoder=args.encoder,
+                command=("python", "-m", "benchmarks", *argv),
+            )
         )
-    )
+    except WrkMissing as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if report is not None:
         _save(args.out, "latency", report, render(report))
     return 0

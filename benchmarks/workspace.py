@@ -140,6 +140,13 @@ class Workspace:
             writer.commit()
         self.index_seconds[bench.name] = time.perf_counter() - started
 
+    @property
+    def vector_cache(self) -> Path:
+        """The SQLite file of passage vectors: ``vectors(key = sha256(embed text), vector = float32 bytes)``."""
+        identity = self.encoder.identity
+        model_key = hashlib.sha256(f"{identity.weights_sha256}\n{identity.passage_prompt}".encode()).hexdigest()
+        return self.work / f"vectors-{model_key[:16]}-{identity.backend}.sqlite"
+
     def vectors(self, passages: list[Passage]) -> NDArray[np.float32]:
         """Passage vectors, encoding only those not in the model's vector cache.
 
@@ -147,11 +154,10 @@ class Workspace:
         poshuk's lexical code or store rebuilds an index without re-running the model.
         """
         identity = self.encoder.identity
-        model_key = hashlib.sha256(f"{identity.weights_sha256}\n{identity.passage_prompt}".encode()).hexdigest()
         self.work.mkdir(parents=True, exist_ok=True)
         keys = [hashlib.sha256(p.embed_text.encode()).hexdigest() for p in passages]
         out = np.zeros((len(passages), identity.dimension), dtype=np.float32)
-        cache = self.work / f"vectors-{model_key[:16]}-{identity.backend}.sqlite"
+        cache = self.vector_cache
         with contextlib.closing(sqlite3.connect(cache)) as db:
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
             found: dict[str, bytes] = {}

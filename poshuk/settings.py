@@ -87,6 +87,16 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     log_queries: Annotated[
         bool, _doc("Log each search's query text at info level (off: queries are never logged, for privacy).")
     ] = False
+    search_slots: Annotated[
+        int,
+        _doc(
+            "Searches `poshuk serve` runs at once (0: one per physical core). When all are busy the next slot goes "
+            "to the waiting client (API key, or address without one) that used the least server time lately, so "
+            "a few heavy clients cannot make everyone else wait behind them.",
+            ge=0,
+            le=1024,
+        ),
+    ] = 0
     faiss_threads: Annotated[
         int,
         _doc(

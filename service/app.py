@@ -23,10 +23,12 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components
 
 from poshuk.encoder import Encoder
+from poshuk.onnx_encoder import physical_cores
 from poshuk.settings import Settings
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
 from service.bodies import check_json_body
 from service.errors import problem_handler
+from service.fair_gate import GATE_KEY, FairGate
 from service.lifecycle import Lifecycle
 from service.limits import Limits, LimitsMiddleware
 from service.metrics import Metrics, MetricsController, ObservabilityMiddleware
@@ -91,6 +93,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     metrics = Metrics(service_state)
     lifecycle = Lifecycle(service_state)
     lifecycle.write_listeners.append(metrics.written)
+    gate = FairGate(settings.service.search_slots or physical_cores())
     return Litestar(
         route_handlers=[
             SearchController,
@@ -110,8 +113,9 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
             "limits": _provider(settings.service),
             "lifecycle": _provider(lifecycle),
             "metrics": _provider(metrics),
+            "gate": _provider(gate),
         },
-        state=State({STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, LIMITS_KEY: limits}),
+        state=State({STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, LIMITS_KEY: limits, GATE_KEY: gate}),
         before_send=[unmatched_before_send(metrics)],  # 404/405 without a route: counted and logged
         lifespan=[_lifespan(service_state, lifecycle)],
         before_request=check_json_body,  # JSON depth and strict types, before any route decodes a body

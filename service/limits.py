@@ -35,6 +35,14 @@ logger = logging.getLogger("poshuk.service")
 
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 100_000
+CLIENT_SCOPE_KEY = "poshuk.client"  # who is asking: the rate limit's and the fair gate's unit
+
+
+def client_of(scope: Scope) -> str:
+    """The client ``LimitsMiddleware`` recorded for this request ("unknown" outside it)."""
+    mutable: Any = scope
+    found = mutable.get(CLIENT_SCOPE_KEY)
+    return found if isinstance(found, str) else "unknown"
 
 
 class TokenBuckets:
@@ -92,21 +100,28 @@ class LimitsMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        who, keyed = self.identify(scope)
         if self.buckets is not None and scope["path"] not in UNLIMITED_PATHS:
-            self._check_rate(scope)
+            self._check_rate(who, keyed)
         if self.timeout <= 0:
             await self.app(scope, receive, send)
             return
         await self._with_deadline(scope, receive, send)
 
-    def _check_rate(self, scope: Scope) -> None:
-        assert self.buckets is not None
+    def identify(self, scope: Scope) -> tuple[str, bool]:
+        """(the client, whether by a valid key): recorded in the scope for the fair gate."""
         principal = self._principal(scope)
         if principal.valid:
             who = f"key:{principal.key_id}"
         else:
             client = scope.get("client")
             who = f"ip:{client[0] if client else 'unknown'}"
+        mutable: Any = scope
+        mutable[CLIENT_SCOPE_KEY] = who
+        return who, principal.valid
+
+    def _check_rate(self, who: str, keyed: bool) -> None:
+        assert self.buckets is not None
         wait = self.buckets.take(who)
         if wait > 0:
             retry = max(1, math.ceil(wait))
@@ -115,7 +130,7 @@ class LimitsMiddleware:
                 "rate-limited",
                 "Too many requests",
                 f"more than {self.buckets.rate:g} requests per second (burst {self.buckets.burst}) from this "
-                f"{'key' if principal.valid else 'client'}; retry in {retry} s",
+                f"{'key' if keyed else 'client'}; retry in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
 

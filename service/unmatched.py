@@ -70,7 +70,8 @@ def unmatched_refusal(request: Request[Any, Any, Any]) -> ServiceProblem | None:
     if not isinstance(limits, Limits) or limits.buckets is None:
         return None
     try:
-        LimitsMiddleware(app=_no_app, shared=limits)._check_rate(scope)
+        middleware = LimitsMiddleware(app=_no_app, shared=limits)
+        middleware._check_rate(*middleware.identify(scope))
     except ServiceProblem as refusal:
         return refusal
     return None

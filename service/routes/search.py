@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+import anyio.to_thread
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -19,6 +21,8 @@ from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
 from poshuk.wire import Hit, Mode, SearchResult, Span
 from service.errors import problem_responses
+from service.fair_gate import FairGate
+from service.limits import client_of
 from service.metrics import Metrics
 from service.schemas import DATE_DOC, MODE_DOC, OFFSET_DOC, SEMANTIC_HIGHLIGHTS_DOC, SearchRequest, build_filters
 
@@ -105,6 +109,13 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
         raise InvalidQueryError(f"k must be between 1 and {limits.max_k}, got {k}")
 
 
+async def _through_gate(gate: FairGate, client: str, search: partial[SearchResult]) -> SearchResult:
+    """Run ``search`` in a worker thread once the fair gate gives ``client`` a slot; the slot is
+    held until the thread ends, even if the request is abandoned meanwhile."""
+    async with gate.slot(client):
+        return await anyio.to_thread.run_sync(search)
+
+
 def _search(
     searcher: Searcher,
     limits: ServiceSettings,
@@ -149,7 +160,6 @@ class SearchController(Controller):
     @post(
         "/",
         status_code=200,
-        sync_to_thread=True,
         summary="Search (JSON body)",
         description="Find the `k` best passages for the query, each with its article's metadata and where it "
         "matches. Ukrainian and English queries search the same index. `mode` picks meaning, words or both; "
@@ -157,8 +167,9 @@ class SearchController(Controller):
         "each article once; `offset` pages through the results.",
         responses=_RESPONSES,
     )
-    def search_post(
+    async def search_post(
         self,
+        request: Request[Any, Any, Any],
         data: Annotated[
             SearchRequest,
             Body(
@@ -169,8 +180,10 @@ class SearchController(Controller):
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
         metrics: NamedDependency[Metrics],
+        gate: NamedDependency[FairGate],
     ) -> SearchResult:
-        return _search(
+        search = partial(
+            _search,
             searcher,
             limits,
             metrics,
@@ -184,20 +197,22 @@ class SearchController(Controller):
             semantic_highlights=data.semantic_highlights,
             dedupe=data.dedupe,
         )
+        return await _through_gate(gate, client_of(request.scope), search)
 
     @get(
         "/",
-        sync_to_thread=True,
         summary="Search (query string)",
         description="The same search as `POST /v1/search` as a link: the query in `q`, filters as repeatable "
         "`lang`, `source`, `section` and `tag` parameters and the dates in `from` and `to`.",
         responses=_RESPONSES,
     )
-    def search_get(
+    async def search_get(
         self,
+        request: Request[Any, Any, Any],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
         metrics: NamedDependency[Metrics],
+        gate: NamedDependency[FairGate],
         q: Annotated[
             str,
             Parameter(
@@ -238,7 +253,8 @@ class SearchController(Controller):
             from_name="from",
             to_name="to",
         )
-        return _search(
+        search = partial(
+            _search,
             searcher,
             limits,
             metrics,
@@ -252,3 +268,4 @@ class SearchController(Controller):
             dedupe=dedupe,
             semantic_highlights=semantic_highlights,
         )
+        return await _through_gate(gate, client_of(request.scope), search)

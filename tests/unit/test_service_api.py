@@ -21,6 +21,7 @@ from poshuk.index import IndexWriter
 from poshuk.settings import ChunkingSettings, ServiceSettings, Settings
 from service.app import create_app
 from service.errors import IndexNotReadyError
+from service.fair_gate import GATE_KEY, FairGate
 from service.server import serve
 from tests.support.api import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
 from tests.support.app import ARTICLES, build_service_index, service_state
@@ -366,6 +367,14 @@ def test_the_default_request_does_no_model_work_beyond_the_query(settings: Setti
         assert encoder.passage_texts == 0
         asked = http.post("/v1/search", json={"query": "ships at sea", "semantic_highlights": True}).json()["hits"]
         assert asked[0]["highlight_kind"] == "sentence" and encoder.passage_texts == 3  # the opt-in is what costs
+
+
+def test_searches_are_charged_to_their_client_at_the_fair_gate(client: TestClient[Litestar]) -> None:
+    gate = client.app.state[GATE_KEY]
+    assert isinstance(gate, FairGate) and gate.usage("ip:testclient") == 0.0
+    assert client.get("/v1/search", params={"q": "Київ"}).status_code == 200
+    assert client.post("/v1/search", json={"query": "Київ"}).status_code == 200
+    assert gate.usage("ip:testclient") > 0.0 and gate.busy == 0
 
 
 def test_sentences_are_opt_in_and_word_marks_stay_the_same(news: TestClient[Litestar]) -> None:

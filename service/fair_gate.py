@@ -1,0 +1,105 @@
+"""A fair gate for search work: at most ``slots`` searches run at once, and when every slot
+is busy the next one goes to the waiting client that has used the least server time lately.
+
+Why: a rate limit bounds how often a key may ask, not what its requests cost. Four keys
+sending new (never cached) queries back to back kept a two-core server busy, and every
+other user's search queued behind theirs (issue 13: normal users' p50 4x the quiet p50).
+Behind this gate a light user waits for at most one running search, while the heavy keys
+queue behind each other. The gate is taken after the body is read (a slow body holds no
+slot) and waiting costs a coroutine, not a worker thread.
+
+Time used decays with a half-life, so a client that was busy a minute ago is not punished
+now; the clients remembered are bounded like the rate limiter's buckets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+MAX_CLIENTS = 100_000
+GATE_KEY = "poshuk.fair_gate"  # the app's gate in its state (read by tests and metrics)
+
+
+@dataclass(order=True)
+class _Waiter:
+    usage: float  # the client's decayed time when it began to wait (re-read when a slot frees)
+    ticket: int
+    client: str = field(compare=False)
+    granted: asyncio.Future[None] = field(compare=False)
+
+
+class FairGate:
+    """Slots for search work, handed out least-recently-served first. One event loop uses it."""
+
+    def __init__(self, slots: int, *, half_life_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if slots < 1:
+            raise ValueError("a gate needs at least one slot")
+        self.slots = slots
+        self._half_life = half_life_s
+        self._clock = clock
+        self._busy = 0
+        self._waiting: list[_Waiter] = []
+        self._used: dict[str, tuple[float, float]] = {}  # client -> (seconds used, when last charged)
+        self._tickets = itertools.count()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def usage(self, client: str) -> float:
+        """Seconds of work ``client`` had lately, decayed by the half-life."""
+        used, at = self._used.get(client, (0.0, 0.0))
+        if used == 0.0:
+            return 0.0
+        return float(used * 0.5 ** ((self._clock() - at) / self._half_life))
+
+    @asynccontextmanager
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        """Hold one slot for ``client`` while the block runs; its duration is charged to the client."""
+        if self._busy < self.slots and not self._waiting:
+            self._busy += 1
+        else:
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter = _Waiter(self.usage(client), next(self._tickets), client, granted)
+            self._waiting.append(waiter)
+            try:
+                await waiter.granted
+            except BaseException:
+                if waiter.granted.done() and not waiter.granted.cancelled():
+                    self._release()  # granted just as it was cancelled: pass the slot on
+                elif waiter in self._waiting:
+                    self._waiting.remove(waiter)
+                raise
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self._charge(client, self._clock() - started)
+            self._release()
+
+    def _charge(self, client: str, seconds: float) -> None:
+        self._used[client] = (self.usage(client) + seconds, self._clock())
+        if len(self._used) > MAX_CLIENTS:
+            for name in sorted(self._used, key=self.usage)[: len(self._used) // 2]:
+                del self._used[name]
+
+    def _release(self) -> None:
+        self._busy -= 1
+        while self._busy < self.slots and self._waiting:
+            for waiter in self._waiting:
+                waiter.usage = self.usage(waiter.client)
+            chosen = min(self._waiting)
+            self._waiting.remove(chosen)
+            if chosen.granted.done():  # its request went away meanwhile
+                continue
+            self._busy += 1
+            chosen.granted.set_result(None)

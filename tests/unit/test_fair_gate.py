@@ -1,0 +1,132 @@
+"""The fair gate: slots, least-recently-served first, cancellation without leaked slots (a fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.fair_gate import FairGate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _use(gate: FairGate, clock: Clock, client: str, seconds: float) -> None:
+    async with gate.slot(client):
+        clock.now += seconds
+
+
+def test_free_slots_are_taken_at_once_and_given_back() -> None:
+    async def scenario() -> None:
+        gate = FairGate(2, clock=Clock())
+        async with gate.slot("a"), gate.slot("b"):
+            assert (gate.busy, gate.waiting) == (2, 0)
+        assert gate.busy == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_light_client_goes_before_a_heavy_one_that_queued_first() -> None:
+    async def scenario() -> list[str]:
+        clock = Clock()
+        gate = FairGate(1, clock=clock)
+        await _use(gate, clock, "key:heavy", 3.0)  # the heavy key has used 3 s lately
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with gate.slot("key:heavy"):
+                await release.wait()
+
+        async def ask(client: str) -> None:
+            async with gate.slot(client):
+                order.append(client)
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(ask("key:heavy")), asyncio.create_task(ask("ip:127.0.0.2"))]
+        await asyncio.sleep(0)
+        assert gate.waiting == 2
+        release.set()
+        await asyncio.gather(holder, *waiters)
+        return order
+
+    assert asyncio.run(scenario()) == ["ip:127.0.0.2", "key:heavy"]
+
+
+def test_equal_clients_are_served_in_arrival_order() -> None:
+    async def scenario() -> list[int]:
+        clock = Clock()
+        gate = FairGate(1, clock=clock)
+        order: list[int] = []
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with gate.slot("x"):
+                await release.wait()
+
+        async def ask(n: int) -> None:
+            async with gate.slot(f"c{n}"):
+                order.append(n)
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(ask(n)) for n in range(5)]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(holder, *waiters)
+        return order
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+
+
+def test_a_waiter_that_goes_away_leaves_no_slot_behind() -> None:
+    async def scenario() -> tuple[int, int]:
+        gate = FairGate(1, clock=Clock())
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with gate.slot("a"):
+                await release.wait()
+
+        async def wait_in_line() -> None:
+            async with gate.slot("b"):
+                raise AssertionError("a cancelled waiter must not run")
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(wait_in_line())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await holder
+        async with gate.slot("c"):  # the only slot is free again
+            busy = gate.busy
+        return busy, gate.waiting
+
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+def test_time_used_decays_with_the_half_life() -> None:
+    async def scenario() -> tuple[float, float]:
+        clock = Clock()
+        gate = FairGate(1, half_life_s=10.0, clock=clock)
+        await _use(gate, clock, "a", 4.0)
+        now = gate.usage("a")
+        clock.now += 10.0
+        return now, gate.usage("a")
+
+    assert asyncio.run(scenario()) == (4.0, 2.0)
+
+
+def test_a_gate_needs_a_slot() -> None:
+    with pytest.raises(ValueError, match="at least one slot"):
+        FairGate(0)

@@ -109,6 +109,12 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
         raise InvalidQueryError(f"k must be between 1 and {limits.max_k}, got {k}")
 
 
+def _admitted(query: str, k: int, limits: ServiceSettings, filters: Filters | None) -> Filters | None:
+    """Refuse a request past a limit before it queues at the gate; returns the filters, checked."""
+    check_request(query, k, limits)
+    return None if filters is None else filters.checked()
+
+
 async def _through_gate(gate: FairGate, client: str, search: partial[SearchResult]) -> SearchResult:
     """Run ``search`` in a worker thread once the fair gate gives ``client`` a slot; the slot is
     held until the thread ends, even if the request is abandoned meanwhile."""
@@ -182,6 +188,7 @@ class SearchController(Controller):
         metrics: NamedDependency[Metrics],
         gate: NamedDependency[FairGate],
     ) -> SearchResult:
+        filters = _admitted(data.query, data.k, limits, None if data.filters is None else data.filters.to_filters())
         search = partial(
             _search,
             searcher,
@@ -190,7 +197,7 @@ class SearchController(Controller):
             data.query,
             data.k,
             mode=data.mode,
-            filters=None if data.filters is None else data.filters.to_filters(),
+            filters=filters,
             collapse=data.collapse,
             offset=data.offset,
             highlight=data.highlight,
@@ -253,6 +260,7 @@ class SearchController(Controller):
             from_name="from",
             to_name="to",
         )
+        filters = _admitted(q, k, limits, filters)
         search = partial(
             _search,
             searcher,

@@ -19,18 +19,17 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MAX_CLIENTS = 100_000
-GATE_KEY = "poshuk.fair_gate"  # the app's gate in its state (read by tests and metrics)
+GATE_KEY = "poshuk.fair_gate"  # the app's gate in its state (tests read it there)
 
 
-@dataclass(order=True)
+@dataclass(frozen=True)
 class _Waiter:
-    usage: float  # the client's decayed time when it began to wait (re-read when a slot frees)
-    ticket: int
-    client: str = field(compare=False)
-    granted: asyncio.Future[None] = field(compare=False)
+    client: str
+    ticket: int  # arrival order: breaks ties between clients with equal time used
+    granted: asyncio.Future[None]
 
 
 class FairGate:
@@ -69,7 +68,7 @@ class FairGate:
             self._busy += 1
         else:
             granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiter = _Waiter(self.usage(client), next(self._tickets), client, granted)
+            waiter = _Waiter(client, next(self._tickets), granted)
             self._waiting.append(waiter)
             try:
                 await waiter.granted
@@ -95,9 +94,7 @@ class FairGate:
     def _release(self) -> None:
         self._busy -= 1
         while self._busy < self.slots and self._waiting:
-            for waiter in self._waiting:
-                waiter.usage = self.usage(waiter.client)
-            chosen = min(self._waiting)
+            chosen = min(self._waiting, key=lambda w: (self.usage(w.client), w.ticket))
             self._waiting.remove(chosen)
             if chosen.granted.done():  # its request went away meanwhile
                 continue

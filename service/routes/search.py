@@ -137,7 +137,7 @@ def _search(
     dedupe: bool = False,
     semantic_highlights: bool = False,
 ) -> SearchResult:
-    check_request(query, k, limits)
+    """The search itself, in a worker thread; the request was admitted (``_admitted``) before it queued."""
     if limits.log_queries:
         logger.info("search %r", query, extra={"query": query, "k": k, "mode": mode})
     started = time.perf_counter()

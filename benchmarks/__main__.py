@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
         "write-storm (default: all; issue 13's target names filter-bombs,half-open)",
     )
     reliability.add_argument(
+        "--think-seconds",
+        metavar="MIN,MAX",
+        help="with --hostile: a normal user's pause between requests, uniform in [MIN, MAX] seconds "
+        "(default: 0.05,0.15: a tool more than a person)",
+    )
+    reliability.add_argument(
+        "--service-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --hostile: a [service] setting the server runs with instead of the shipped default "
+        "(e.g. search_slots=1; repeatable); the report lists it",
+    )
+    reliability.add_argument(
         "--kill-every", type=float, default=30.0, help="mean seconds between kills (default: %(default)s)"
     )
     reliability.add_argument("--seed", type=int, default=20230831, help="seed of the load and the kills")
@@ -194,8 +208,27 @@ def _hostile(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if unknown or not chosen:
         print(f"benchmarks: error: --attackers takes {', '.join(ATTACKERS)}; got {args.attackers!r}", file=sys.stderr)
         return 2
+    service: dict[str, str] = {}
+    for item in args.service_setting:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier() or not value.strip():
+            print(f"benchmarks: error: --service-setting takes NAME=VALUE; got {item!r}", file=sys.stderr)
+            return 2
+        service[name.strip()] = value.strip()
+    think = (0.05, 0.15)
+    if args.think_seconds:
+        try:
+            low, high = (float(x) for x in args.think_seconds.split(","))
+        except ValueError:
+            low = high = -1.0
+        if not 0 <= low <= high:
+            print(f"benchmarks: error: --think-seconds takes MIN,MAX; got {args.think_seconds!r}", file=sys.stderr)
+            return 2
+        think = (low, high)
     result = run(
         HostileOptions(
+            think_s=think,
+            service=service,
             phase_seconds=phase,
             users=args.clients or 3,
             seed=args.seed,

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,9 @@ class HostileOptions:
     storm_articles: int = 300
     seed: int = 20230831
     attackers: tuple[str, ...] = ATTACKERS
+    service: dict[str, str] = field(
+        default_factory=dict
+    )  # [service] settings other than the shipped defaults, as TOML values
     out: Path = REPO / "benchmarks" / "results"
     work: Path | None = None
     command: tuple[str, ...] = ()
@@ -106,6 +109,7 @@ class HostileResult(msgspec.Struct, frozen=True, kw_only=True):
     uptime_after: str
     settings: dict[str, Any]  # what the server ran with beyond the shipped defaults
     users: int
+    think_s: tuple[float, float] = (0.05, 0.15)  # each user's pause between requests
     attackers: list[str]  # which ran in the attacked phase
     phases: list[Phase]
     p50_ratio: float  # attacked / quiet
@@ -266,7 +270,12 @@ def run(opts: HostileOptions) -> HostileResult:
     bomb_keys = keys[opts.users : opts.users + opts.filter_bombers]
     storm_key, slow_key = keys[-2:]
     config = work / "poshuk.toml"
-    config.write_text(f"[auth]\nkeys = {json.dumps([digest for _, digest in pairs])}\n", encoding="utf-8")
+    service = "".join(f"{name} = {value}\n" for name, value in opts.service.items())
+    config.write_text(
+        f"[auth]\nkeys = {json.dumps([digest for _, digest in pairs])}\n"
+        + (f"\n[service]\n{service}" if service else ""),
+        encoding="utf-8",
+    )
     print(f"building the index from {EXAMPLES} ...", flush=True)
     built = subprocess.run(
         [POSHUK, "index", str(EXAMPLES), "--index", str(index_dir), "--no-progress"],
@@ -360,8 +369,12 @@ def run(opts: HostileOptions) -> HostileResult:
         versions=versions(),
         uptime_before=uptime_before,
         uptime_after=_uptime(),
-        settings={"auth.keys": f"{len(pairs)} keys: one per user and per attacker (rate limit counts each apart)"},
+        settings={
+            "auth.keys": f"{len(pairs)} keys: one per user and per attacker (rate limit counts each apart)",
+            **{f"service.{name}": value for name, value in opts.service.items()},
+        },
         users=opts.users,
+        think_s=opts.think_s,
         attackers=list(opts.attackers),
         phases=phases,
         p50_ratio=ratio,
@@ -427,8 +440,9 @@ def render(r: HostileResult) -> str:
         "",
         f"Load before: `{r.uptime_before}`; after: `{r.uptime_after}`.",
         "",
-        f"{r.users} normal users (one process each, own API key, {'a search or an occasional PUT'}, think time "
-        "between requests) against one `poshuk serve` on 127.0.0.1 with the shipped defaults (rate limit on); "
+        f"{r.users} normal users (one process each, own API key, {'a search or an occasional PUT'}, "
+        f"{r.think_s[0]:g}-{r.think_s[1]:g} s think time between requests) against one `poshuk serve` on "
+        "127.0.0.1 with the shipped defaults (rate limit on); "
         f"changed: {_statuses(r.settings)}.",
         "",
         "| phase | seconds | requests | search p50 ms | search p99 ms | search max ms | error rate | "

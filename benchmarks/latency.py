@@ -260,6 +260,7 @@ def run(opts: Options) -> LatencyReport | None:
         raise ValueError(f"only {len(queries)} queries of at most {opts.max_query_chars} characters")
     env = {**os.environ, "POSHUK_ENCODER": settings.encoder, "POSHUK_SERVICE_LOG_LEVEL": "warning"}
     env["POSHUK_SERVICE_RATE_LIMIT_PER_SECOND"] = "0"  # the load comes from one client address
+    env["POSHUK_SERVICE_CLIENT_TIME_SHARE"] = "0"  # ... which may use the whole server
     if settings.query_cache_size < opts.repeated:
         env["POSHUK_QUERY_CACHE_SIZE"] = str(opts.repeated)
     notes = [f"poshuk's vector search is exact (flat) at or below {settings.approximate_above:,} passages"]

@@ -97,6 +97,17 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             le=1024,
         ),
     ] = 0
+    client_time_share: Annotated[
+        float,
+        _doc(
+            "Server time each API key (or client address without one) may spend in searches and writes, in "
+            "seconds per second on average (over a 10 s half-life); past it, its searches and writes get 429 with "
+            "`Retry-After` until its use decays (0: no limit). At the default a client alone still runs about five "
+            "to ten new-query searches a second on two cores, and four clients at their limit leave at least half "
+            "of the search time to everyone else.",
+            ge=0,
+        ),
+    ] = 0.25
     faiss_threads: Annotated[
         int,
         _doc(

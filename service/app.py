@@ -93,7 +93,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     metrics = Metrics(service_state)
     lifecycle = Lifecycle(service_state)
     lifecycle.write_listeners.append(metrics.written)
-    gate = FairGate(settings.service.search_slots or physical_cores())
+    gate = FairGate(settings.service.search_slots or physical_cores(), share=settings.service.client_time_share)
     return Litestar(
         route_handlers=[
             SearchController,

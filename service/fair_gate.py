@@ -10,16 +10,27 @@ slot) and waiting costs a coroutine, not a worker thread.
 
 Time used decays with a half-life, so a client that was busy a minute ago is not punished
 now; the clients remembered are bounded like the rate limiter's buckets.
+
+Ordering alone was not enough: four keys each sending searches at the rate limit still kept
+both cores busy, and a light user's search, once admitted, shared the CPU with theirs
+(issue 13: p50 3.2x the quiet one). So each client also has a *share*: server seconds of
+search per second, on average over the half-life. A client past it gets 429 until its use
+decays back, whatever the server's load: an attacker with many keys gets ``keys x share``
+of the machine, not all of it. Writes are charged too (their encoding is most of their cost),
+but take no slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from service.errors import ServiceProblem
 
 MAX_CLIENTS = 100_000
 GATE_KEY = "poshuk.fair_gate"  # the app's gate in its state (tests read it there)
@@ -35,10 +46,22 @@ class _Waiter:
 class FairGate:
     """Slots for search work, handed out least-recently-served first. One event loop uses it."""
 
-    def __init__(self, slots: int, *, half_life_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        slots: int,
+        *,
+        share: float = 0.0,
+        half_life_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if slots < 1:
             raise ValueError("a gate needs at least one slot")
+        if share < 0:
+            raise ValueError("a client's share cannot be negative")
         self.slots = slots
+        self.share = share
+        # A client using ``share`` seconds per second without pause settles at this decayed usage.
+        self._budget = share * half_life_s / math.log(2)
         self._half_life = half_life_s
         self._clock = clock
         self._busy = 0
@@ -61,6 +84,15 @@ class FairGate:
             return 0.0
         return float(used * 0.5 ** ((self._clock() - at) / self._half_life))
 
+    def over_share(self, client: str) -> float:
+        """Seconds until ``client`` is back within its share (0.0: it is; always 0.0 without a share)."""
+        if self.share <= 0:
+            return 0.0
+        used = self.usage(client)
+        if used <= self._budget:
+            return 0.0
+        return self._half_life * math.log2(used / self._budget)
+
     @asynccontextmanager
     async def slot(self, client: str) -> AsyncIterator[None]:
         """Hold one slot for ``client`` while the block runs; its duration is charged to the client."""
@@ -82,10 +114,36 @@ class FairGate:
         try:
             yield
         finally:
-            self._charge(client, self._clock() - started)
+            self.charge(client, self._clock() - started)
             self._release()
 
-    def _charge(self, client: str, seconds: float) -> None:
+    def refuse_over_share(self, client: str) -> None:
+        """429 problem+json (with ``Retry-After``) when ``client`` is past its share of server time."""
+        wait = self.over_share(client)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            who = "key" if client.startswith("key:") else "client"
+            raise ServiceProblem(
+                429,
+                "rate-limited",
+                "Too many requests",
+                f"this {who} used more than its share of server time ({self.share:g} s per second on average); "
+                f"retry in {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+
+    @asynccontextmanager
+    async def charged(self, client: str) -> AsyncIterator[None]:
+        """Charge the block's duration to ``client`` without a slot: writes, whose encoding is server
+        time too, but which must not wait behind searches (they hold no lock while encoding)."""
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self.charge(client, self._clock() - started)
+
+    def charge(self, client: str, seconds: float) -> None:
+        """Count ``seconds`` of server work against ``client``."""
         self._used[client] = (self.usage(client) + seconds, self._clock())
         if len(self._used) > MAX_CLIENTS:
             for name in sorted(self._used, key=self.usage)[: len(self._used) // 2]:

@@ -34,7 +34,9 @@ from poshuk.settings import ServiceSettings
 from poshuk.wire import WriteResult
 from service.auth import KEYED, WRITE
 from service.errors import ServiceProblem, problem_responses
+from service.fair_gate import FairGate
 from service.lifecycle import Lifecycle
+from service.limits import client_of
 from service.read_only import WRITES_INDEX
 from service.routes.documents import DocumentsController
 from service.routes.ids import route_id
@@ -204,11 +206,16 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             self,
             doc_id: Annotated[str, Parameter(description=_ID_DOC)],
             data: Annotated[ArticleIn, Body(description="The article.", examples=_examples())],
+            request: Request[Any, Any, Any],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
+            gate: NamedDependency[FairGate],
         ) -> Response[WriteResult]:
             wanted = route_id(doc_id)  # the id as stored: 201/200 must compare like with like
-            result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], wanted))
+            client = client_of(request.scope)
+            gate.refuse_over_share(client)
+            async with gate.charged(client):
+                result, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, [data], wanted))
             return Response(written, status_code=200 if result.replaced else 201)
 
         @post(
@@ -227,10 +234,14 @@ def write_controllers(limits: ServiceSettings) -> list[type[Controller]]:
             request: Request[Any, Any, Any],
             searcher: NamedDependency[Searcher],
             lifecycle: NamedDependency[Lifecycle],
+            gate: NamedDependency[FairGate],
         ) -> WriteResult:
+            client = client_of(request.scope)
+            gate.refuse_over_share(client)
             body = await request.body()
             items = _decode_batch(body, request.content_type[0], batch_limit)
-            _, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
+            async with gate.charged(client):
+                _, written = await anyio.to_thread.run_sync(lambda: _upsert(lifecycle, searcher, items, None))
             return written
 
         @delete(

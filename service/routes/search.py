@@ -95,7 +95,7 @@ _RESPONSES: dict[int, ResponseSpec] = {
         generate_examples=False,
         examples=[Example(summary="One hit, collapsed, with highlights", value=_RESPONSE_EXAMPLE)],
     ),
-    **problem_responses(400, 413, 503),
+    **problem_responses(400, 413, 429, 503),
 }
 
 
@@ -117,7 +117,9 @@ def _admitted(query: str, k: int, limits: ServiceSettings, filters: Filters | No
 
 async def _through_gate(gate: FairGate, client: str, search: partial[SearchResult]) -> SearchResult:
     """Run ``search`` in a worker thread once the fair gate gives ``client`` a slot; the slot is
-    held until the thread ends, even if the request is abandoned meanwhile."""
+    held until the thread ends, even if the request is abandoned meanwhile. A client past its
+    share of search time gets 429 first, without queueing."""
+    gate.refuse_over_share(client)
     async with gate.slot(client):
         return await anyio.to_thread.run_sync(search)
 

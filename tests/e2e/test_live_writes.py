@@ -76,7 +76,8 @@ def live_index(base_index: Path, tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(base_index, index_dir)
     config = tmp_path / "poshuk.toml"
     config.write_text(
-        f'[auth]\nkeys = ["{KEY_HASH}"]\n\n[service]\nrate_limit_per_second = 0\nsnapshot_every_writes = 7\n',
+        f'[auth]\nkeys = ["{KEY_HASH}"]\n\n'
+        "[service]\nrate_limit_per_second = 0\nclient_time_share = 0\nsnapshot_every_writes = 7\n",
         encoding="utf-8",
     )
     return index_dir, config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -141,3 +142,31 @@ def test_time_used_decays_with_the_half_life() -> None:
 def test_a_gate_needs_a_slot() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         FairGate(0)
+
+
+def test_a_client_past_its_share_waits_until_its_use_decays_back() -> None:
+    async def scenario() -> tuple[float, float, float, float]:
+        clock = Clock()
+        gate = FairGate(1, share=0.5, half_life_s=10.0, clock=clock)  # steady use settles at 0.5 * 10 / ln 2 s
+        budget = 0.5 * 10.0 / math.log(2)
+        await _use(gate, clock, "key:steady", budget * 0.99)
+        await _use(gate, clock, "key:heavy", budget * 2)  # twice the budget: one half-life away from it
+        over = gate.over_share("key:heavy")
+        clock.now += over
+        return gate.over_share("key:steady"), over, gate.over_share("key:heavy"), gate.over_share("key:light")
+
+    steady, over, later, light = run(scenario())
+    assert steady == 0.0 and light == 0.0
+    assert over == pytest.approx(10.0) and later == pytest.approx(0.0, abs=1e-9)
+
+
+def test_without_a_share_no_client_is_ever_refused() -> None:
+    async def scenario() -> float:
+        clock = Clock()
+        gate = FairGate(1, clock=clock)
+        await _use(gate, clock, "key:heavy", 1000.0)
+        return gate.over_share("key:heavy")
+
+    assert run(scenario()) == 0.0
+    with pytest.raises(ValueError, match="negative"):
+        FairGate(1, share=-0.1)

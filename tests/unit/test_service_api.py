@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from service.errors import IndexNotReadyError
 from service.fair_gate import GATE_KEY, FairGate
 from service.server import serve
 from tests.support.api import BAD_REQUESTS, HIT_FIELDS, RESULT_FIELDS, BadRequest, assert_problem
-from tests.support.app import ARTICLES, build_service_index, service_state
+from tests.support.app import ARTICLES, build_service_index, make_settings, service_state
 from tests.support.news import NEWS_BY_ID, build_news_index, matching
 
 
@@ -375,6 +378,26 @@ def test_searches_are_charged_to_their_client_at_the_fair_gate(client: TestClien
     assert client.get("/v1/search", params={"q": "Київ"}).status_code == 200
     assert client.post("/v1/search", json={"query": "Київ"}).status_code == 200
     assert gate.usage("ip:testclient") > 0.0 and gate.busy == 0
+
+
+def test_a_client_past_its_share_of_search_time_gets_429_and_others_do_not(tmp_path: Path, index_dir: Path) -> None:
+    settings = make_settings(tmp_path, service_client_time_share="0.001")  # steady use settles at 14 ms
+    with TestClient(create_app(settings, index_dir, encoder=HashEncoder())) as http:
+        assert service_state(http.app).wait(10)
+        gate = http.app.state[GATE_KEY]
+        assert http.get("/v1/search", params={"q": "Київ"}).status_code == 200  # admitted: nothing used before
+
+        async def hold() -> None:  # 50 ms of search time, as a long search of this client would take
+            async with gate.slot("ip:testclient"):
+                time.sleep(0.05)
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, hold()).result()
+        refused = http.post("/v1/search", json={"query": "Київ"})
+        body = assert_problem(refused, 429)
+        assert "share of server time" in body["detail"] and int(refused.headers["Retry-After"]) >= 1
+        assert gate.over_share("ip:testclient") > 0 and gate.over_share("key:someone-else") == 0.0
+        assert http.get("/healthz").status_code == 200  # only searches are charged
 
 
 def test_sentences_are_opt_in_and_word_marks_stay_the_same(news: TestClient[Litestar]) -> None:

@@ -257,6 +257,23 @@ def test_rate_limit_answers_429_with_retry_after_per_key_or_client(make_client: 
     assert client.get("/v1/documents/uk-001", headers={"X-API-Key": "wrong"}).status_code == 429  # not a way out
 
 
+def test_writes_count_against_the_share_of_server_time_as_searches_do(make_client: ClientFactory) -> None:
+    class SlowPassages(HashEncoder):
+        def encode_passages(self, texts: Sequence[str]) -> Vectors:
+            time.sleep(0.05)  # 50 ms of encoding: past a share whose steady use settles at 14 ms
+            return super().encode_passages(texts)
+
+    client = make_client(encoder=SlowPassages(), service_client_time_share="0.001")
+    assert client.put("/v1/documents/share-1", json=ARTICLE, headers=AUTH).status_code == 201
+    refused = client.put("/v1/documents/share-2", json=ARTICLE, headers=AUTH)
+    body = assert_problem(refused, 429, "rate-limited")
+    assert "key used more than its share of server time" in body["detail"] and int(refused.headers["retry-after"]) >= 1
+    assert_problem(client.post("/v1/documents", json=[ARTICLE | {"id": "share-3"}], headers=AUTH), 429)
+    assert_problem(client.get("/v1/search", params={"q": "бюджет"}, headers=AUTH), 429)  # one share for both
+    assert client.get("/v1/search", params={"q": "бюджет"}).status_code == 200  # another client: its own share
+    assert client.get("/v1/documents/share-2").status_code == 404  # a refused write wrote nothing
+
+
 def test_slow_request_gets_503_within_the_time_limit(make_client: ClientFactory) -> None:
     class Slow(HashEncoder):
         def encode_queries(self, texts: Sequence[str]) -> Vectors:

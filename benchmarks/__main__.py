@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--phase-seconds", type=float, help="with --hostile: seconds of each phase, quiet and attacked (default: 45)"
     )
     reliability.add_argument(
-        "--clients", type=int, help="client processes (default: 4; with --hostile: normal users, default 3)"
+        "--clients", type=int, help="client processes (default: 4; with --hostile: normal users, default 8)"
     )
     reliability.add_argument(
         "--attackers",
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--think-seconds",
         metavar="MIN,MAX",
         help="with --hostile: a normal user's pause between requests, uniform in [MIN, MAX] seconds "
-        "(default: 0.05,0.15: a tool more than a person)",
+        "(default: 0.5,2.5: people reading results; 0.05,0.15 is a tool at ~7 new-query searches/s, past "
+        "the default client_time_share)",
     )
     reliability.add_argument(
         "--service-setting",
@@ -215,7 +216,7 @@ def _hostile(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"benchmarks: error: --service-setting takes NAME=VALUE; got {item!r}", file=sys.stderr)
             return 2
         service[name.strip()] = value.strip()
-    think = (0.05, 0.15)
+    think = (0.5, 2.5)
     if args.think_seconds:
         try:
             low, high = (float(x) for x in args.think_seconds.split(","))
@@ -230,7 +231,7 @@ def _hostile(args: argparse.Namespace, argv: Sequence[str]) -> int:
             think_s=think,
             service=service,
             phase_seconds=phase,
-            users=args.clients or 3,
+            users=args.clients or 8,
             seed=args.seed,
             attackers=chosen,
             out=args.out,

@@ -64,9 +64,9 @@ ATTACKERS = ("filter-bombs", "half-open", "slow-bodies", "write-storm")
 @dataclass(frozen=True)
 class HostileOptions:
     phase_seconds: float = 45.0
-    users: int = 3
+    users: int = 8
     write_share: float = 0.1
-    think_s: tuple[float, float] = (0.05, 0.15)
+    think_s: tuple[float, float] = (0.5, 2.5)  # people reading results between searches
     filter_bombers: int = 4
     half_open: int = 400
     slow_bodies: int = 20
@@ -109,7 +109,7 @@ class HostileResult(msgspec.Struct, frozen=True, kw_only=True):
     uptime_after: str
     settings: dict[str, Any]  # what the server ran with beyond the shipped defaults
     users: int
-    think_s: tuple[float, float] = (0.05, 0.15)  # each user's pause between requests
+    think_s: tuple[float, float] = (0.5, 2.5)  # each user's pause between requests
     attackers: list[str]  # which ran in the attacked phase
     phases: list[Phase]
     p50_ratio: float  # attacked / quiet

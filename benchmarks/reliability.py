@@ -345,7 +345,9 @@ def run(opts: Options) -> ReliabilityResult:
     key, digest = new_key()
     config = work / "poshuk.toml"
     config.write_text(
-        f'[auth]\nkeys = ["{digest}"]\n\n[service]\nrate_limit_per_second = 0\nsnapshot_every_writes = 200\n',
+        # One key carries every client's load: no rate limit and no share of server time (durability is measured).
+        f'[auth]\nkeys = ["{digest}"]\n\n'
+        "[service]\nrate_limit_per_second = 0\nclient_time_share = 0\nsnapshot_every_writes = 200\n",
         encoding="utf-8",
     )
     print(f"building the index from {EXAMPLES} ...", flush=True)

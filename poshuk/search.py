@@ -28,6 +28,7 @@ from poshuk.highlight import sentence_span, term_spans
 from poshuk.index import Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
+from poshuk.vectors import set_search_threads
 from poshuk.wire import CANDIDATES as CANDIDATES
 from poshuk.wire import MODES as MODES
 from poshuk.wire import Hit as Hit
@@ -61,7 +62,12 @@ class Searcher:
 
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, *, encoder: Encoder | None = None) -> Searcher:
-        """Open the live version of ``index_dir``; loads the model named in settings if no encoder is given."""
+        """Open the live version of ``index_dir``; loads the model named in settings if no encoder is given.
+
+        FAISS searches then use ``service.faiss_threads`` in this process, as ``poshuk serve`` does:
+        how a flat scan is split between threads changes scores in the last bit, so the library,
+        ``poshuk search`` and the server would otherwise rank near-ties differently (issue 12)."""
+        set_search_threads(settings.service.faiss_threads)
         reader = Index.open(
             index_dir, approximate_above=settings.approximate_above, read_only=settings.service.read_only
         )

@@ -102,17 +102,19 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         _doc(
             "Server time each API key (or client address without one) may spend in searches and writes, in "
             "seconds per second on average (over a 10 s half-life); past it, its searches and writes get 429 with "
-            "`Retry-After` until its use decays (0: no limit). At the default a client alone still runs about five "
-            "to ten new-query searches a second on two cores, and four clients at their limit leave at least half "
-            "of the search time to everyone else.",
+            "`Retry-After` until its use decays (0: no limit). At the default a client alone sustains about three "
+            "to six new-query searches a second on two cores, after a burst of about 2 s of work; four clients at "
+            "their limit left people's search p50 at 1.2x the quiet one (`benchmarks reliability --hostile`).",
             ge=0,
         ),
-    ] = 0.25
+    ] = 0.15
     faiss_threads: Annotated[
         int,
         _doc(
-            "OpenMP threads one FAISS search may use in `poshuk serve` (0: one per core). Concurrent requests "
-            "already keep the cores busy; more threads per search only contend (5x slower at 2 cores).",
+            "OpenMP threads one FAISS search may use, in `poshuk serve`, `poshuk search` and the library alike "
+            "(0: one per core; the thread split changes scores in the last bit, so all three rank alike only with "
+            "the same number). Concurrent requests already keep the cores busy; more threads per search only "
+            "contend (5x slower at 2 cores).",
             ge=0,
             le=256,
         ),

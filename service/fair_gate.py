@@ -29,10 +29,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio.to_thread
 
 from service.errors import ServiceProblem
 
 MAX_CLIENTS = 100_000
+T = TypeVar("T")
 GATE_KEY = "poshuk.fair_gate"  # the app's gate in its state (tests read it there)
 
 
@@ -131,6 +135,13 @@ class FairGate:
                 f"retry in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
+
+    async def run(self, client: str, work: Callable[[], T]) -> T:
+        """``work`` in a worker thread once ``client`` is within its share and has a slot; the slot
+        is held until the thread ends, even if the request is abandoned meanwhile."""
+        self.refuse_over_share(client)
+        async with self.slot(client):
+            return await anyio.to_thread.run_sync(work)
 
     @asynccontextmanager
     async def charged(self, client: str) -> AsyncIterator[None]:

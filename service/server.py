@@ -36,8 +36,8 @@ def serve(index_dir: Path, settings: Settings) -> None:
     # in a thread pool, so the cores are already shared between searches (and the encoder);
     # an OpenMP team per search only adds contention and spin-waits. Measured on the 2-core
     # machine under concurrent load, one thread per search was ~5x faster than two
-    # (benchmarks/results/scale.md searches with one). Set here, at service start, not at import:
-    # the CLI's indexing and the benchmarks keep FAISS's default.
+    # (benchmarks/results/scale.md searches with one). Set at service start, not at import (the
+    # CLI's indexing keeps FAISS's default); ``Searcher.open`` sets the same for library searches.
     set_search_threads(settings.service.faiss_threads)
     app = create_app(settings, index_dir)
     limits = settings.service

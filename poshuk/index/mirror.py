@@ -50,7 +50,7 @@ def rescore(
         return []
     ids, matrix = vectors_of(found, len(query))
     scores = matrix @ np.asarray(query, dtype=np.float32).ravel()
-    top = np.argsort(-scores, kind="stable")[:k]
+    top = np.lexsort((ids, -scores))[:k]  # best first, equal scores by row id: the canonical order
     return [(int(ids[i]), float(scores[i])) for i in top]
 
 
@@ -143,10 +143,28 @@ class VectorMirror:
         """(row id, cosine) of the ``k`` nearest passages among ``allowed`` (None: all); exact
         inner products re-rank an approximate index's candidates."""
         if not self.approximate_kind:
-            scores, ids = self.search(query, k, allowed=allowed)
-            return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            return self._canonical(query, k, allowed)
         _, ids = self.search(query, k * RESCORE_FACTOR, allowed=allowed)
         return rescore(conn, query[0], ids[0], k)
+
+    def _canonical(
+        self, query: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None
+    ) -> list[tuple[int, float]]:
+        """The exact top ``k`` in the canonical order ``(-score, row)``. FAISS keeps an arbitrary
+        member of a group of equal scores at the k-th place, so it is asked for a few more and
+        again for more while the last one it gave still ties the k-th: then shards of an index,
+        merged by the same key, answer as the whole index does (issue 12)."""
+        total = len(self._vectors) if allowed is None else min(len(self._vectors), len(allowed))
+        want = k + max(8, k // 4)
+        while True:
+            scores, ids = self.search(query, want, allowed=allowed)
+            found = sorted(
+                ((int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0),
+                key=lambda pair: (-pair[1], pair[0]),
+            )
+            if len(found) < want or want >= total or found[-1][1] < found[k - 1][1]:
+                return found[:k]
+            want *= 2
 
     # -- catching up ---------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
+import anyio.to_thread
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import Parameter, QueryParameter
@@ -13,6 +15,8 @@ from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
 from poshuk.wire import DocumentResponse, SearchResult
 from service.errors import problem_responses
+from service.fair_gate import FairGate
+from service.limits import client_of
 from service.routes.ids import legacy_similar_id, route_id
 from service.routes.similar import similar_response
 from service.schemas import document_response
@@ -26,19 +30,19 @@ class DocumentsController(Controller):
 
     @get(
         "/{doc_id:path}",
-        sync_to_thread=True,
         summary="Get an article",
         description="The stored article (title, text, metadata) and its passages in order; "
         "404 if the index holds no article with this id. (A path ending in `/similar` that is no article's id "
         "answers as `GET /v1/similar/{doc_id}`, the older form of that route.)",
-        responses=problem_responses(400, 404, 503),
+        responses=problem_responses(400, 404, 429, 503),
     )
-    def get_document(
+    async def get_document(
         self,
         doc_id: Annotated[str, Parameter(description=ID_DOC)],
         request: Request[Any, Any, Any],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
+        gate: NamedDependency[FairGate],
         # The older /v1/documents/{id}/similar form's parameters; documented on /v1/similar.
         k: Annotated[int, QueryParameter(include_in_schema=False)] = 10,
         lang: Annotated[list[str] | None, QueryParameter(include_in_schema=False)] = None,
@@ -48,12 +52,13 @@ class DocumentsController(Controller):
     ) -> DocumentResponse | SearchResult:
         wanted = route_id(doc_id)
         try:
-            return document_response(searcher.document(wanted))
+            return await anyio.to_thread.run_sync(lambda: document_response(searcher.document(wanted)))
         except NotFoundError:
             similar_of = legacy_similar_id(doc_id, request.scope.get("raw_path", b""))
             if similar_of is None:
                 raise
-        return similar_response(
+        work = partial(
+            similar_response,
             searcher,
             limits,
             similar_of,
@@ -63,3 +68,4 @@ class DocumentsController(Controller):
             published_from=published_from,
             published_to=published_to,
         )
+        return await gate.run(client_of(request.scope), work)  # a search: through the fair gate

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
-import anyio.to_thread
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -115,15 +114,6 @@ def _admitted(query: str, k: int, limits: ServiceSettings, filters: Filters | No
     return None if filters is None else filters.checked()
 
 
-async def _through_gate(gate: FairGate, client: str, search: partial[SearchResult]) -> SearchResult:
-    """Run ``search`` in a worker thread once the fair gate gives ``client`` a slot; the slot is
-    held until the thread ends, even if the request is abandoned meanwhile. A client past its
-    share of search time gets 429 first, without queueing."""
-    gate.refuse_over_share(client)
-    async with gate.slot(client):
-        return await anyio.to_thread.run_sync(search)
-
-
 def _search(
     searcher: Searcher,
     limits: ServiceSettings,
@@ -206,7 +196,7 @@ class SearchController(Controller):
             semantic_highlights=data.semantic_highlights,
             dedupe=data.dedupe,
         )
-        return await _through_gate(gate, client_of(request.scope), search)
+        return await gate.run(client_of(request.scope), search)
 
     @get(
         "/",
@@ -278,4 +268,4 @@ class SearchController(Controller):
             dedupe=dedupe,
             semantic_highlights=semantic_highlights,
         )
-        return await _through_gate(gate, client_of(request.scope), search)
+        return await gate.run(client_of(request.scope), search)

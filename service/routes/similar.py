@@ -6,9 +6,10 @@ The older ``/v1/documents/{doc_id}/similar`` is answered by the document route w
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
@@ -17,6 +18,8 @@ from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
 from poshuk.wire import SearchResult
 from service.errors import problem_responses
+from service.fair_gate import FairGate
+from service.limits import client_of
 from service.routes.ids import route_id
 from service.schemas import DATE_DOC, build_filters
 
@@ -52,21 +55,22 @@ class SimilarController(Controller):
 
     @get(
         "/{doc_id:path}",
-        sync_to_thread=True,
         summary="Similar articles",
         description="Articles closest in meaning to this one, best first, each article once and never the article "
         "itself. The same response shape as a search (`mode` is `dense`, `query` is `similar:{doc_id}`, no "
         "highlights). Optional filters as in `GET /v1/search`. 404 if the index holds no article with this id. "
         "The id may contain `/` (as is or `%2F`). The older `/v1/documents/{doc_id}/similar` answers the same.",
-        responses=problem_responses(400, 404, 503),
+        responses=problem_responses(400, 404, 429, 503),
     )
-    def similar(
+    async def similar(
         self,
         doc_id: Annotated[
             str, PathParameter(description="Article id as given at indexing, e.g. `uk-001` or `world/2023/kirby`.")
         ],
+        request: Request[Any, Any, Any],
         searcher: NamedDependency[Searcher],
         limits: NamedDependency[ServiceSettings],
+        gate: NamedDependency[FairGate],
         k: Annotated[int, QueryParameter(description="How many articles to return, best first.")] = 10,
         lang: Annotated[
             list[str] | None, QueryParameter(description="Only articles in any of these languages.")
@@ -81,7 +85,8 @@ class SimilarController(Controller):
             str | None, QueryParameter(name="to", description="Published at or before this. " + DATE_DOC)
         ] = None,
     ) -> SearchResult:
-        return similar_response(
+        work = partial(
+            similar_response,
             searcher,
             limits,
             route_id(doc_id),
@@ -91,3 +96,4 @@ class SimilarController(Controller):
             published_from=published_from,
             published_to=published_to,
         )
+        return await gate.run(client_of(request.scope), work)

@@ -181,7 +181,11 @@ def test_command_line_options(monkeypatch: pytest.MonkeyPatch) -> None:
     plain = _options(monkeypatch, "reliability", ["reliability"])
     assert (plain.minutes, plain.clients) == (5.0, 4)  # the kill -9 benchmark as before
     hostile = _options(monkeypatch, "hostile", ["reliability", "--hostile"])
-    assert (hostile.phase_seconds, hostile.users, hostile.filter_bombers, hostile.half_open) == (45.0, 3, 4, 400)
+    assert (hostile.phase_seconds, hostile.users, hostile.filter_bombers, hostile.half_open) == (45.0, 8, 4, 400)
+    assert hostile.think_s == (0.5, 2.5) and hostile.service == {}  # people reading results; shipped settings
+    tuned = ["reliability", "--hostile", "--think-seconds", "0.05,0.15", "--service-setting", "search_slots=1"]
+    chosen = _options(monkeypatch, "hostile", tuned)
+    assert chosen.think_s == (0.05, 0.15) and chosen.service == {"search_slots": "1"}
     assert _options(monkeypatch, "hostile", ["reliability", "--hostile", "--minutes", "2"]).phase_seconds == 60.0
     assert _options(monkeypatch, "hostile", ["reliability", "--hostile", "--phase-seconds", "30"]).phase_seconds == 30
     assert hostile.attackers == ATTACKERS
@@ -194,3 +198,6 @@ def test_an_unknown_attacker_is_a_one_line_error(capsys: pytest.CaptureFixture[s
 
     assert cli.main(["reliability", "--hostile", "--attackers", "filter-bombs,dragons"]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+    for bad in (["--think-seconds", "2,1"], ["--think-seconds", "x"], ["--service-setting", "search_slots"]):
+        assert cli.main(["reliability", "--hostile", *bad]) == 2
+        assert capsys.readouterr().err.strip().count("\n") == 0

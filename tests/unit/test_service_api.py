@@ -397,7 +397,10 @@ def test_a_client_past_its_share_of_search_time_gets_429_and_others_do_not(tmp_p
         body = assert_problem(refused, 429)
         assert "share of server time" in body["detail"] and int(refused.headers["Retry-After"]) >= 1
         assert gate.over_share("ip:testclient") > 0 and gate.over_share("key:someone-else") == 0.0
-        assert http.get("/healthz").status_code == 200  # only searches are charged
+        assert_problem(http.get("/v1/similar/uk-001"), 429)  # "more like this" is a search too
+        assert_problem(http.get("/v1/documents/uk-001/similar"), 429)  # ... in its older form as well
+        assert http.get("/v1/documents/uk-001").status_code == 200  # reading an article is not charged
+        assert http.get("/healthz").status_code == 200
 
 
 def test_sentences_are_opt_in_and_word_marks_stay_the_same(news: TestClient[Litestar]) -> None:

@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from poshuk.analysis import Analyzer
+from poshuk.candidates import Candidates
 from poshuk.chunking import split_sentences
 from poshuk.documents import clean_text
-from poshuk.encoder import Encoder, Vectors
-from poshuk.errors import InvalidQueryError
+from poshuk.encoder import Encoder, ModelIdentity, Vectors
+from poshuk.errors import IndexReadOnlyError, InvalidQueryError
 from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
-from poshuk.index import Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
+from poshuk.shards import ShardedIndex, is_sharded
 from poshuk.vectors import set_search_threads
 from poshuk.wire import CANDIDATES as CANDIDATES
 from poshuk.wire import MODES as MODES
@@ -39,12 +43,38 @@ from poshuk.wire import SearchResult as SearchResult
 SENTENCE_HIGHLIGHT_HITS = 3  # hits per page whose best sentence is found by meaning
 
 
+class IndexReader(Protocol):
+    """What a search reads: one index version (``Index``), or every shard of one (``ShardedIndex``)."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def index_dir(self) -> Path: ...
+
+    def check_model(self, identity: ModelIdentity, *, allow_backend_mismatch: bool = False) -> None: ...
+
+    def counts(self) -> Counts: ...
+
+    def retrieve(self, query: RetrievalQuery) -> Candidates: ...
+
+    def passages(self, rows: list[int]) -> dict[int, StoredPassage]: ...
+
+    def groups(self, rows: list[int]) -> dict[int, tuple[str, str | None]]: ...
+
+    def document(self, doc_id: str) -> StoredDocument: ...
+
+    def document_vectors(self, doc_id: str) -> NDArray[np.float32]: ...
+
+    def close(self) -> None: ...
+
+
 class Searcher:
-    """Ranked passage search over one index version with a compatible encoder."""
+    """Ranked passage search over one index version (or a sharded archive) with a compatible encoder."""
 
     def __init__(
         self,
-        reader: Index,
+        reader: IndexReader,
         encoder: Encoder,
         *,
         max_k: int = 100,
@@ -68,9 +98,13 @@ class Searcher:
         how a flat scan is split between threads changes scores in the last bit, so the library,
         ``poshuk search`` and the server would otherwise rank near-ties differently (issue 12)."""
         set_search_threads(settings.service.faiss_threads)
-        reader = Index.open(
-            index_dir, approximate_above=settings.approximate_above, read_only=settings.service.read_only
-        )
+        reader: IndexReader
+        if is_sharded(index_dir):
+            reader = ShardedIndex.open(index_dir, approximate_above=settings.approximate_above)
+        else:
+            reader = Index.open(
+                index_dir, approximate_above=settings.approximate_above, read_only=settings.service.read_only
+            )
         try:
             if encoder is None:
                 from poshuk.models import load_encoder
@@ -89,7 +123,10 @@ class Searcher:
 
     @property
     def index(self) -> Index:
-        """The open index version (writers use it through ``poshuk.ingest``)."""
+        """The open index version (writers use it through ``poshuk.ingest``); a sharded archive
+        is not written through one searcher."""
+        if not isinstance(self._reader, Index):
+            raise IndexReadOnlyError(f"{self.index_dir} is sharded: its writes are routed to the shards (issue 12)")
         return self._reader
 
     @property
@@ -98,8 +135,8 @@ class Searcher:
 
     @property
     def index_dir(self) -> Path:
-        """The index folder this searcher reads (the parent of its version folder)."""
-        return self._reader.folder.parent.parent
+        """The index folder this searcher reads (the parent of its version folder, or of its shards)."""
+        return self._reader.index_dir
 
     @property
     def manifest(self) -> Manifest:

@@ -39,6 +39,10 @@ class Upsert(msgspec.Struct, frozen=True):
     vectors: NDArray[np.float32]
     terms: Sequence[str] | None = None
     signature: NDArray[np.uint64] | None = None
+    # Decided elsewhere, for a shard of a larger index (``poshuk.shards``): the passages' row ids
+    # (one node's, so every tie broken by row breaks alike) and the article's story cluster.
+    rows: Sequence[int] | None = None
+    cluster: str | None = None
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,12 +102,14 @@ class Stager:
             raise ValueError(f"vectors have dimension {vectors.shape[1]}, the index {dim}")
         if item.terms is not None and len(item.terms) != len(passages):
             raise ValueError("one string of terms per passage is required")
+        if item.rows is not None and len(item.rows) != len(passages):
+            raise ValueError("one row id per passage is required")
         db = self.db
         old_rows, existed = self._clear(article.id)
         sig = item.signature if item.signature is not None else dedupe.signature(f"{article.title}\n{article.text}")
         bands = dedupe.band_hashes(sig)
         mean = centroid(vectors)
-        cluster = find_cluster(db, self.mirror, self.staged, article, sig, bands, mean)
+        cluster = item.cluster or find_cluster(db, self.mirror, self.staged, article, sig, bands, mean)
         db.execute(
             "INSERT INTO documents (doc_id, title, text, url, source, published_at, lang, section, tags, "
             "published_ts, indexed_at, cluster, minhash, centroid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -134,8 +140,15 @@ class Stager:
         all_terms: list[str] = []
         for n, (passage, vector) in enumerate(zip(passages, vectors, strict=True)):
             cursor = db.execute(
-                "INSERT INTO passages (passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?)",
-                (passage.id, article.id, passage.ordinal, passage.text, np.asarray(vector, np.float32).tobytes()),
+                "INSERT INTO passages (row_id, passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    None if item.rows is None else int(item.rows[n]),  # None: the next row id
+                    passage.id,
+                    article.id,
+                    passage.ordinal,
+                    passage.text,
+                    np.asarray(vector, np.float32).tobytes(),
+                ),
             )
             row = int(cursor.lastrowid or 0)
             added.append(row)

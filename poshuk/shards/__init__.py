@@ -1,0 +1,14 @@
+"""One archive split into shards that answer exactly as one index would (issue 12).
+
+- ``layout``  the ``SET`` file (which shard owns which bucket of article ids) and ``split_index``
+- ``bm25``    FTS5's BM25 with statistics summed over the shards, to the last bit
+- ``reader``  ``ShardedIndex``: what ``Searcher`` reads, over every shard at once
+
+Each shard is a normal index folder written by ``IndexWriter``; rows keep the ids one node
+gave them, so every tie broken by row id breaks alike. Distribution (Ray) comes on top.
+"""
+
+from poshuk.shards.layout import SET_NAME, ShardSet, bucket_of, is_sharded, read_set, split_index
+from poshuk.shards.reader import ShardedIndex
+
+__all__ = ["SET_NAME", "ShardSet", "ShardedIndex", "bucket_of", "is_sharded", "read_set", "split_index"]

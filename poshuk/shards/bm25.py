@@ -1,0 +1,120 @@
+"""FTS5's ``bm25()`` with statistics summed over shards, reproduced to the last bit.
+
+FTS5 scores a row with table-wide statistics whatever the ``WHERE``: N rows, their average
+length, and for each phrase of the query the rows containing it (``fts5_aux.c``). A shard
+knows only its own, so its scores differ from one index's. The router sums each shard's
+statistics and scores every candidate again with FTS5's own expression, in FTS5's order of
+operations, from the candidate's term frequencies and length (its stored terms: word
+characters only, one FTS5 token each) -- IEEE doubles then give the same value as the C code.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from poshuk.query import QueryTerms
+
+K1 = 1.2
+B = 0.75
+MIN_IDF = 1e-6  # FTS5's floor for a phrase in more than half the rows
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One phrase of the FTS5 query, in ``QueryTerms.match_expression``'s order."""
+
+    text: str
+    prefix: bool
+
+    @property
+    def match(self) -> str:
+        return f'"{self.text}"*' if self.prefix else f'"{self.text}"'
+
+
+def phrases_of(terms: QueryTerms) -> list[Phrase]:
+    return [Phrase(t, False) for t in terms.terms] + [Phrase(p, True) for p in terms.prefixes]
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """What FTS5's BM25 reads of one table: rows, tokens in them, rows containing each phrase."""
+
+    rows: int
+    tokens: int
+    hits: tuple[int, ...]
+
+    @property
+    def avgdl(self) -> float:
+        return float(self.tokens) / float(self.rows)
+
+    def idf(self) -> list[float]:
+        return [idf(self.rows, n) for n in self.hits]
+
+
+def idf(rows: int, hits: int) -> float:
+    value = math.log((rows - hits + 0.5) / (hits + 0.5))
+    return value if value > 0.0 else MIN_IDF
+
+
+def total(stats: Sequence[TableStats]) -> TableStats:
+    """The statistics of all shards together: what one index over all of them would read."""
+    width = len(stats[0].hits) if stats else 0
+    return TableStats(
+        rows=sum(s.rows for s in stats),
+        tokens=sum(s.tokens for s in stats),
+        hits=tuple(sum(s.hits[i] for s in stats) for i in range(width)),
+    )
+
+
+def _varint(blob: bytes, at: int) -> tuple[int, int]:
+    """SQLite's variable-length integer at ``at``: (value, next offset)."""
+    value = 0
+    for n in range(8):
+        byte = blob[at + n]
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, at + n + 1
+    return (value << 8) | blob[at + 8], at + 9
+
+
+def table_stats(conn: sqlite3.Connection, table: str, phrases: Sequence[Phrase]) -> TableStats:
+    """One shard's statistics for ``table`` (``lexical`` or ``article_lexical``): the row and token
+    counts from FTS5's averages record, and a count of the rows matching each phrase."""
+    found = conn.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
+    rows = tokens = 0
+    if found is not None and found[0]:
+        rows, at = _varint(found[0], 0)
+        tokens, _ = _varint(found[0], at)
+    hits = tuple(
+        int(conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (p.match,)).fetchone()[0])
+        if rows
+        else 0
+        for p in phrases
+    )
+    return TableStats(rows=rows, tokens=tokens, hits=hits)
+
+
+def frequencies(indexed: str, phrases: Sequence[Phrase]) -> tuple[list[float], int]:
+    """(occurrences of each phrase, tokens) in a row's space-separated indexed terms."""
+    counts = Counter(indexed.lower().split())  # unicode61 folds case, in the terms and in the query alike
+    found: list[float] = []
+    for phrase in phrases:
+        text = phrase.text.lower()
+        if phrase.prefix:
+            found.append(float(sum(n for token, n in counts.items() if token.startswith(text))))
+        else:
+            found.append(float(counts.get(text, 0)))
+    return found, sum(counts.values())
+
+
+def score(idfs: Sequence[float], freqs: Sequence[float], length: int, avgdl: float) -> float:
+    """FTS5's ``-bm25()`` of one row, its terms in FTS5's order (``fts5Bm25Function``)."""
+    d = float(length)
+    value = 0.0
+    for weight, tf in zip(idfs, freqs, strict=True):
+        value += weight * ((tf * (K1 + 1.0)) / (tf + K1 * (1 - B + B * d / avgdl)))
+    return value  # what ``-bm25(table)`` gives: FTS5 returns -1.0 * value

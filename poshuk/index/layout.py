@@ -62,9 +62,17 @@ def read_manifest(folder: Path) -> Manifest:
     return manifest
 
 
+SET_NAME = "SET"  # a sharded archive's list of shards (``poshuk.shards``), in place of CURRENT
+
+
 def live_version(index_dir: Path) -> Path:
     """The folder of the live version; ``IndexNotFoundError`` when there is none."""
     current = index_dir / "CURRENT"
+    if not current.is_file() and (index_dir / SET_NAME).is_file():
+        raise IndexNotFoundError(
+            f"{index_dir} is a sharded archive, not one index",
+            hint="search it with `poshuk search` or the library; serving and writing it are not built yet (issue 12)",
+        )
     if not index_dir.is_dir() or not current.is_file():
         raise IndexNotFoundError(
             f"no index at {index_dir}", hint=f"build one with `poshuk index PATH --index {index_dir}`"

@@ -32,7 +32,15 @@ from poshuk.encoder import ModelIdentity, check_backend
 from poshuk.errors import IndexBusyError, IndexNotFoundError, IndexRetiredError, IndexStoreError, ModelMismatchError
 from poshuk.index.core import Index
 from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, Counts, article_from_row, connect, rollback, storage_error
-from poshuk.index.layout import create_version, last_change, live_version, make_live, read_manifest, remove_stale_builds
+from poshuk.index.layout import (
+    SET_NAME,
+    create_version,
+    last_change,
+    live_version,
+    make_live,
+    read_manifest,
+    remove_stale_builds,
+)
 from poshuk.index.writes import Applied, Stager, Upsert
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, ChunkingSettings
 
@@ -91,6 +99,11 @@ class IndexWriter:
         return self._new_version is not None
 
     def open(self) -> None:
+        if (self.index_dir / SET_NAME).is_file():
+            raise IndexStoreError(
+                f"{self.index_dir} is a sharded archive: writing it through its shards is not built yet (issue 12)",
+                hint="index into a new folder, or split a single index with poshuk.shards.split_index",
+            )
         live: Path | None = None
         with contextlib.suppress(IndexNotFoundError):
             live = live_version(self.index_dir)

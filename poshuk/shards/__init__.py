@@ -8,7 +8,8 @@ Each shard is a normal index folder written by ``IndexWriter``; rows keep the id
 gave them, so every tie broken by row id breaks alike. Distribution (Ray) comes on top.
 """
 
-from poshuk.shards.layout import SET_NAME, ShardSet, bucket_of, is_sharded, read_set, split_index
+from poshuk.index.layout import SET_NAME
+from poshuk.shards.layout import ShardSet, bucket_of, is_sharded, read_set, split_index
 from poshuk.shards.reader import ShardedIndex
 
 __all__ = ["SET_NAME", "ShardSet", "ShardedIndex", "bucket_of", "is_sharded", "read_set", "split_index"]

@@ -20,9 +20,8 @@ from poshuk.documents import Passage
 from poshuk.errors import IndexStoreError
 from poshuk.index import Index, IndexWriter, Upsert
 from poshuk.index.db import DOCUMENT_SELECT, article_from_row
-from poshuk.index.layout import Manifest
+from poshuk.index.layout import SET_NAME, Manifest
 
-SET_NAME = "SET"
 BUCKETS = 4096
 FORMAT = 1
 _BATCH = 256  # articles per write transaction while splitting

@@ -218,3 +218,22 @@ def test_global_bm25_reproduces_fts5_to_the_last_bit(single: Path) -> None:
                 assert bm25.score(stats.idf(), freqs, length, stats.avgdl) == fts5  # equal, not close
     finally:
         index.close()
+
+
+def test_a_sharded_archive_is_not_taken_for_one_index(single: Path, tmp_path: Path) -> None:
+    from poshuk.errors import IndexNotFoundError, IndexStoreError
+    from poshuk.index import live_version
+
+    folder = tmp_path / "sharded"
+    split_index(single, folder, 2)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(IndexNotFoundError, match="sharded archive"):
+        live_version(folder)  # what `poshuk serve` opens first: a clear refusal, not "no index"
+    with pytest.raises(IndexStoreError, match="sharded archive"):
+        IndexWriter(folder, HashEncoder().identity, ChunkingSettings()).open()  # `poshuk index` into it
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing was created beside the shards
+    with pytest.raises(IndexStoreError, match="not empty"):
+        split_index(single, folder, 2)
+    (folder / "SET").write_text('{"format": 1, "buckets": 4096, "shards": ["shard-000"], "map": [3]}')
+    with pytest.raises(IndexStoreError):
+        read_set(folder)

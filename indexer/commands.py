@@ -15,14 +15,26 @@ import msgspec
 
 from poshuk import commands
 from poshuk.commands import Command, settings_from
-from poshuk.errors import BadRecordError
+from poshuk.errors import BadRecordError, IndexStoreError
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import find_sources, index_paths
+    from poshuk.index.layout import refuse_sharded
     from poshuk.models import load_encoder
+    from poshuk.shards.layout import MAX_SHARDS, STAGING, split_index
 
+    if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
+        raise IndexStoreError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
+
+    target = args.index
+    if args.shards is None:
+        refuse_sharded(args.index)  # before the model loads
+    else:  # index into the archive's staging index, then split it (no encoding again)
+        if (args.index / "CURRENT").exists():
+            raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
+        target = args.index / STAGING
     settings = settings_from(args)
     find_sources(args.paths)  # a missing path fails now, not after the model has loaded
     commands.quiet_model_loading()
@@ -33,7 +45,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     report = index_paths(
         args.paths,
-        args.index,
+        target,
         encoder=encoder,
         settings=settings,
         strict=args.strict,
@@ -43,6 +55,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
     )
     counts = report.counts
     total = f"; index now holds {counts.documents} documents, {counts.passages} passages" if counts else ""
+    if args.shards is not None:
+        shard_set = split_index(target, args.index, args.shards)
+        total += f", in {len(shard_set.shards)} shard(s)"
     print(
         f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
         f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
@@ -148,6 +163,13 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         action="store_true",
         help="build a new version from these sources only (plus what is written to the live index meanwhile), "
         "then swap it in",
+    )
+    index.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="a sharded archive: index into DIR/staging, then split it into N shards that answer exactly as "
+        "one index (again over an archive: the new shards replace the old at once, nothing is encoded again)",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
     index.set_defaults(func=_cmd_index)

@@ -65,6 +65,15 @@ def read_manifest(folder: Path) -> Manifest:
 SET_NAME = "SET"  # a sharded archive's list of shards (``poshuk.shards``), in place of CURRENT
 
 
+def refuse_sharded(index_dir: Path) -> None:
+    """``IndexStoreError`` for a sharded archive where one index is to be written."""
+    if (index_dir / SET_NAME).is_file():
+        raise IndexStoreError(
+            f"{index_dir} is a sharded archive: writing it through its shards is not built yet (issue 12)",
+            hint="add --shards N: its staging index takes the articles, and the shards are split again",
+        )
+
+
 def live_version(index_dir: Path) -> Path:
     """The folder of the live version; ``IndexNotFoundError`` when there is none."""
     current = index_dir / "CURRENT"

@@ -33,12 +33,12 @@ from poshuk.errors import IndexBusyError, IndexNotFoundError, IndexRetiredError,
 from poshuk.index.core import Index
 from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, Counts, article_from_row, connect, rollback, storage_error
 from poshuk.index.layout import (
-    SET_NAME,
     create_version,
     last_change,
     live_version,
     make_live,
     read_manifest,
+    refuse_sharded,
     remove_stale_builds,
 )
 from poshuk.index.writes import Applied, Stager, Upsert
@@ -99,11 +99,7 @@ class IndexWriter:
         return self._new_version is not None
 
     def open(self) -> None:
-        if (self.index_dir / SET_NAME).is_file():
-            raise IndexStoreError(
-                f"{self.index_dir} is a sharded archive: writing it through its shards is not built yet (issue 12)",
-                hint="index into a new folder, or split a single index with poshuk.shards.split_index",
-            )
+        refuse_sharded(self.index_dir)
         live: Path | None = None
         with contextlib.suppress(IndexNotFoundError):
             live = live_version(self.index_dir)

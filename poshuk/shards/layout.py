@@ -3,12 +3,16 @@
 An article's bucket is a stable 64-bit hash of its id modulo ``BUCKETS`` (Python's ``hash``
 is salted per process, so it cannot be used); ``SET.map`` gives each bucket's shard, so a
 later re-sharding moves whole buckets. All passages of an article live on its shard, which
-collapse, coverage and the article-level BM25 need. ``DIR/shard-NNN`` is a normal index.
+collapse, coverage and the article-level BM25 need. ``DIR/shard-NNN`` is a normal index;
+``DIR/staging`` (``poshuk index --shards``) is one index of every article, already encoded,
+from which the shards are split again -- a new generation of folders, then ``SET`` replaced
+in one atomic rename: readers see the old shards or the new ones, never a mix.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +36,7 @@ class ShardSet(msgspec.Struct, frozen=True, kw_only=True):
 
     format: int = FORMAT
     buckets: int = BUCKETS
+    generation: int = 1  # bumped by every split: the shard folders' names carry it
     shards: list[str]
     map: list[int]  # shard number of each bucket
 
@@ -61,11 +66,20 @@ def read_set(index_dir: Path) -> ShardSet:
     return found
 
 
-def even_set(shards: int) -> ShardSet:
+STAGING = "staging"
+MAX_SHARDS = 256
+
+
+def even_set(shards: int, generation: int = 1) -> ShardSet:
     """``shards`` shards, buckets dealt round-robin."""
-    if not 1 <= shards <= BUCKETS:
-        raise ValueError(f"shards must be between 1 and {BUCKETS}, got {shards}")
-    return ShardSet(shards=[f"shard-{n:03d}" for n in range(shards)], map=[b % shards for b in range(BUCKETS)])
+    if not 1 <= shards <= MAX_SHARDS:
+        raise IndexStoreError(f"shards must be between 1 and {MAX_SHARDS}, got {shards}")
+    suffix = "" if generation == 1 else f"-g{generation}"
+    return ShardSet(
+        generation=generation,
+        shards=[f"shard-{n:03d}{suffix}" for n in range(shards)],
+        map=[b % shards for b in range(BUCKETS)],
+    )
 
 
 def _upserts(source: Index) -> Iterator[Upsert]:
@@ -101,10 +115,14 @@ def _upserts(source: Index) -> Iterator[Upsert]:
 def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     """Split the live version of ``source_dir`` into ``shards`` shards under ``dest`` without
     encoding anything again: row ids, vectors, terms and story clusters are carried as they are,
-    so the shards answer as the source does. ``dest`` must not hold an index yet."""
-    if dest.exists() and any(dest.iterdir()):
-        raise IndexStoreError(f"{dest} is not empty: split into a new folder")
-    shard_set = even_set(shards)
+    so the shards answer as the source does. Over an existing split, the new shards replace the
+    old ones at once (a new generation, then ``SET``); a folder holding one index is refused."""
+    if (dest / "CURRENT").exists():
+        raise IndexStoreError(f"{dest} holds one index: split it into a new folder")
+    previous = read_set(dest) if is_sharded(dest) else None
+    shard_set = even_set(shards, 1 if previous is None else previous.generation + 1)
+    for name in shard_set.shards:
+        shutil.rmtree(dest / name, ignore_errors=True)  # a split that died before its SET: never live
     source = Index.open(source_dir, read_only=True)
     writers: list[IndexWriter] = []
     try:
@@ -130,4 +148,6 @@ def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     finally:
         source.close()
     write_file(dest / SET_NAME, msgspec.json.encode(shard_set))
+    for name in [] if previous is None else previous.shards:
+        shutil.rmtree(dest / name, ignore_errors=True)
     return shard_set

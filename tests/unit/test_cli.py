@@ -208,3 +208,41 @@ def test_readme_search_examples_parse() -> None:
     for line in lines:
         args = parser.parse_args(shlex.split(line)[1:])
         assert args.func is cli_search._cmd_search
+
+
+@pytest.mark.usefixtures("hash_model")
+def test_index_with_shards_splits_and_searches_as_one_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    articles = Path(__file__).resolve().parents[2] / "examples" / "articles"
+    assert main(["index", str(articles), "--index", str(tmp_path / "one"), "--no-progress"]) == 0
+    assert main(["index", str(articles), "--index", str(tmp_path / "arc"), "--shards", "3", "--no-progress"]) == 0
+    assert "in 3 shard(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "arc").iterdir()) == [
+        "SET",
+        "shard-000",
+        "shard-001",
+        "shard-002",
+        "staging",
+    ]
+    for query in ("мед експорт", "grain exports Odesa", "Kirby"):
+        assert main(["search", query, "--index", str(tmp_path / "one"), "--json"]) == 0
+        one = json.loads(capsys.readouterr().out)
+        assert main(["search", query, "--index", str(tmp_path / "arc"), "--json"]) == 0
+        sharded = json.loads(capsys.readouterr().out)
+        one.pop("took_ms"), sharded.pop("took_ms")
+        assert one == sharded and one["hits"]
+    # Again with another count: a new generation replaces the old shards, nothing is encoded again.
+    assert main(["index", str(articles / "en-009.txt"), "--index", str(tmp_path / "arc"), "--shards", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "arc").iterdir()) == ["SET", "shard-000-g2", "shard-001-g2", "staging"]
+    capsys.readouterr()
+    for argv, message in (
+        (
+            ["index", str(articles), "--index", str(tmp_path / "arc"), "--no-progress"],
+            "sharded archive",
+        ),  # no --shards: refused
+        (["index", str(articles), "--index", str(tmp_path / "one"), "--shards", "2"], "holds one index"),
+        (["index", str(articles), "--index", str(tmp_path / "new"), "--shards", "0"], "between 1 and 256"),
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.count("\n") == 0
+    assert not (tmp_path / "new").exists()

@@ -232,8 +232,10 @@ def test_a_sharded_archive_is_not_taken_for_one_index(single: Path, tmp_path: Pa
     with pytest.raises(IndexStoreError, match="sharded archive"):
         IndexWriter(folder, HashEncoder().identity, ChunkingSettings()).open()  # `poshuk index` into it
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing was created beside the shards
-    with pytest.raises(IndexStoreError, match="not empty"):
-        split_index(single, folder, 2)
+    with pytest.raises(IndexStoreError, match="holds one index"):
+        split_index(single, single, 2)
+    again = split_index(single, folder, 3)  # a new generation replaces the old shards at once
+    assert again.generation == 2 and sorted(p.name for p in folder.iterdir()) == ["SET", *again.shards]
     (folder / "SET").write_text('{"format": 1, "buckets": 4096, "shards": ["shard-000"], "map": [3]}')
     with pytest.raises(IndexStoreError):
         read_set(folder)

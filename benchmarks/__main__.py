@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     indexing.add_argument("--passages", type=int, default=512, help="passages encoded by each (default: 512)")
     indexing.add_argument("--systems", type=_csv, default=["torch", "onnx-fp32", "onnx-int8", "txtai"])
     indexing.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    sharded = sub.add_parser(
+        "sharded", help="A sharded archive against one index: identical answers, router overhead (in process)."
+    )
+    sharded.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
+    sharded.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
+    sharded.add_argument("--shards", type=_csv, default=["3", "5"], help="shard counts (default: 3,5)")
+    sharded.add_argument("--queries", type=int, default=300, help="distinct queries per set (default: 300)")
+    sharded.add_argument(
+        "--sets", type=_csv, default=["unlp2026", "bruk-press"], help="sets (default: unlp2026,bruk-press)"
+    )
+    sharded.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     scale = sub.add_parser("scale", help="Exact flat vs approximate FAISS index at 100k and 1M passage vectors.")
     scale.add_argument(
         "--sizes", type=_csv, default=["100000", "1000000"], help="passage counts (default: 100000,1000000)"
@@ -263,6 +274,36 @@ def _reliability(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if result.lost_writes == 0 and result.index_consistent else 1
 
 
+def _sharded(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from benchmarks.datasets import SETS
+    from benchmarks.sharded import render, run
+
+    try:
+        counts = tuple(int(n) for n in args.shards)
+    except ValueError:
+        counts = ()
+    unknown = [name for name in args.sets if name not in SETS]
+    if not counts or not all(1 <= n <= 256 for n in counts) or unknown or args.queries < 1:
+        print(
+            f"benchmarks: error: --shards takes counts 1..256, --sets {', '.join(SETS)}, --queries at least 1",
+            file=sys.stderr,
+        )
+        return 2
+    report = run(
+        args.data,
+        args.work,
+        args.out,
+        shards=counts,
+        queries=args.queries,
+        sets=tuple(args.sets),
+        command=["python", "-m", "benchmarks", *argv],
+    )
+    if report is None:
+        return 0
+    print(render(report))
+    return 0 if all(c.identical == c.searches for c in report.cells) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -275,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _indexing(args, argv)
     if args.benchmark == "scale":
         return _scale(args, argv)
+    if args.benchmark == "sharded":
+        return _sharded(args, argv)
     if args.benchmark == "dedupe":
         from benchmarks.dedupe import run as run_dedupe
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from poshuk.query import QueryTerms
 K1 = 1.2
 B = 0.75
 MIN_IDF = 1e-6  # FTS5's floor for a phrase in more than half the rows
+_IN_CHUNK = 900  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -98,17 +98,28 @@ def table_stats(conn: sqlite3.Connection, table: str, phrases: Sequence[Phrase])
     return TableStats(rows=rows, tokens=tokens, hits=hits)
 
 
-def frequencies(indexed: str, phrases: Sequence[Phrase]) -> tuple[list[float], int]:
-    """(occurrences of each phrase, tokens) in a row's space-separated indexed terms."""
-    counts = Counter(indexed.lower().split())  # unicode61 folds case, in the terms and in the query alike
-    found: list[float] = []
-    for phrase in phrases:
-        text = phrase.text.lower()
-        if phrase.prefix:
-            found.append(float(sum(n for token, n in counts.items() if token.startswith(text))))
-        else:
-            found.append(float(counts.get(text, 0)))
-    return found, sum(counts.values())
+def needles(phrases: Sequence[Phrase]) -> list[str]:
+    """What ``frequencies`` looks for: `` term `` for a term, `` prefix`` for a prefix."""
+    return [f" {p.text.lower()}" if p.prefix else f" {p.text.lower()} " for p in phrases]
+
+
+def frequencies(indexed: str, wanted: Sequence[str]) -> list[float]:
+    """Occurrences of each phrase (its ``needles``) among a row's space-separated indexed
+    terms. Counted on the string, every token between two spaces of its own: splitting long
+    article terms into tokens cost most of a sharded search."""
+    spaced = " " + indexed.lower().replace(" ", "  ") + " "  # unicode61 folds case, terms and query alike
+    return [float(spaced.count(needle)) for needle in wanted]
+
+
+def lengths(conn: sqlite3.Connection, table: str, rows: Sequence[int]) -> dict[int, int]:
+    """Tokens in each row, as FTS5 counted them (its ``docsize`` record)."""
+    found: dict[int, int] = {}
+    for start in range(0, len(rows), _IN_CHUNK):
+        chunk = [int(r) for r in rows[start : start + _IN_CHUNK]]
+        marks = ",".join("?" * len(chunk))
+        for row, blob in conn.execute(f"SELECT id, sz FROM {table}_docsize WHERE id IN ({marks})", chunk):
+            found[int(row)] = _varint(blob, 0)[0] if blob else 0
+    return found
 
 
 def score(idfs: Sequence[float], freqs: Sequence[float], length: int, avgdl: float) -> float:

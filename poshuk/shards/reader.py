@@ -157,13 +157,15 @@ class ShardedIndex:
     ) -> list[Candidate]:
         if not found:
             return []
-        indexed = dict(
-            select_in(shard.read(), f"SELECT rowid, terms FROM {table} WHERE rowid IN ({{}})", [c.row for c in found])
-        )
+        rows = [c.row for c in found]
+        conn = shard.read()
+        indexed = dict(select_in(conn, f"SELECT rowid, terms FROM {table} WHERE rowid IN ({{}})", rows))
+        length = bm25.lengths(conn, table, rows)
+        wanted = bm25.needles(phrases)
         out = []
         for c in found:
-            freqs, length = bm25.frequencies(str(indexed.get(c.row, "")), phrases)
-            out.append(c._replace(score=bm25.score(idfs, freqs, length, avgdl)))
+            freqs = bm25.frequencies(str(indexed.get(c.row, "")), wanted)
+            out.append(c._replace(score=bm25.score(idfs, freqs, length.get(c.row, 0), avgdl)))
         return out
 
     # -- reads by row or by article ------------------------------------------------------------

@@ -213,9 +213,11 @@ def test_global_bm25_reproduces_fts5_to_the_last_bit(single: Path) -> None:
                 (terms.match_expression(),),
             ).fetchall()
             assert rows
-            for _, indexed, fts5 in rows:
-                freqs, length = bm25.frequencies(indexed, phrases)
-                assert bm25.score(stats.idf(), freqs, length, stats.avgdl) == fts5  # equal, not close
+            lengths = bm25.lengths(conn, "lexical", [r for r, _, _ in rows])
+            for row, indexed, fts5 in rows:
+                assert lengths[row] == len(indexed.split())
+                freqs = bm25.frequencies(indexed, bm25.needles(phrases))
+                assert bm25.score(stats.idf(), freqs, lengths[row], stats.avgdl) == fts5  # equal, not close
     finally:
         index.close()
 

@@ -25,6 +25,7 @@ INTERNAL = {
     "poshuk.index.core.Index": "the open index version; Searcher.index hands it to the service's writers",
     "poshuk.index.layout.Manifest": "the index folder's bookkeeping, read through Searcher.manifest",
     "poshuk.fusion.FusionSettings": "a tuning knob of Searcher, set by benchmarks; its fields may change",
+    "poshuk.search.IndexReader": "what Searcher reads (one Index, or a ShardedIndex); Searcher.open picks it",
 }
 
 

@@ -191,7 +191,7 @@ class Index:
             plan = FilterPlan(conn, query.filters, self.allowed_cache)
             dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence)
             passages = passage_bm25(plan, query.terms, query.limit, evidence=query.evidence) if query.lexical else []
-            articles = article_bm25(plan, query.terms, query.limit) if query.articles else []
+            articles = article_bm25(plan, query.terms, query.limit, evidence=query.evidence) if query.articles else []
         return Candidates(dense=dense, passages=passages, articles=articles)
 
     def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool) -> list[Candidate]:

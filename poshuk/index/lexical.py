@@ -78,13 +78,14 @@ def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: b
     for r, score in rows:
         words, doc = indexed.get(int(r), ("", ""))
         if doc:
-            out.append(Candidate(int(r), doc, float(score), _contained(terms, words)))
+            out.append(Candidate(int(r), doc, float(score), contained(terms, words)))
     return out
 
 
-def article_bm25(plan: FilterPlan, terms: QueryTerms, limit: int) -> list[Candidate]:
+def article_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True) -> list[Candidate]:
     """The best ``limit`` articles by BM25 over all their terms (each as the row of its first
-    passage), with the query terms each contains; [] for an index without article terms."""
+    passage), with their id and the query terms each contains (without ``evidence``: rows and
+    scores only); [] for an index without article terms."""
     if terms.empty:
         return []
     conn, match = plan.conn, terms.match_expression()
@@ -110,16 +111,18 @@ def article_bm25(plan: FilterPlan, terms: QueryTerms, limit: int) -> list[Candid
         if has_articles(conn):
             raise
         return []
+    if not evidence:
+        return [Candidate(int(r), "", float(score)) for _, r, score in rows]
     found = select_in(
         conn, "SELECT rowid, terms FROM article_lexical WHERE rowid IN ({})", [int(r) for _, r, _ in rows]
     )
     indexed = {int(r): str(t) for r, t in found}
     return [
-        Candidate(int(r), str(doc), float(score), _contained(terms, indexed.get(int(r), ""))) for doc, r, score in rows
+        Candidate(int(r), str(doc), float(score), contained(terms, indexed.get(int(r), ""))) for doc, r, score in rows
     ]
 
 
-def _contained(terms: QueryTerms, indexed: str) -> tuple[str, ...]:
+def contained(terms: QueryTerms, indexed: str) -> tuple[str, ...]:
     """The query's units found in space-separated indexed terms, by substring search: the
     same answer as ``Unit.found_in`` over the split terms, and splitting them into a set costs
     more than the search (3x for a passage's 200 candidates, issue 14's profile)."""

@@ -3,12 +3,13 @@
 Dense candidates merge by ``(-score, row)``, exactly (each shard's top is already in that
 order). BM25 candidates are scored again with the statistics of all shards (``bm25``); a
 shard is asked for more whenever a row it has not returned could still beat the last of the
-merged top (its local score bounds the global one: see ``_bound``). Passages, story groups
+merged top (its local score bounds the global one: see ``_factor``). Passages, story groups
 and articles are read from the shard that holds them. Writes are not routed here yet.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,11 +21,21 @@ from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.index.db import select_in
+from poshuk.index.lexical import contained
+from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
 from poshuk.shards.layout import ShardSet, read_set
 
 _AGAIN = 4  # a shard asked again returns this many times as many candidates
+_CHUNK = 64  # candidates whose terms are read at once while merging
+_SLACK = 1 + 1e-9  # bounds are compared with room for rounding
+_EVIDENCE = {  # what the merge reads of a row it scores: its terms and article
+    "lexical": "SELECT l.rowid, l.terms, p.doc_id FROM lexical l JOIN passages p ON p.row_id = l.rowid "
+    "WHERE l.rowid IN ({})",
+    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id FROM article_lexical a JOIN passages p ON p.row_id = a.rowid "
+    "WHERE a.rowid IN ({})",
+}
 
 
 def _canonical(candidates: list[Candidate], limit: int) -> list[Candidate]:
@@ -115,24 +126,16 @@ class ShardedIndex:
         whole = bm25.total(stats)
         if whole.rows == 0:
             return []
-        idfs = whole.idf()
         first = min(self.first_fetch or query.limit, query.limit)
         asked = [first] * len(self.shards)
         local = [self._local(shard, query, table, first) for shard in self.shards]
         while True:
-            merged = _canonical(
-                [
-                    c
-                    for shard, found in zip(self.shards, local, strict=True)
-                    for c in self._rescored(shard, table, found, phrases, idfs, whole.avgdl)
-                ],
-                query.limit,
-            )
+            merged = self._merged(table, local, stats, whole, query.terms, query.limit)
             cut = merged[-1].score if len(merged) == query.limit else float("-inf")
             again = [
                 n
                 for n, found in enumerate(local)
-                if len(found) == asked[n] and _bound(stats[n], whole, found[-1].score) >= cut
+                if len(found) == asked[n] and _factor(stats[n], whole) * found[-1].score * _SLACK >= cut
             ]
             if not again:
                 return merged
@@ -141,32 +144,74 @@ class ShardedIndex:
                 asked[n] *= _AGAIN
                 local[n] = self._local(self.shards[n], query, table, asked[n])
 
+    def _merged(
+        self,
+        table: str,
+        local: list[list[Candidate]],
+        stats: list[bm25.TableStats],
+        whole: bm25.TableStats,
+        terms: QueryTerms,
+        limit: int,
+    ) -> list[Candidate]:
+        """The global top ``limit`` of the shards' lists, scored again with ``whole``'s statistics.
+
+        The lists are walked side by side, best first; a shard's walk stops once even its next
+        row's bound (``_factor`` x its local score) is below the ``limit``-th global score found:
+        nothing after it can make the top. Rows are read in chunks as the walk reaches them.
+        """
+        idfs, wanted = whole.idf(), bm25.needles(bm25.phrases_of(terms))
+        factors = [_factor(s, whole) for s in stats]
+        scored: list[Candidate] = []
+        top: list[tuple[float, int]] = []  # the best ``limit`` (score, -row) so far; the worst first
+        position = [0] * len(local)
+        read: list[tuple[dict[int, tuple[str, str]], dict[int, int]]] = [({}, {}) for _ in local]
+        sql = _EVIDENCE[table]
+        walking = [n for n, found in enumerate(local) if found]
+        while walking:
+            going = []
+            for n in walking:
+                found, at = local[n], position[n]
+                if at >= len(found):
+                    continue
+                c = found[at]
+                if len(top) == limit and factors[n] * c.score * _SLACK < top[0][0]:
+                    continue
+                texts, lengths = read[n]
+                if c.row not in lengths:
+                    rows = [x.row for x in found[at : at + _CHUNK]]
+                    conn = self.shards[n].read()
+                    texts.update({int(r): (str(t), str(d)) for r, t, d in select_in(conn, sql, rows)})
+                    lengths.update(bm25.lengths(conn, table, rows))
+                position[n] = at + 1
+                going.append(n)
+                if c.row not in texts:  # deleted since the shard ranked it
+                    continue
+                indexed, doc = texts[c.row]
+                freqs = bm25.frequencies(indexed, wanted)
+                score = bm25.score(idfs, freqs, lengths.get(c.row, 0), whole.avgdl)
+                g = Candidate(c.row, doc, score, contained(terms, indexed))
+                scored.append(g)
+                if len(top) < limit:
+                    heapq.heappush(top, (g.score, -g.row))
+                elif (g.score, -g.row) > top[0]:
+                    heapq.heapreplace(top, (g.score, -g.row))
+            walking = going
+        return _canonical(scored, limit)
+
     @staticmethod
     def _local(shard: Index, query: RetrievalQuery, table: str, limit: int) -> list[Candidate]:
         """The shard's own top ``limit`` by its own BM25 (with the evidence fusion reads)."""
         passages = table == "lexical"
-        asked = RetrievalQuery(
-            terms=query.terms, filters=query.filters, limit=limit, lexical=passages, articles=not passages
+        asked = RetrievalQuery(  # without evidence: the merge reads it for the rows it scores
+            terms=query.terms,
+            filters=query.filters,
+            limit=limit,
+            lexical=passages,
+            articles=not passages,
+            evidence=False,
         )
         found = shard.retrieve(asked)
         return found.passages if passages else found.articles
-
-    @staticmethod
-    def _rescored(
-        shard: Index, table: str, found: list[Candidate], phrases: list[bm25.Phrase], idfs: list[float], avgdl: float
-    ) -> list[Candidate]:
-        if not found:
-            return []
-        rows = [c.row for c in found]
-        conn = shard.read()
-        indexed = dict(select_in(conn, f"SELECT rowid, terms FROM {table} WHERE rowid IN ({{}})", rows))
-        length = bm25.lengths(conn, table, rows)
-        wanted = bm25.needles(phrases)
-        out = []
-        for c in found:
-            freqs = bm25.frequencies(str(indexed.get(c.row, "")), wanted)
-            out.append(c._replace(score=bm25.score(idfs, freqs, length.get(c.row, 0), avgdl)))
-        return out
 
     # -- reads by row or by article ------------------------------------------------------------
 
@@ -196,11 +241,11 @@ class ShardedIndex:
             shard.close()
 
 
-def _bound(shard: bm25.TableStats, whole: bm25.TableStats, last_local: float) -> float:
-    """The highest global score a row the shard has not returned can have: its local score is
-    at most ``last_local``, and per phrase the global score is at most IDF_global / IDF_local
-    times the local one, times max(1, avgdl_global / avgdl_local) for the length part."""
+def _factor(shard: bm25.TableStats, whole: bm25.TableStats) -> float:
+    """How far above its local score a row of ``shard`` can score globally: per phrase the global
+    score is at most IDF_global / IDF_local times the local one, and the length part at most
+    max(1, avgdl_global / avgdl_local) times."""
     if shard.rows == 0:
-        return float("-inf")
+        return 0.0
     ratio = max((g / s for g, s in zip(whole.idf(), shard.idf(), strict=True)), default=1.0)
-    return ratio * max(1.0, whole.avgdl / shard.avgdl) * last_local * (1 + 1e-9)
+    return ratio * max(1.0, whole.avgdl / shard.avgdl)

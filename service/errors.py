@@ -37,6 +37,7 @@ reason, and one status keeps clients simple.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from http import HTTPStatus
 from typing import Any
@@ -98,6 +99,14 @@ class ServiceProblem(Exception):
         self.title = title
         self.detail = detail
         self.headers = headers
+
+
+def too_many_requests(reason: str, wait: float) -> ServiceProblem:
+    """The 429 refusal of a limit: ``reason``, then when to retry (whole seconds, at least 1)."""
+    retry = max(1, math.ceil(wait))
+    return ServiceProblem(
+        429, "rate-limited", "Too many requests", f"{reason}; retry in {retry} s", headers={"Retry-After": str(retry)}
+    )
 
 
 def _problem(

@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
-from service.errors import ServiceProblem
+from service.errors import too_many_requests
 
 MAX_CLIENTS = 100_000
 T = TypeVar("T")
@@ -125,15 +125,9 @@ class FairGate:
         """429 problem+json (with ``Retry-After``) when ``client`` is past its share of server time."""
         wait = self.over_share(client)
         if wait > 0:
-            retry = max(1, math.ceil(wait))
             who = "key" if client.startswith("key:") else "client"
-            raise ServiceProblem(
-                429,
-                "rate-limited",
-                "Too many requests",
-                f"this {who} used more than its share of server time ({self.share:g} s per second on average); "
-                f"retry in {retry} s",
-                headers={"Retry-After": str(retry)},
+            raise too_many_requests(
+                f"this {who} used more than its share of server time ({self.share:g} s per second on average)", wait
             )
 
     async def run(self, client: str, work: Callable[[], T]) -> T:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from poshuk.settings import ServiceSettings
 from service.auth import PRINCIPAL_SCOPE_KEY, KeyRing, Principal
-from service.errors import ServiceProblem
+from service.errors import ServiceProblem, too_many_requests
 
 logger = logging.getLogger("poshuk.service")
 
@@ -124,14 +123,10 @@ class LimitsMiddleware:
         assert self.buckets is not None
         wait = self.buckets.take(who)
         if wait > 0:
-            retry = max(1, math.ceil(wait))
-            raise ServiceProblem(
-                429,
-                "rate-limited",
-                "Too many requests",
+            raise too_many_requests(
                 f"more than {self.buckets.rate:g} requests per second (burst {self.buckets.burst}) from this "
-                f"{'key' if keyed else 'client'}; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
+                f"{'key' if keyed else 'client'}",
+                wait,
             )
 
     def _principal(self, scope: Scope) -> Principal:

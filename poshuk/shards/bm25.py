@@ -15,12 +15,12 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from poshuk.index.db import select_in
 from poshuk.query import QueryTerms
 
 K1 = 1.2
 B = 0.75
 MIN_IDF = 1e-6  # FTS5's floor for a phrase in more than half the rows
-_IN_CHUNK = 900  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,8 @@ def frequencies(indexed: str, wanted: Sequence[str]) -> list[float]:
 
 def lengths(conn: sqlite3.Connection, table: str, rows: Sequence[int]) -> dict[int, int]:
     """Tokens in each row, as FTS5 counted them (its ``docsize`` record)."""
-    found: dict[int, int] = {}
-    for start in range(0, len(rows), _IN_CHUNK):
-        chunk = [int(r) for r in rows[start : start + _IN_CHUNK]]
-        marks = ",".join("?" * len(chunk))
-        for row, blob in conn.execute(f"SELECT id, sz FROM {table}_docsize WHERE id IN ({marks})", chunk):
-            found[int(row)] = _varint(blob, 0)[0] if blob else 0
-    return found
+    found = select_in(conn, f"SELECT id, sz FROM {table}_docsize WHERE id IN ({{}})", rows)
+    return {int(row): _varint(blob, 0)[0] if blob else 0 for row, blob in found}
 
 
 def score(idfs: Sequence[float], freqs: Sequence[float], length: int, avgdl: float) -> float:

@@ -55,7 +55,6 @@ class ShardedIndex:
         self.index_dir = index_dir
         self.shard_set = shard_set
         self.shards = list(shards)
-        self.read_only = True
         self.first_fetch = first_fetch
         self.second_rounds = 0  # shards asked again for more BM25 candidates, since opening
 
@@ -65,14 +64,14 @@ class ShardedIndex:
         index_dir: Path,
         *,
         approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
-        read_only: bool = True,
         first_fetch: int | None = None,
     ) -> ShardedIndex:
+        """Every shard opened read-only: an archive's writes are not routed yet."""
         shard_set = read_set(index_dir)
         shards: list[Index] = []
         try:
             for name in shard_set.shards:
-                shards.append(Index.open(index_dir / name, approximate_above=approximate_above, read_only=read_only))
+                shards.append(Index.open(index_dir / name, approximate_above=approximate_above, read_only=True))
         except BaseException:
             for shard in shards:
                 shard.close()
@@ -126,16 +125,17 @@ class ShardedIndex:
         whole = bm25.total(stats)
         if whole.rows == 0:
             return []
+        scoring = _Rescoring(self.shards, table, query.terms, phrases, stats, whole)
         first = min(self.first_fetch or query.limit, query.limit)
         asked = [first] * len(self.shards)
         local = [self._local(shard, query, table, first) for shard in self.shards]
         while True:
-            merged = self._merged(table, local, stats, whole, query.terms, query.limit)
+            merged = scoring.merged(local, query.limit)
             cut = merged[-1].score if len(merged) == query.limit else float("-inf")
             again = [
                 n
                 for n, found in enumerate(local)
-                if len(found) == asked[n] and _factor(stats[n], whole) * found[-1].score * _SLACK >= cut
+                if len(found) == asked[n] and scoring.factors[n] * found[-1].score * _SLACK >= cut
             ]
             if not again:
                 return merged
@@ -144,63 +144,9 @@ class ShardedIndex:
                 asked[n] *= _AGAIN
                 local[n] = self._local(self.shards[n], query, table, asked[n])
 
-    def _merged(
-        self,
-        table: str,
-        local: list[list[Candidate]],
-        stats: list[bm25.TableStats],
-        whole: bm25.TableStats,
-        terms: QueryTerms,
-        limit: int,
-    ) -> list[Candidate]:
-        """The global top ``limit`` of the shards' lists, scored again with ``whole``'s statistics.
-
-        The lists are walked side by side, best first; a shard's walk stops once even its next
-        row's bound (``_factor`` x its local score) is below the ``limit``-th global score found:
-        nothing after it can make the top. Rows are read in chunks as the walk reaches them.
-        """
-        idfs, wanted = whole.idf(), bm25.needles(bm25.phrases_of(terms))
-        factors = [_factor(s, whole) for s in stats]
-        scored: list[Candidate] = []
-        top: list[tuple[float, int]] = []  # the best ``limit`` (score, -row) so far; the worst first
-        position = [0] * len(local)
-        read: list[tuple[dict[int, tuple[str, str]], dict[int, int]]] = [({}, {}) for _ in local]
-        sql = _EVIDENCE[table]
-        walking = [n for n, found in enumerate(local) if found]
-        while walking:
-            going = []
-            for n in walking:
-                found, at = local[n], position[n]
-                if at >= len(found):
-                    continue
-                c = found[at]
-                if len(top) == limit and factors[n] * c.score * _SLACK < top[0][0]:
-                    continue
-                texts, lengths = read[n]
-                if c.row not in lengths:
-                    rows = [x.row for x in found[at : at + _CHUNK]]
-                    conn = self.shards[n].read()
-                    texts.update({int(r): (str(t), str(d)) for r, t, d in select_in(conn, sql, rows)})
-                    lengths.update(bm25.lengths(conn, table, rows))
-                position[n] = at + 1
-                going.append(n)
-                if c.row not in texts:  # deleted since the shard ranked it
-                    continue
-                indexed, doc = texts[c.row]
-                freqs = bm25.frequencies(indexed, wanted)
-                score = bm25.score(idfs, freqs, lengths.get(c.row, 0), whole.avgdl)
-                g = Candidate(c.row, doc, score, contained(terms, indexed))
-                scored.append(g)
-                if len(top) < limit:
-                    heapq.heappush(top, (g.score, -g.row))
-                elif (g.score, -g.row) > top[0]:
-                    heapq.heapreplace(top, (g.score, -g.row))
-            walking = going
-        return _canonical(scored, limit)
-
     @staticmethod
     def _local(shard: Index, query: RetrievalQuery, table: str, limit: int) -> list[Candidate]:
-        """The shard's own top ``limit`` by its own BM25 (with the evidence fusion reads)."""
+        """The shard's own top ``limit`` by its own BM25 (rows and local scores only)."""
         passages = table == "lexical"
         asked = RetrievalQuery(  # without evidence: the merge reads it for the rows it scores
             terms=query.terms,
@@ -239,6 +185,74 @@ class ShardedIndex:
     def close(self) -> None:
         for shard in self.shards:
             shard.close()
+
+
+class _Rescoring:
+    """One query's BM25 over all shards of one table: what every round of the merge shares
+    (global IDFs, each shard's bound factor, the terms and lengths already read)."""
+
+    def __init__(
+        self,
+        shards: list[Index],
+        table: str,
+        terms: QueryTerms,
+        phrases: list[bm25.Phrase],
+        stats: list[bm25.TableStats],
+        whole: bm25.TableStats,
+    ) -> None:
+        self.shards, self.table, self.terms = shards, table, terms
+        self.idfs, self.wanted, self.avgdl = whole.idf(), bm25.needles(phrases), whole.avgdl
+        self.factors = [_factor(s, whole) for s in stats]
+        self.read: list[tuple[dict[int, tuple[str, str]], dict[int, int]]] = [({}, {}) for _ in shards]
+
+    def merged(self, local: list[list[Candidate]], limit: int) -> list[Candidate]:
+        """The global top ``limit`` of the shards' lists, scored again with the global statistics.
+
+        The lists are walked side by side, best first; a shard's walk stops once even its next
+        row's bound (``_factor`` x its local score) is below the ``limit``-th global score found:
+        nothing after it can make the top. Rows are read in chunks as the walk reaches them,
+        once per query (a second round reads only rows it had not seen).
+        """
+        scored: list[Candidate] = []
+        top: list[tuple[float, int]] = []  # the best ``limit`` (score, -row) so far; the worst first
+        position = [0] * len(local)
+        walking = [n for n, found in enumerate(local) if found]
+        while walking:
+            going = []
+            for n in walking:
+                found, at = local[n], position[n]
+                if at >= len(found):
+                    continue
+                c = found[at]
+                if len(top) == limit and self.factors[n] * c.score * _SLACK < top[0][0]:
+                    continue
+                position[n] = at + 1
+                going.append(n)
+                g = self._scored(n, c, found[at : at + _CHUNK])
+                if g is None:  # deleted since the shard ranked it
+                    continue
+                scored.append(g)
+                if len(top) < limit:
+                    heapq.heappush(top, (g.score, -g.row))
+                elif (g.score, -g.row) > top[0]:
+                    heapq.heapreplace(top, (g.score, -g.row))
+            walking = going
+        return _canonical(scored, limit)
+
+    def _scored(self, n: int, c: Candidate, ahead: list[Candidate]) -> Candidate | None:
+        """``c`` of shard ``n`` with its global score, article and matched words (reading it and
+        the rows ``ahead`` of it first, unless already read)."""
+        texts, lengths = self.read[n]
+        if c.row not in lengths:
+            rows = [x.row for x in ahead]
+            conn = self.shards[n].read()
+            texts.update({int(r): (str(t), str(d)) for r, t, d in select_in(conn, _EVIDENCE[self.table], rows)})
+            lengths.update(bm25.lengths(conn, self.table, rows))
+        if c.row not in texts:
+            return None
+        indexed, doc = texts[c.row]
+        score = bm25.score(self.idfs, bm25.frequencies(indexed, self.wanted), lengths.get(c.row, 0), self.avgdl)
+        return Candidate(c.row, doc, score, contained(self.terms, indexed))
 
 
 def _factor(shard: bm25.TableStats, whole: bm25.TableStats) -> float:

@@ -17,9 +17,10 @@ from poshuk.wire import Span as Span
 def term_spans(text: str, query: QueryTerms, analyzer: Analyzer) -> list[Span]:
     """Spans of the words in ``text`` that match the query's terms or name prefixes."""
     wanted = set(query.terms)
+    prefixes = query.prefixes  # a property: built once here, not per word
     spans: list[Span] = []
     for token in analyzer.tokens(text):
-        if token.term in wanted or any(token.term.startswith(p) for p in query.prefixes):
+        if token.term in wanted or (prefixes and token.term.startswith(prefixes)):
             if spans and spans[-1].end >= token.start - 1 and text[spans[-1].end : token.start].strip() == "":
                 spans[-1] = Span(spans[-1].start, token.end)  # merge adjacent words into one span
             else:

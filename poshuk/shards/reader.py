@@ -21,7 +21,6 @@ from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.index.db import select_in
-from poshuk.index.lexical import contained
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
@@ -200,7 +199,7 @@ class _Rescoring:
         stats: list[bm25.TableStats],
         whole: bm25.TableStats,
     ) -> None:
-        self.shards, self.table, self.terms = shards, table, terms
+        self.shards, self.table, self.units_in = shards, table, terms.finder()
         self.idfs, self.wanted, self.avgdl = whole.idf(), bm25.needles(phrases), whole.avgdl
         self.factors = [_factor(s, whole) for s in stats]
         self.read: list[tuple[dict[int, tuple[str, str]], dict[int, int]]] = [({}, {}) for _ in shards]
@@ -252,7 +251,7 @@ class _Rescoring:
             return None
         indexed, doc = texts[c.row]
         score = bm25.score(self.idfs, bm25.frequencies(indexed, self.wanted), lengths.get(c.row, 0), self.avgdl)
-        return Candidate(c.row, doc, score, contained(self.terms, indexed))
+        return Candidate(c.row, doc, score, self.units_in(indexed))
 
 
 def _factor(shard: bm25.TableStats, whole: bm25.TableStats) -> float:

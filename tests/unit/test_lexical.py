@@ -65,12 +65,12 @@ def test_query_names_become_cyrillic_prefixes(analyzer: Analyzer) -> None:
     assert "кірб" in query.prefixes and "шойг" in query.prefixes
     assert query.terms == ("kirbi", "say", "shoigu")
     assert '"кірб"*' in query.match_expression()
-    assert query.coverage({"кірбі", "шойгу", "say"}) == 1.0
-    assert query.coverage({"кірбі", "інше"}) == pytest.approx(1 / 3)
-    assert query.text_coverage("кірбі шойгу say") == 1.0
-    assert query.text_coverage("кірбіна інше") == pytest.approx(1 / 3)  # a name prefix
-    assert query.text_coverage("saying sayer") == 0.0  # whole terms only
-    assert query.text_coverage("") == 0.0
+    units_in = query.finder()
+    assert units_in("кірбі шойгу say") == ("kirbi", "say", "shoigu")
+    assert units_in("кірбіна інше") == ("kirbi",)  # a name prefix
+    assert units_in("інше кірбі") == ("kirbi",)  # at the end too
+    assert units_in("saying sayer") == ()  # whole terms only
+    assert units_in("") == ()
 
 
 UNITS = ("u1", "u2")  # a query with two pieces of evidence: coverage is 0, 0.5 or 1

@@ -14,7 +14,7 @@ setup: $(VENV)/.installed model
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[model,dev]'
+	$(PY) -m pip install --quiet -e '.[model,dev,ray]'
 	touch $@
 
 model: $(VENV)/.installed

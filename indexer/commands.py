@@ -9,14 +9,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from poshuk import commands
 from poshuk.commands import Command, settings_from
-from poshuk.errors import BadRecordError, IndexStoreError
-from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
+from poshuk.errors import BadRecordError, ConfigError, IndexStoreError
+from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, Settings
+
+if TYPE_CHECKING:
+    from indexer.pipeline import GroupEncoding
+    from indexer.ray_encoding import RayOptions
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -28,6 +34,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise IndexStoreError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
 
+    ray_options = _ray_options(args)
     target = args.index
     if args.shards is None:
         refuse_sharded(args.index)  # before the model loads
@@ -36,23 +43,31 @@ def _cmd_index(args: argparse.Namespace) -> int:
             raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
         target = args.index / STAGING
     settings = settings_from(args)
+    if ray_options is not None:
+        from indexer.ray_encoding import check_device, require_ray
+
+        require_ray()
+        check_device(ray_options, settings)
     find_sources(args.paths)  # a missing path fails now, not after the model has loaded
     commands.quiet_model_loading()
-    encoder = load_encoder(settings)
+    # With --ray the actors encode; this encoder counts tokens for chunking and names the model.
+    encoder = load_encoder(settings if ray_options is None else msgspec.structs.replace(settings, device="cpu"))
 
     def report_bad(err: BadRecordError) -> None:
         print(f"skipped {err.one_line()}", file=sys.stderr)
 
-    report = index_paths(
-        args.paths,
-        target,
-        encoder=encoder,
-        settings=settings,
-        strict=args.strict,
-        rebuild=args.rebuild,
-        progress=not args.no_progress,
-        on_bad_record=report_bad,
-    )
+    with _ray_encoding(ray_options, settings) as encode_groups:
+        report = index_paths(
+            args.paths,
+            target,
+            encoder=encoder,
+            settings=settings,
+            strict=args.strict,
+            rebuild=args.rebuild,
+            progress=not args.no_progress,
+            on_bad_record=report_bad,
+            encode_groups=encode_groups,
+        )
     counts = report.counts
     total = f"; index now holds {counts.documents} documents, {counts.passages} passages" if counts else ""
     if args.shards is not None:
@@ -66,6 +81,38 @@ def _cmd_index(args: argparse.Namespace) -> int:
         print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)
         return 1
     return 0
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """``--ray`` and its pool options, checked (before Ray or the model start)."""
+    from indexer.ray_encoding import RayOptions
+
+    pool = {"--encoder-actors": args.encoder_actors, "--cpus-per-actor": args.cpus_per_actor}
+    pool["--gpus-per-actor"] = args.gpus_per_actor
+    if args.ray is None:
+        given = [name for name, value in pool.items() if value is not None]
+        if given:
+            raise ConfigError(f"{given[0]} needs --ray")
+        return None
+    options = RayOptions(address=args.ray)
+    return msgspec.structs.replace(
+        options,
+        encoder_actors=options.encoder_actors if args.encoder_actors is None else args.encoder_actors,
+        cpus_per_actor=options.cpus_per_actor if args.cpus_per_actor is None else args.cpus_per_actor,
+        gpus_per_actor=options.gpus_per_actor if args.gpus_per_actor is None else args.gpus_per_actor,
+    ).checked()
+
+
+@contextlib.contextmanager
+def _ray_encoding(options: RayOptions | None, settings: Settings) -> Iterator[GroupEncoding | None]:
+    """Encoding on Ray for the block (joined or started, then left), or None: encode here."""
+    if options is None:
+        yield None
+        return
+    from indexer.ray_encoding import connected, encode_on_ray
+
+    with connected(options) as ray:
+        yield lambda groups, lexical: encode_on_ray(ray, groups, settings, lexical, options)
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
@@ -170,6 +217,23 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         metavar="N",
         help="a sharded archive: index into DIR/staging, then split it into N shards that answer exactly as "
         "one index (again over an archive: the new shards replace the old at once, nothing is encoded again)",
+    )
+    ray = index.add_argument_group("encoding on Ray (the ray extra)")
+    ray.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="encode on a Ray cluster: local (start Ray on this machine), auto (inside `ray job submit`) or the "
+        "cluster's address; the index is the one a local run builds",
+    )
+    ray.add_argument("--encoder-actors", type=int, metavar="K", help="most encoder actors at once (default 2)")
+    ray.add_argument(
+        "--cpus-per-actor", type=float, metavar="C", help="CPUs of each actor, also its encoder threads (default 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        metavar="G",
+        help="GPUs of each actor (default 0; needs POSHUK_ENCODER=torch and POSHUK_DEVICE=cuda)",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
     index.set_defaults(func=_cmd_index)

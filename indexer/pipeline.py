@@ -13,14 +13,15 @@ committed if it is interrupted, each article whole.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from poshuk.documents import Article
+from poshuk.analysis import LexicalSettings
+from poshuk.documents import Article, Passage
 from poshuk.encoder import Encoder
 from poshuk.errors import BadRecordError
 from poshuk.index import Counts, IndexWriter, Upsert, last_change
@@ -28,6 +29,10 @@ from poshuk.ingest import chunk_step, encode_step, normalise_article, to_upserts
 from poshuk.language import LanguageDetector
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import Settings
+
+Group = list[tuple[Article, list[Passage]]]
+# Groups of chunked articles -> their upserts, in order: encoded here, or elsewhere (``--ray``).
+GroupEncoding = Callable[[Sequence[Group], LexicalSettings], Iterable[list[Upsert]]]
 
 
 @dataclass
@@ -94,6 +99,10 @@ def _reencode(articles: Sequence[Article], encoder: Encoder, settings: Settings)
     return to_upserts(chunked, vectors)  # terms: analysed by the new version's own settings when written
 
 
+def _passages(group: Group) -> list[Passage]:
+    return [p for _, passages in group for p in passages]
+
+
 def index_paths(
     paths: Sequence[Path],
     index_dir: Path,
@@ -104,12 +113,15 @@ def index_paths(
     rebuild: bool = False,
     progress: bool = True,
     on_bad_record: Callable[[BadRecordError], None] | None = None,
+    encode_groups: GroupEncoding | None = None,
 ) -> IndexReport:
     """Index every article under ``paths`` into ``index_dir``; all or nothing.
 
     Bad records are reported through ``on_bad_record`` and skipped; with ``strict``
     the first one is raised and the index is left as it was. ``rebuild`` builds a
-    new version from these sources alone and swaps it in when done.
+    new version from these sources alone and swaps it in when done. ``encode_groups``
+    encodes the groups elsewhere (``indexer.ray_encoding``); ``encoder`` then only counts
+    tokens for chunking and names the model.
     """
     started = time.perf_counter()
     since = last_change(index_dir) if rebuild else None  # live writes from now on are carried into the rebuild
@@ -149,16 +161,20 @@ def index_paths(
             io.submit(writer.open).result()
             analyzer = writer.index.analyzer
             writing: Future[None] | None = None
-            for start in range(0, len(chunked), batch_docs):
-                group = chunked[start : start + batch_docs]
-                flat = [p for _, passages in group for p in passages]
-                upserts = to_upserts(group, encode_step(encoder, flat), analyzer)
+            groups = [chunked[start : start + batch_docs] for start in range(0, len(chunked), batch_docs)]
+            encoded = (
+                (to_upserts(group, encode_step(encoder, _passages(group)), analyzer) for group in groups)
+                if encode_groups is None
+                else encode_groups(groups, analyzer.settings)
+            )
+            for group, upserts in zip(groups, encoded, strict=True):
                 if writing is not None:
                     writing.result()  # at most one group waits to be written; a writer error stops the run here
                 writing = io.submit(write_group, writer, upserts)
                 report.documents += len(group)
-                report.passages += len(flat)
-                bar.update(len(flat))
+                passages = sum(len(u.passages) for u in upserts)
+                report.passages += passages
+                bar.update(passages)
             if writing is not None:
                 writing.result()
             report.counts = io.submit(writer.commit).result()

@@ -423,10 +423,11 @@ def _cached_sha256(path: Path, home: Path) -> str:
     return digest
 
 
-def load_encoder(settings: Settings, *, serving: bool = False) -> Encoder:
+def load_encoder(settings: Settings, *, serving: bool = False, threads: int | None = None) -> Encoder:
     """The encoder for ``settings.model`` on the ``settings.encoder`` backend, loaded offline
     (see ``resolve_model``). The ONNX backends build the model's ONNX export first if it has none.
     ``serving``: the encoder shares the cores with request handling (``service.encoder_spin_wait``).
+    ``threads``: the ONNX encoder's threads (default: one per physical core), e.g. a Ray actor's CPUs.
     """
     resolved = resolve_model(settings.model, settings.home_path)
     if settings.encoder == "torch":
@@ -453,4 +454,5 @@ def load_encoder(settings: Settings, *, serving: bool = False) -> Encoder:
         variant="int8" if settings.encoder == "onnx-int8" else "fp32",
         batch_size=settings.batch_size,
         spin_wait=settings.service.encoder_spin_wait if serving else True,
+        threads=threads,
     )

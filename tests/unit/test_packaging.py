@@ -60,6 +60,16 @@ def test_the_model_extra_builds_with_a_pinned_cpu_torch() -> None:
     assert "torch" in _closure(extras["model"])
 
 
+def test_ray_is_an_extra_a_single_node_install_never_pulls_in() -> None:
+    extras = _project()["optional-dependencies"]
+    base = _project()["dependencies"]
+    assert isinstance(extras, dict) and isinstance(base, list)
+    (ray,) = (Requirement(r) for r in extras["ray"])
+    assert canonicalize_name(ray.name) == "ray" and "data" in ray.extras
+    assert not {"ray", "pyarrow", "pandas"} & _closure(base)
+    assert "ray" in _closure(extras["ray"]) and not _closure(extras["ray"]) & HEAVY  # no torch through Ray
+
+
 def test_the_image_copies_every_package_the_distribution_ships() -> None:
     """docker/Dockerfile installs from copied folders: a package it does not copy is missing in the image."""
     with PYPROJECT.open("rb") as f:

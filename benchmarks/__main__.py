@@ -115,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--sets", type=_csv, default=["unlp2026", "bruk-press"], help="sets (default: unlp2026,bruk-press)"
     )
     sharded.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    ray_indexing = sub.add_parser(
+        "ray-indexing", help="poshuk index locally against --ray local with 1, 2 and 4 encoder actors."
+    )
+    ray_indexing.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
+    ray_indexing.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder (default: %(default)s)")
+    ray_indexing.add_argument(
+        "--set", default="bruk-press", help="set whose articles are indexed (default: bruk-press)"
+    )
+    ray_indexing.add_argument("--articles", type=int, default=200, help="articles indexed (default: 200)")
+    ray_indexing.add_argument(
+        "--pools",
+        type=_csv,
+        default=["1x1", "2x1", "4x0.5"],
+        help="encoder pools as ACTORSxCPUS (default: 1x1,2x1,4x0.5: two cores' worth at most)",
+    )
+    ray_indexing.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     scale = sub.add_parser("scale", help="Exact flat vs approximate FAISS index at 100k and 1M passage vectors.")
     scale.add_argument(
         "--sizes", type=_csv, default=["100000", "1000000"], help="passage counts (default: 100000,1000000)"
@@ -304,6 +320,35 @@ def _sharded(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if all(c.identical == c.searches for c in report.cells) else 1
 
 
+def _ray_indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from benchmarks.datasets import SETS
+    from benchmarks.ray_indexing import render, run
+
+    try:
+        pools = [(int(a), float(c)) for a, c in (p.split("x") for p in args.pools)]
+    except ValueError:
+        pools = []
+    if args.set not in SETS or not pools or args.articles < 1 or any(a < 1 or c <= 0 for a, c in pools):
+        print(
+            f"benchmarks: error: --set one of {', '.join(SETS)}, --pools like 2x1 (actors x CPUs), --articles >= 1",
+            file=sys.stderr,
+        )
+        return 2
+    report = run(
+        args.data,
+        args.work,
+        args.out,
+        set_name=args.set,
+        articles=args.articles,
+        pools=pools,
+        command=["python", "-m", "benchmarks", *argv],
+    )
+    if report is None:
+        return 0
+    print(render(report))
+    return 0 if all(r.identical_rows == r.passages for r in report.runs) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -318,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _scale(args, argv)
     if args.benchmark == "sharded":
         return _sharded(args, argv)
+    if args.benchmark == "ray-indexing":
+        return _ray_indexing(args, argv)
     if args.benchmark == "dedupe":
         from benchmarks.dedupe import run as run_dedupe
 

@@ -20,6 +20,7 @@ PACKAGES = (
     "bm25s",
     "PyStemmer",
     "txtai",
+    "ray",
 )
 
 

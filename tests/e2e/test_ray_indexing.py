@@ -97,3 +97,24 @@ def test_ray_without_the_extra_names_the_extra(
     err = capsys.readouterr().err.strip()
     assert "--ray needs Ray, which this install lacks" in err and "pip install 'poshuk[ray]'" in err
     assert err.count("\n") == 0 and not (tmp_path / "idx").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.model
+def test_a_worker_lost_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    local = _run("index", str(ARTICLES), "--index", str(tmp_path / "local"), "--no-progress")
+    assert local.returncode == 0, local.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.ray_worker_loss", str(ARTICLES), str(tmp_path / "ray")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+        env=cli_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["killed_mid_run"], "the run ended before the worker node was removed"
+    assert outcome["rc"] == 0, outcome["stderr"]
+    assert "indexed 30 documents (119 passages)" in outcome["stdout"]
+    assert _stored(tmp_path / "ray") == _stored(tmp_path / "local")  # every row once, as a local run wrote it

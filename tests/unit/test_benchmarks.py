@@ -267,6 +267,17 @@ def test_missing_data_skips_cleanly(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_ray_indexing_skips_cleanly_without_data_and_refuses_bad_pools(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    base = [sys.executable, "-m", "benchmarks", "ray-indexing", "--data", "/nonexistent", "--out", str(out)]
+    done = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "skipped: evaluation data not found under /nonexistent"
+    refused = subprocess.run([*base, "--pools", "2y1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--pools like 2x1" in refused.stderr
+    assert not out.exists()
+
+
 def test_report_tables_show_each_set_scoring_and_unavailable_systems() -> None:
     from datetime import UTC, datetime
 

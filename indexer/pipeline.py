@@ -140,7 +140,9 @@ def index_paths(
         articles[item.id] = normalise_article(item, detector)  # a later record with the same id replaces it
     chunked = chunk_step(articles.values(), settings.chunking, encoder.count_tokens)
     total = sum(len(passages) for _, passages in chunked)
-    batch_docs = max(1, settings.batch_size * 4)
+    # A group is one write transaction. Encoded elsewhere, groups are also the unit a pool of encoders
+    # shares out, so they are smaller there: a run of 200 articles must still keep several actors busy.
+    batch_docs = max(1, settings.batch_size * (4 if encode_groups is None else 1))
     writer = IndexWriter(
         index_dir,
         encoder.identity,

@@ -22,6 +22,15 @@ class Candidate(NamedTuple):
     matched: tuple[str, ...] = ()  # the query terms (evidence units) it contains; () for dense
 
 
+class RowGroup(NamedTuple):
+    """What a ranking needs of a row to collapse it by article or story and order it by date,
+    without reading the passage's text."""
+
+    doc_id: str
+    cluster: str | None
+    published_ts: float | None  # the article's date as a POSIX timestamp; None: undated
+
+
 class Candidates(msgspec.Struct, frozen=True, kw_only=True):
     """Each retriever's ranked list for one query, best first."""
 

@@ -40,7 +40,7 @@ from poshuk.errors import (
     ServiceUnavailableError,
 )
 from poshuk.filters import Filters
-from poshuk.wire import DocumentResponse, Mode, Problem, SearchResult, WriteResult
+from poshuk.wire import DocumentResponse, Mode, Problem, SearchResult, Sort, WriteResult
 
 __all__ = ["AsyncClient", "Client", "WriteResult"]
 
@@ -111,12 +111,22 @@ def _search_body(
     filters: Filters | None,
     collapse: bool,
     offset: int,
-    options: dict[str, bool],
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"query": query, "k": k, "mode": mode, "collapse": collapse, "offset": offset, **options}
     if filters is not None:
         body["filters"] = msgspec.to_builtins(filters)
     return body
+
+
+def _options(
+    dedupe: bool, highlight: bool, semantic_highlights: bool, sort: Sort, recency_half_life_days: float | None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
+    options["sort"] = sort
+    if recency_half_life_days is not None:  # absent for a server from before issue 16
+        options["recency_half_life_days"] = recency_half_life_days
+    return options
 
 
 def _doc_path(doc_id: str) -> str:
@@ -185,9 +195,11 @@ class Client:
         dedupe: bool = False,
         highlight: bool = True,
         semantic_highlights: bool = False,
+        sort: Sort = "relevance",
+        recency_half_life_days: float | None = None,
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
-        options = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
+        options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days)
         body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(self._http.post("/v1/search", json=body)))
 
@@ -259,9 +271,11 @@ class AsyncClient:
         dedupe: bool = False,
         highlight: bool = True,
         semantic_highlights: bool = False,
+        sort: Sort = "relevance",
+        recency_half_life_days: float | None = None,
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
-        options = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
+        options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days)
         body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(await self._http.post("/v1/search", json=body)))
 

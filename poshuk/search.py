@@ -12,6 +12,7 @@ per near-duplicate cluster: copies, edited copies, translations; see ``poshuk.de
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.analysis import Analyzer
-from poshuk.candidates import Candidates
+from poshuk.candidates import Candidates, RowGroup
 from poshuk.chunking import split_sentences
 from poshuk.documents import clean_text
 from poshuk.encoder import Encoder, ModelIdentity, Vectors
@@ -29,6 +30,7 @@ from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.ordering import Ordering, reorder
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
 from poshuk.shards import ShardedIndex, is_sharded
@@ -39,6 +41,7 @@ from poshuk.wire import Hit as Hit
 from poshuk.wire import IndexStats as IndexStats
 from poshuk.wire import Mode as Mode
 from poshuk.wire import SearchResult as SearchResult
+from poshuk.wire import Sort as Sort
 
 SENTENCE_HIGHLIGHT_HITS = 3  # hits per page whose best sentence is found by meaning
 
@@ -60,7 +63,7 @@ class IndexReader(Protocol):
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]: ...
 
-    def groups(self, rows: list[int]) -> dict[int, tuple[str, str | None]]: ...
+    def groups(self, rows: list[int]) -> dict[int, RowGroup]: ...
 
     def document(self, doc_id: str) -> StoredDocument: ...
 
@@ -159,9 +162,16 @@ class Searcher:
         highlight: bool = True,
         dedupe: bool = False,
         semantic_highlights: bool | None = None,
+        sort: Sort = "relevance",
+        recency_half_life_days: float | None = None,
+        now: datetime | None = None,
     ) -> SearchResult:
         """The ``k`` best passages (or articles, with ``collapse``; or stories, with ``dedupe``) for
         ``query``, from ``offset``.
+
+        ``sort`` ``newest``/``oldest`` orders the 50 most relevant passages by their article's date;
+        ``recency_half_life_days`` halves a relevance score per that many days of age, counted
+        from ``now`` (default: the current time). ``poshuk.ordering`` says exactly how.
 
         ``semantic_highlights`` (default: the searcher's setting, off) marks, for the top hits
         that match no query word, the sentence closest in meaning. It is opt-in because it is a
@@ -174,10 +184,15 @@ class Searcher:
         text = clean_text(query).strip()
         self._validate(text, k, mode, offset)
         filters = None if filters is None else filters.checked()
+        ordering = Ordering(sort=sort, recency_half_life_days=recency_half_life_days).checked()
         terms = analyse_query(text, self._analyzer)
         vector = None if mode == "lexical" else self._encoder.encode_queries([text])
         ranked = self._rank(vector, terms, mode, filters)
-        chosen = self._page(ranked, k=k, offset=offset, collapse=collapse, dedupe=dedupe)
+        groups = None
+        if not ordering.is_relevance:
+            groups = self._reader.groups([row for row, _ in ranked])
+            ranked = reorder(ranked, {row: g.published_ts for row, g in groups.items()}, ordering, now)
+        chosen = self._page(ranked, k=k, offset=offset, collapse=collapse, dedupe=dedupe, groups=groups)
         hits = [
             self._hit(offset + n, passage, score, others, terms if highlight else None)
             for n, (passage, score, others) in enumerate(chosen, start=1)
@@ -193,6 +208,7 @@ class Searcher:
             hits=hits,
             mode=mode,
             offset=offset,
+            sort=ordering.sort,
         )
 
     def _validate(self, text: str, k: int, mode: str, offset: int) -> None:
@@ -234,6 +250,7 @@ class Searcher:
         collapse: bool,
         dedupe: bool = False,
         exclude: str | None = None,
+        groups: dict[int, RowGroup] | None = None,
     ) -> list[tuple[StoredPassage, float, int]]:
         """(passage, score, other matching passages of the article, or of the cluster with
         ``dedupe``) for one page. Only the page's passages are read whole: reading all 200
@@ -248,13 +265,14 @@ class Searcher:
                 present += [(stored[row], score) for row, score in window if row in stored]
                 start += len(window)
             return [(passage, score, 0) for passage, score in present[offset : offset + k]]
-        groups = self._reader.groups([row for row, _ in ranked])
+        if groups is None:
+            groups = self._reader.groups([row for row, _ in ranked])
         best: dict[str, tuple[int, float]] = {}
         counts: dict[str, int] = {}
         for row, score in ranked:
             if row not in groups or groups[row][0] == exclude:
                 continue
-            doc_id, cluster = groups[row]
+            doc_id, cluster, _ = groups[row]
             key = (cluster or doc_id) if dedupe else doc_id
             counts[key] = counts.get(key, 0) + 1
             best.setdefault(key, (row, score))

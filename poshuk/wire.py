@@ -22,6 +22,8 @@ from poshuk.documents import Article
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
 CANDIDATES = 200  # passages each retriever contributes; pages are cut from this pool
+Sort = Literal["relevance", "newest", "oldest"]
+SORTS: tuple[str, ...] = get_args(Sort)
 
 HighlightKind = Literal["terms", "sentence"]
 
@@ -80,6 +82,9 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     hits: Annotated[list[Hit], _doc("Passages, best first.")]
     mode: Annotated[Mode, _doc("The retrieval mode used.")] = "hybrid"
     offset: Annotated[int, _doc("Hits skipped before the first one; the first hit's rank is `offset + 1`.")] = 0
+    sort: Annotated[
+        Sort, _doc("The order of the hits: `relevance`, or `newest`/`oldest` (the 50 most relevant, by date).")
+    ] = "relevance"
 
 
 class IndexStats(msgspec.Struct, frozen=True, kw_only=True):

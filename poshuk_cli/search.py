@@ -13,7 +13,8 @@ import msgspec
 from poshuk import commands
 from poshuk.commands import Command, settings_from
 from poshuk.documents import printable
-from poshuk.wire import CANDIDATES, MODES, SearchResult
+from poshuk.errors import InvalidQueryError
+from poshuk.wire import CANDIDATES, MODES, SORTS, SearchResult
 
 if TYPE_CHECKING:
     from poshuk.wire import Span
@@ -33,6 +34,14 @@ def _check_search(args: argparse.Namespace) -> None:
         from_name="--from",
         to_name="--to",
     )
+    from poshuk.ordering import Ordering
+
+    try:
+        Ordering(sort=args.sort, recency_half_life_days=args.recency).checked()
+    except InvalidQueryError as exc:  # in the flags' own names
+        raise InvalidQueryError(
+            str(exc).replace("recency_half_life_days", "--recency").replace("sort=", "--sort ")
+        ) from None
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -51,6 +60,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             offset=args.offset,
             highlight=not args.no_highlight,
             dedupe=args.dedupe,
+            sort=args.sort,
+            recency_half_life_days=args.recency,
         )
     finally:
         searcher.close()
@@ -147,6 +158,18 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
     )
     search.add_argument("--collapse", action="store_true", help="each article once, with its other matches counted")
     search.add_argument("--dedupe", action="store_true", help="each story once (copies and translations grouped)")
+    search.add_argument(
+        "--sort",
+        choices=SORTS,
+        default="relevance",
+        help="relevance (default), or newest/oldest: the 50 most relevant passages by their article's date",
+    )
+    search.add_argument(
+        "--recency",
+        type=float,
+        metavar="DAYS",
+        help="relevance order with a recency boost: a score halves per DAYS of the article's age",
+    )
     search.add_argument("--offset", type=_offset, default=0, metavar="N", help="skip the first N hits (paging)")
     search.add_argument("--no-highlight", action="store_true", help="do not compute where hits match")
     search.add_argument("--json", action="store_true", help="print the full result as JSON")

@@ -15,7 +15,8 @@ import msgspec
 from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, timestamp
 from poshuk.index import StoredDocument
-from poshuk.wire import CANDIDATES, DocumentResponse, IndexStats, Mode, PassageOut
+from poshuk.ordering import DATE_POOL
+from poshuk.wire import CANDIDATES, DocumentResponse, IndexStats, Mode, PassageOut, Sort
 
 
 def _doc(text: str, **extra: Any) -> msgspec.Meta:
@@ -111,6 +112,19 @@ SEMANTIC_HIGHLIGHTS_DOC = (
 )
 
 
+SORT_DOC = (
+    f"`relevance` (default): best first. `newest` / `oldest`: the {DATE_POOL} most relevant passages (after filters), "
+    "ordered by their article's `published_at`; ties keep relevance order, articles without a date come last, "
+    "`score` stays the relevance score. The pool is the relevance floor: an order by date over every candidate "
+    "would put the newest barely related article first."
+)
+RECENCY_DOC = (
+    "Relevance order only, off by default: multiply each score by 0.5^(age in days / this), age counted from "
+    "the request's time (an article without a date counts as old as the oldest dated candidate). "
+    "Above 0, at most 36500."
+)
+
+
 class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A search: free text in Ukrainian or English, how many hits, and how to find and shape them."""
 
@@ -125,6 +139,8 @@ class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     dedupe: Annotated[
         bool, _doc("Return each story once: one hit per cluster of copies, edited copies and translations.")
     ] = False
+    sort: Annotated[Sort, _doc(SORT_DOC)] = "relevance"
+    recency_half_life_days: Annotated[float | None, _doc(RECENCY_DOC)] = None
 
 
 def document_response(stored: StoredDocument) -> DocumentResponse:

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.analysis import Analyzer
-from poshuk.candidates import Candidate, Candidates
+from poshuk.candidates import Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity, check_backend
 from poshuk.errors import (
     IndexBusyError,
@@ -205,14 +205,17 @@ class Index:
         doc_of = {int(r): str(d) for r, d in found}
         return [Candidate(row, doc_of[row], score) for row, score in hits if row in doc_of]
 
-    def groups(self, rows: list[int]) -> dict[int, tuple[str, str | None]]:
-        """(article id, story cluster) of these rows, all a ranking needs to collapse by article
-        or story without reading the passages' text (rows deleted meanwhile are absent)."""
+    def groups(self, rows: list[int]) -> dict[int, RowGroup]:
+        """Article, story cluster and date of these rows: all a ranking needs to collapse by article
+        or story and order by date without reading the passages' text (rows deleted meanwhile are absent)."""
         if not rows:
             return {}
         with self._readers.snapshot() as conn:
             found = select_in(conn, GROUP_SELECT + " WHERE p.row_id IN ({})", rows)
-        return {int(r): (str(doc), None if cluster is None else str(cluster)) for r, doc, cluster in found}
+        return {
+            int(r): RowGroup(str(doc), None if cluster is None else str(cluster), None if ts is None else float(ts))
+            for r, doc, cluster, ts in found
+        }
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
         """The stored passages with these row ids (rows deleted meanwhile are absent)."""

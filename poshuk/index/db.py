@@ -308,7 +308,9 @@ FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 
 
-GROUP_SELECT = "SELECT p.row_id, p.doc_id, d.cluster FROM passages p JOIN documents d ON d.doc_id = p.doc_id"
+GROUP_SELECT = (
+    "SELECT p.row_id, p.doc_id, d.cluster, d.published_ts FROM passages p JOIN documents d ON d.doc_id = p.doc_id"
+)
 
 
 def passage_from_row(row: tuple[object, ...]) -> StoredPassage:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from poshuk.candidates import Candidate, Candidates
+from poshuk.candidates import Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
@@ -166,8 +166,8 @@ class ShardedIndex:
             found.update(shard.passages(rows))
         return found
 
-    def groups(self, rows: list[int]) -> dict[int, tuple[str, str | None]]:
-        found: dict[int, tuple[str, str | None]] = {}
+    def groups(self, rows: list[int]) -> dict[int, RowGroup]:
+        found: dict[int, RowGroup] = {}
         for shard in self.shards:
             found.update(shard.groups(rows))
         return found

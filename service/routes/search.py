@@ -18,12 +18,21 @@ from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
-from poshuk.wire import Hit, Mode, SearchResult, Span
+from poshuk.wire import Hit, Mode, SearchResult, Sort, Span
 from service.errors import problem_responses
 from service.fair_gate import FairGate
 from service.limits import client_of
 from service.metrics import Metrics
-from service.schemas import DATE_DOC, MODE_DOC, OFFSET_DOC, SEMANTIC_HIGHLIGHTS_DOC, SearchRequest, build_filters
+from service.schemas import (
+    DATE_DOC,
+    MODE_DOC,
+    OFFSET_DOC,
+    RECENCY_DOC,
+    SEMANTIC_HIGHLIGHTS_DOC,
+    SORT_DOC,
+    SearchRequest,
+    build_filters,
+)
 
 logger = logging.getLogger("poshuk.service.search")
 
@@ -128,6 +137,8 @@ def _search(
     highlight: bool,
     dedupe: bool = False,
     semantic_highlights: bool = False,
+    sort: Sort = "relevance",
+    recency_half_life_days: float | None = None,
 ) -> SearchResult:
     """The search itself, in a worker thread; the request was admitted (``_admitted``) before it queued."""
     if limits.log_queries:
@@ -143,6 +154,8 @@ def _search(
         highlight=highlight,
         dedupe=dedupe,
         semantic_highlights=semantic_highlights,
+        sort=sort,
+        recency_half_life_days=recency_half_life_days,
     )
     metrics.observe_search(mode, time.perf_counter() - started)
     return result
@@ -195,6 +208,8 @@ class SearchController(Controller):
             highlight=data.highlight,
             semantic_highlights=data.semantic_highlights,
             dedupe=data.dedupe,
+            sort=data.sort,
+            recency_half_life_days=data.recency_half_life_days,
         )
         return await gate.run(client_of(request.scope), search)
 
@@ -241,6 +256,8 @@ class SearchController(Controller):
         highlight: Annotated[bool, Parameter(description="Mark where each passage matches.")] = True,
         semantic_highlights: Annotated[bool, Parameter(description=SEMANTIC_HIGHLIGHTS_DOC)] = False,
         dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
+        sort: Annotated[Sort, Parameter(description=SORT_DOC)] = "relevance",
+        recency_half_life_days: Annotated[float | None, Parameter(description=RECENCY_DOC)] = None,
     ) -> SearchResult:
         filters = build_filters(
             lang=lang,
@@ -267,5 +284,7 @@ class SearchController(Controller):
             highlight=highlight,
             dedupe=dedupe,
             semantic_highlights=semantic_highlights,
+            sort=sort,
+            recency_half_life_days=recency_half_life_days,
         )
         return await gate.run(client_of(request.scope), search)

@@ -26,6 +26,10 @@
       modeHybrid: "Гібридний",
       modeDense: "За змістом",
       modeLexical: "За словами",
+      sortLabel: "Порядок",
+      sortRelevance: "Найвідповідніші",
+      sortNewest: "Спершу нові",
+      sortOldest: "Спершу давні",
       langLabel: "Мова статті",
       langAll: "Усі мови",
       langUk: "Українська",
@@ -88,6 +92,10 @@
       modeHybrid: "Hybrid",
       modeDense: "By meaning",
       modeLexical: "By words",
+      sortLabel: "Order",
+      sortRelevance: "Most relevant",
+      sortNewest: "Newest first",
+      sortOldest: "Oldest first",
       langLabel: "Article language",
       langAll: "All languages",
       langUk: "Ukrainian",
@@ -152,6 +160,7 @@
     form: $("search-form"),
     q: $("q"),
     mode: $("mode"),
+    sort: $("sort"),
     lang: $("lang"),
     source: $("source"),
     from: $("from"),
@@ -170,7 +179,7 @@
 
   const state = {
     ui: "uk",
-    request: null, // the last search sent: {query, mode, filters, offset}
+    request: null, // the last search sent: {query, mode, sort, filters, offset}
     response: null, // its answer, kept to re-render when the UI language changes
     hasNext: false,
     seq: 0, // guards against an older, slower answer overwriting a newer one
@@ -234,6 +243,7 @@
     return {
       query: els.q.value,
       mode: els.mode.value,
+      sort: els.sort.value,
       filters: currentFilters(),
       offset,
     };
@@ -279,6 +289,7 @@
       query: request.query,
       k: PAGE_SIZE + 1,
       mode: request.mode,
+      sort: request.sort,
       collapse: true,
       offset: request.offset,
       semantic_highlights: sentences,
@@ -649,6 +660,7 @@
     const params = new URLSearchParams();
     params.set("q", request.query);
     if (request.mode !== "hybrid") params.set("mode", request.mode);
+    if (request.sort !== "relevance") params.set("sort", request.sort);
     const f = request.filters || {};
     if (f.lang) params.set("lang", f.lang[0]);
     if (f.source) params.set("source", f.source[0]);
@@ -666,6 +678,8 @@
     els.q.value = params.get("q") || "";
     const mode = params.get("mode");
     els.mode.value = mode === "dense" || mode === "lexical" ? mode : "hybrid";
+    const sort = params.get("sort");
+    els.sort.value = sort === "newest" || sort === "oldest" ? sort : "relevance";
     const lang = params.get("lang");
     els.lang.value = lang === "uk" || lang === "en" ? lang : "";
     els.source.value = params.get("source") || "";
@@ -682,7 +696,7 @@
     run(buildRequest(0));
   });
 
-  for (const select of [els.mode, els.lang]) {
+  for (const select of [els.mode, els.sort, els.lang]) {
     select.addEventListener("change", () => {
       if (els.q.value.trim()) run(buildRequest(0));
     });

@@ -157,6 +157,23 @@ def test_date_range_excludes_an_article_published_outside_it(browser: Browser) -
     assert result_ids(page)[0] == "uk-001"
 
 
+def test_newest_first_orders_the_results_by_date_and_is_a_link(browser: Browser) -> None:
+    page = browser.open()
+    search(page, UK_QUERY, "before newest first")
+    relevance = result_ids(page)
+    page.select_option("#sort", "newest")  # changing the order searches again
+    wait_for_results(page, "newest first")
+    assert "sort=newest" in page.url
+    stamps = page.eval_on_selector_all("#results .meta time", "ts => ts.map(t => t.dateTime)")
+    dates = [datetime.fromisoformat(stamp) for stamp in stamps]
+    assert len(dates) >= 2 and dates == sorted(dates, reverse=True)
+    assert set(result_ids(page)) != set() and result_ids(page) != relevance
+    browser.screenshot("03b-newest-first")
+    page.reload()  # the order is part of the link
+    wait_for_results(page, "newest first, reloaded")
+    assert page.input_value("#sort") == "newest"
+
+
 def test_similar_stories_open_inline_under_the_result(browser: Browser) -> None:
     page = browser.open()
     search(page, "візит Шойгу до Північної Кореї", "before similar")

@@ -33,7 +33,7 @@ HIT_FIELDS = {
     "other_matches",
     "cluster",
 }
-RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset"}
+RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset", "sort"}
 
 
 def assert_problem(response: httpx.Response, status: int, problem_type: str | None = None) -> dict[str, Any]:
@@ -180,6 +180,39 @@ BAD_REQUESTS: tuple[BadRequest, ...] = (
         "invalid-query",
         "offset must be between 0 and 199",
         params={"q": "x", "offset": "1000"},
+    ),
+    BadRequest(
+        "sort unknown", "POST", "/v1/search", 400, "invalid-request", "sort", json={"query": "x", "sort": "latest"}
+    ),
+    BadRequest(
+        "sort unknown GET", "GET", "/v1/search", 400, "invalid-request", "sort", params={"q": "x", "sort": "new"}
+    ),
+    BadRequest(
+        "recency zero",
+        "POST",
+        "/v1/search",
+        400,
+        "invalid-query",
+        "recency_half_life_days must be above 0",
+        json={"query": "x", "recency_half_life_days": 0},
+    ),
+    BadRequest(
+        "recency not a number GET",
+        "GET",
+        "/v1/search",
+        400,
+        "invalid-request",
+        "recency_half_life_days",
+        params={"q": "x", "recency_half_life_days": "soon"},
+    ),
+    BadRequest(
+        "recency with a date order GET",
+        "GET",
+        "/v1/search",
+        400,
+        "invalid-query",
+        "applies to sort=relevance only",
+        params={"q": "x", "sort": "newest", "recency_half_life_days": "7"},
     ),
     BadRequest(
         "offset not int", "POST", "/v1/search", 400, "invalid-request", "offset", json={"query": "x", "offset": "two"}

@@ -80,6 +80,10 @@ SEARCH = ["search", "дрони", "--index", "unused-index"]
         (["--offset", "200"], "argument --offset: must be between 0 and 199, got 200"),
         (["--offset", "two"], "argument --offset: expected a whole number, got 'two'"),
         (["--from", "2023-09-01", "--to", "2023-08-01"], "--from (2023-09-01) is after --to (2023-08-01)"),
+        (["--sort", "latest"], "argument --sort: invalid choice: 'latest'"),
+        (["--recency", "0"], "--recency must be above 0 and at most 36500, got 0.0"),
+        (["--recency", "soon"], "argument --recency: invalid float value: 'soon'"),
+        (["--sort", "newest", "--recency", "7"], "--recency applies to --sort relevance only"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -122,6 +126,16 @@ def _docs(result: dict[str, Any]) -> list[str]:
     hits = result["hits"]
     assert isinstance(hits, list)
     return [h["doc_id"] for h in hits]
+
+
+def test_sort_and_recency_order_the_hits(run: Run) -> None:
+    newest = _json(run, "дрони атакували", "--collapse", "--sort", "newest")
+    assert newest["sort"] == "newest"
+    dates = [h["published_at"] for h in newest["hits"] if h["published_at"]]
+    assert len(dates) >= 2 and dates == sorted(dates, reverse=True)
+    boosted = _json(run, "дрони атакували", "--recency", "30")
+    plain = _json(run, "дрони атакували")
+    assert boosted["hits"][0]["score"] < plain["hits"][0]["score"]  # 2023 articles: every score decays
 
 
 def test_json_prints_the_full_result(run: Run) -> None:

@@ -48,6 +48,11 @@ def _service(request: httpx.Request) -> httpx.Response:
             return httpx.Response(429, json={"detail": "slow down"}, headers={"retry-after": "2"})
         assert body["filters"]["lang"] == ["uk"]
         assert body["filters"]["published_from"].startswith("2023-08-01T00:00:00")
+        if body["query"] == "newest":
+            assert body["sort"] == "newest" and "recency_half_life_days" not in body
+            return httpx.Response(200, json={**RESULT, "query": body["query"], "sort": "newest"})
+        if body["query"] == "fresh":
+            assert body["sort"] == "relevance" and body["recency_half_life_days"] == 7.0
         return httpx.Response(200, json={**RESULT, "query": body["query"]})
     if path == "/v1/documents/uk-001" and method == "GET":
         return httpx.Response(200, json=DOCUMENT)
@@ -89,6 +94,9 @@ def test_client_decodes_into_the_library_structs() -> None:
         assert isinstance(hit, poshuk.Hit)
         assert hit.published_at == datetime(2023, 8, 31, 9, 15, tzinfo=UTC)
         assert (hit.highlights[0].start, hit.highlights[0].end) == (0, 4)
+        assert result.sort == "relevance"  # an answer without `sort` (an older server) decodes as relevance
+        assert client.search("newest", filters=FILTERS, sort="newest").sort == "newest"
+        assert client.search("fresh", filters=FILTERS, recency_half_life_days=7.0).query == "fresh"
         assert client.document("uk-001") == ARTICLE
         assert client.similar("uk-001", k=3).mode == "dense"
         assert client.upsert(ARTICLE).seq == 7

@@ -304,6 +304,22 @@ def test_offset_pages_do_not_overlap_and_match_one_longer_page(news: TestClient[
     assert got.json()["hits"] == second["hits"]
 
 
+def test_sort_and_recency_through_post_and_get(news: TestClient[Litestar]) -> None:
+    body = {"query": "дрони атакували", "k": 10, "collapse": True, "sort": "newest"}
+    posted = news.post("/v1/search", json=body)
+    assert posted.status_code == 200 and posted.json()["sort"] == "newest"
+    dates = [h["published_at"] for h in posted.json()["hits"] if h["published_at"]]
+    assert len(dates) >= 2 and dates == sorted(dates, reverse=True)  # ISO 8601 in UTC sorts as text
+    got = news.get("/v1/search", params={"q": "дрони атакували", "collapse": "true", "sort": "newest"})
+    assert [h["doc_id"] for h in got.json()["hits"]] == [h["doc_id"] for h in posted.json()["hits"]]
+    boosted = news.post("/v1/search", json={"query": "дрони атакували", "recency_half_life_days": 30})
+    assert boosted.status_code == 200 and boosted.json()["sort"] == "relevance"
+    scores = [h["score"] for h in boosted.json()["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    plain = news.post("/v1/search", json={"query": "дрони атакували"}).json()
+    assert scores[0] < plain["hits"][0]["score"]  # the fixtures are from 2023: every score decays
+
+
 def test_offset_past_the_end_is_an_empty_page(news: TestClient[Litestar]) -> None:
     total = len(_post(news, query="дрони", k=100, mode="lexical")["hits"])
     body = _post(news, query="дрони", k=5, mode="lexical", offset=total)

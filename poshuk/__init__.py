@@ -37,7 +37,7 @@ from poshuk.errors import (
 )
 from poshuk.filters import Filters
 from poshuk.settings import AuthSettings, ChunkingSettings, ServiceSettings, Settings, load_settings
-from poshuk.wire import Hit, IndexStats, SearchResult, Span, WriteResult
+from poshuk.wire import FacetBucket, Hit, IndexStats, SearchResult, Span, WriteResult
 
 if TYPE_CHECKING:
     from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
@@ -81,6 +81,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "Encoder",
+    "FacetBucket",
     "Filters",
     "HashEncoder",
     "Hit",

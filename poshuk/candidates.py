@@ -31,6 +31,16 @@ class RowGroup(NamedTuple):
     published_ts: float | None  # the article's date as a POSIX timestamp; None: undated
 
 
+class ArticleFacts(NamedTuple):
+    """What facets count of one article (``poshuk.facets``)."""
+
+    source: str | None
+    section: str | None
+    lang: str | None
+    tags: tuple[str, ...]
+    published_ts: float | None
+
+
 class Candidates(msgspec.Struct, frozen=True, kw_only=True):
     """Each retriever's ranked list for one query, best first."""
 

@@ -40,7 +40,7 @@ from poshuk.errors import (
     ServiceUnavailableError,
 )
 from poshuk.filters import Filters
-from poshuk.wire import DocumentResponse, Mode, Problem, SearchResult, Sort, WriteResult
+from poshuk.wire import DocumentResponse, Facet, Mode, Problem, SearchResult, Sort, WriteResult
 
 __all__ = ["AsyncClient", "Client", "WriteResult"]
 
@@ -197,9 +197,12 @@ class Client:
         semantic_highlights: bool = False,
         sort: Sort = "relevance",
         recency_half_life_days: float | None = None,
+        facets: Sequence[Facet] = (),
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
         options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days)
+        if facets:
+            options["facets"] = list(facets)
         body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(self._http.post("/v1/search", json=body)))
 
@@ -273,9 +276,12 @@ class AsyncClient:
         semantic_highlights: bool = False,
         sort: Sort = "relevance",
         recency_half_life_days: float | None = None,
+        facets: Sequence[Facet] = (),
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
         options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days)
+        if facets:
+            options["facets"] = list(facets)
         body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(await self._http.post("/v1/search", json=body)))
 

@@ -3,11 +3,14 @@
 Both act on the relevance ranking a search has already made (after fusion and filters), so
 every mode gets them the same way and a sharded archive orders exactly as one index does.
 
-- ``newest`` / ``oldest``: the ``DATE_POOL`` most relevant passages, ordered by their
-  article's ``published_at`` (ties, and articles without a date, keep relevance order;
-  undated articles come last). The pool is the relevance floor: a date order over every
-  candidate would put the newest barely-related article first, and a score threshold means
-  different things in each mode (cosine, BM25, fused ranks), while "the 50 best" does not.
+- ``newest`` / ``oldest``: the passages that are among the ``DATE_POOL`` most relevant and
+  score at least ``RELEVANCE_FLOOR`` (half) of the best one, ordered by their article's
+  ``published_at`` (ties keep relevance order; articles without a date come last). That floor
+  is what keeps "newest first" about the query: over every candidate, the newest barely
+  related article would come first (seen on the example articles: a search for ammunition
+  talks opened with an IT-exports story). Half the best score is a rule of thumb, not fitted
+  to any set: in hybrid (fused ranks) and lexical (BM25) it keeps what the retrievers agree
+  on; dense scores (cosines) lie close together, so there the 50 best decide.
 - ``recency_half_life_days`` (relevance order only): each score is multiplied by
   0.5 ** (age in days / half-life), age counted from the request's time; an article
   without a date counts as old as the oldest dated candidate, so it is neither favoured
@@ -24,7 +27,8 @@ import msgspec
 from poshuk.errors import InvalidQueryError
 from poshuk.wire import SORTS, Sort
 
-DATE_POOL = 50  # the relevance floor of a date order: this many best passages are ordered by date
+DATE_POOL = 50  # a date order covers at most this many of the most relevant passages...
+RELEVANCE_FLOOR = 0.5  # ...scoring at least this share of the best one
 MAX_HALF_LIFE_DAYS = 36_500.0
 SECONDS_PER_DAY = 86_400.0
 
@@ -65,7 +69,9 @@ def reorder(
     if ordering.is_relevance:
         return ranked
     if ordering.sort != "relevance":
-        pool = [(row, score) for row, score in ranked if row in published][:DATE_POOL]
+        present = [(row, score) for row, score in ranked if row in published][:DATE_POOL]
+        best = present[0][1] if present else 0.0
+        pool = [(row, score) for row, score in present if best <= 0.0 or score >= RELEVANCE_FLOOR * best]
         dated = [(row, score) for row, score in pool if published[row] is not None]
         undated = [(row, score) for row, score in pool if published[row] is None]
         sign = -1.0 if ordering.sort == "newest" else 1.0

@@ -12,6 +12,7 @@ per near-duplicate cluster: copies, edited copies, translations; see ``poshuk.de
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -21,11 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.analysis import Analyzer
-from poshuk.candidates import Candidates, RowGroup
+from poshuk.candidates import ArticleFacts, Candidates, RowGroup
 from poshuk.chunking import split_sentences
 from poshuk.documents import clean_text
 from poshuk.encoder import Encoder, ModelIdentity, Vectors
 from poshuk.errors import IndexReadOnlyError, InvalidQueryError
+from poshuk.facets import checked as checked_facets
+from poshuk.facets import count_facets
 from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
@@ -64,6 +67,8 @@ class IndexReader(Protocol):
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]: ...
 
     def groups(self, rows: list[int]) -> dict[int, RowGroup]: ...
+
+    def facts(self, rows: list[int]) -> dict[str, ArticleFacts]: ...
 
     def document(self, doc_id: str) -> StoredDocument: ...
 
@@ -165,13 +170,16 @@ class Searcher:
         sort: Sort = "relevance",
         recency_half_life_days: float | None = None,
         now: datetime | None = None,
+        facets: Sequence[str] = (),
     ) -> SearchResult:
         """The ``k`` best passages (or articles, with ``collapse``; or stories, with ``dedupe``) for
         ``query``, from ``offset``.
 
-        ``sort`` ``newest``/``oldest`` orders the 50 most relevant passages by their article's date;
+        ``sort`` ``newest``/``oldest`` orders the most relevant passages by their article's date;
         ``recency_half_life_days`` halves a relevance score per that many days of age, counted
         from ``now`` (default: the current time). ``poshuk.ordering`` says exactly how.
+        ``facets`` (source, section, lang, tags, month) counts the articles of the candidate pool
+        (``poshuk.facets`` says which and why).
 
         ``semantic_highlights`` (default: the searcher's setting, off) marks, for the top hits
         that match no query word, the sentence closest in meaning. It is opt-in because it is a
@@ -185,12 +193,21 @@ class Searcher:
         self._validate(text, k, mode, offset)
         filters = None if filters is None else filters.checked()
         ordering = Ordering(sort=sort, recency_half_life_days=recency_half_life_days).checked()
+        wanted_facets = checked_facets(facets)
         terms = analyse_query(text, self._analyzer)
         vector = None if mode == "lexical" else self._encoder.encode_queries([text])
         ranked = self._rank(vector, terms, mode, filters)
         groups = None
-        if not ordering.is_relevance:
+        if not ordering.is_relevance or wanted_facets:
             groups = self._reader.groups([row for row, _ in ranked])
+        counted = {}
+        if wanted_facets and groups is not None:
+            first_rows: dict[str, int] = {}
+            for row, _ in ranked:
+                if row in groups:
+                    first_rows.setdefault(groups[row].doc_id, row)
+            counted = count_facets(self._reader.facts(list(first_rows.values())).values(), wanted_facets)
+        if not ordering.is_relevance and groups is not None:
             ranked = reorder(ranked, {row: g.published_ts for row, g in groups.items()}, ordering, now)
         chosen = self._page(ranked, k=k, offset=offset, collapse=collapse, dedupe=dedupe, groups=groups)
         hits = [
@@ -209,6 +226,7 @@ class Searcher:
             mode=mode,
             offset=offset,
             sort=ordering.sort,
+            facets=counted,
         )
 
     def _validate(self, text: str, k: int, mode: str, offset: int) -> None:

@@ -24,6 +24,8 @@ MODES: tuple[str, ...] = get_args(Mode)
 CANDIDATES = 200  # passages each retriever contributes; pages are cut from this pool
 Sort = Literal["relevance", "newest", "oldest"]
 SORTS: tuple[str, ...] = get_args(Sort)
+Facet = Literal["source", "section", "lang", "tags", "month"]
+FACETS: tuple[str, ...] = get_args(Facet)
 
 HighlightKind = Literal["terms", "sentence"]
 
@@ -73,6 +75,17 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     ] = None
 
 
+class FacetBucket(msgspec.Struct, frozen=True, kw_only=True):
+    """One value of a facet: how many of the search's articles have it, and the filter that keeps them."""
+
+    value: Annotated[str, _doc("The source, section, language, tag, or month (`2023-08`).")]
+    count: Annotated[int, _doc("Articles of the search's candidate pool with this value, each once.")]
+    filters: Annotated[
+        dict[str, list[str] | str],
+        _doc('Fields of the request\'s `filters` that apply this bucket, e.g. `{"source": ["Укрінформ"]}`.'),
+    ]
+
+
 class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     """The answer to one search."""
 
@@ -83,8 +96,12 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     mode: Annotated[Mode, _doc("The retrieval mode used.")] = "hybrid"
     offset: Annotated[int, _doc("Hits skipped before the first one; the first hit's rank is `offset + 1`.")] = 0
     sort: Annotated[
-        Sort, _doc("The order of the hits: `relevance`, or `newest`/`oldest` (the 50 most relevant, by date).")
+        Sort, _doc("The order of the hits: `relevance`, or `newest`/`oldest` (the most relevant, by date).")
     ] = "relevance"
+    facets: Annotated[
+        dict[str, list[FacetBucket]],
+        _doc("Counts per requested facet over the search's candidate pool (see the request's `facets`)."),
+    ] = {}
 
 
 class IndexStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ from poshuk import commands
 from poshuk.commands import Command, settings_from
 from poshuk.documents import printable
 from poshuk.errors import InvalidQueryError
-from poshuk.wire import CANDIDATES, MODES, SORTS, SearchResult
+from poshuk.wire import CANDIDATES, FACETS, MODES, SORTS, SearchResult
 
 if TYPE_CHECKING:
     from poshuk.wire import Span
@@ -62,6 +62,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             dedupe=args.dedupe,
             sort=args.sort,
             recency_half_life_days=args.recency,
+            facets=args.facet or (),
         )
     finally:
         searcher.close()
@@ -87,6 +88,9 @@ def format_result(result: SearchResult, *, bold: bool = False) -> str:
         title, doc_id, text = printable(hit.title), printable(hit.doc_id), printable(hit.text)
         lines.append(f"{hit.rank:>2}. [{hit.score:.3f}] {title} ({doc_id}{date}){more}")
         lines.append(f"    {_marked(text, hit.highlights) if bold else text}")
+    for name, buckets in result.facets.items():
+        counts = ", ".join(f"{printable(b.value)} {b.count}" for b in buckets) or "none"
+        lines.append(f"{name}: {counts}")
     return "\n".join(lines) + "\n"
 
 
@@ -162,7 +166,14 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
         "--sort",
         choices=SORTS,
         default="relevance",
-        help="relevance (default), or newest/oldest: the 50 most relevant passages by their article's date",
+        help="relevance (default), or newest/oldest: the most relevant passages (of the best 50, those scoring at "
+        "least half the best) by their article's date",
+    )
+    search.add_argument(
+        "--facet",
+        action="append",
+        choices=FACETS,
+        help="count the search's articles by this (repeat for several); listed after the hits",
     )
     search.add_argument(
         "--recency",

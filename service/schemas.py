@@ -16,7 +16,7 @@ from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters, timestamp
 from poshuk.index import StoredDocument
 from poshuk.ordering import DATE_POOL
-from poshuk.wire import CANDIDATES, DocumentResponse, IndexStats, Mode, PassageOut, Sort
+from poshuk.wire import CANDIDATES, DocumentResponse, Facet, IndexStats, Mode, PassageOut, Sort
 
 
 def _doc(text: str, **extra: Any) -> msgspec.Meta:
@@ -113,10 +113,16 @@ SEMANTIC_HIGHLIGHTS_DOC = (
 
 
 SORT_DOC = (
-    f"`relevance` (default): best first. `newest` / `oldest`: the {DATE_POOL} most relevant passages (after filters), "
-    "ordered by their article's `published_at`; ties keep relevance order, articles without a date come last, "
-    "`score` stays the relevance score. The pool is the relevance floor: an order by date over every candidate "
-    "would put the newest barely related article first."
+    f"`relevance` (default): best first. `newest` / `oldest`: the passages among the {DATE_POOL} most relevant "
+    "(after filters) that score at least half of the best one, ordered by their article's `published_at`; ties "
+    "keep relevance order, articles without a date come last, `score` stays the relevance score. The floor keeps "
+    "the order about the query: by date over every candidate, the newest barely related article would come first."
+)
+FACETS_DOC = (
+    "Count the articles of this search by `source`, `section`, `lang`, `tags` and/or `month` (each at most once). "
+    "Counted: every article with a passage among the candidates the retrievers returned for the query after the "
+    "filters (up to 200 per retriever), each once, before `k`, `offset`, `collapse`, `dedupe` and `sort`: the set "
+    "the ranking draws from. Each facet lists its 20 most frequent values with the `filters` that apply them."
 )
 RECENCY_DOC = (
     "Relevance order only, off by default: multiply each score by 0.5^(age in days / this), age counted from "
@@ -141,6 +147,7 @@ class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     ] = False
     sort: Annotated[Sort, _doc(SORT_DOC)] = "relevance"
     recency_half_life_days: Annotated[float | None, _doc(RECENCY_DOC)] = None
+    facets: Annotated[list[Facet], _doc(FACETS_DOC)] = []
 
 
 def document_response(stored: StoredDocument) -> DocumentResponse:

@@ -10,6 +10,7 @@ them against other processes); a write's vectors and terms are computed before e
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.analysis import Analyzer
-from poshuk.candidates import Candidate, Candidates, RowGroup
+from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity, check_backend
 from poshuk.errors import (
     IndexBusyError,
@@ -33,6 +34,7 @@ from poshuk.errors import (
 from poshuk.filters import Filters
 from poshuk.index.db import (
     DOCUMENT_SELECT,
+    FACTS_SELECT,
     GROUP_SELECT,
     PASSAGE_SELECT,
     SQLITE_NAME,
@@ -215,6 +217,18 @@ class Index:
         return {
             int(r): RowGroup(str(doc), None if cluster is None else str(cluster), None if ts is None else float(ts))
             for r, doc, cluster, ts in found
+        }
+
+    def facts(self, rows: list[int]) -> dict[str, ArticleFacts]:
+        """Source, section, language, tags and date of these rows' articles, by article id, for
+        facets (rows deleted meanwhile are absent)."""
+        if not rows:
+            return {}
+        with self._readers.snapshot() as conn:
+            found = select_in(conn, FACTS_SELECT + " WHERE p.row_id IN ({})", rows)
+        return {
+            str(doc): ArticleFacts(source, section, lang, tuple(json.loads(tags)), None if ts is None else float(ts))
+            for doc, source, section, lang, tags, ts in found
         }
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:

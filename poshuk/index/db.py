@@ -308,6 +308,10 @@ FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 
 
+FACTS_SELECT = (
+    "SELECT d.doc_id, d.source, d.section, d.lang, d.tags, d.published_ts "
+    "FROM passages p JOIN documents d ON d.doc_id = p.doc_id"
+)
 GROUP_SELECT = (
     "SELECT p.row_id, p.doc_id, d.cluster, d.published_ts FROM passages p JOIN documents d ON d.doc_id = p.doc_id"
 )

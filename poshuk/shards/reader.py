@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from poshuk.candidates import Candidate, Candidates, RowGroup
+from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
@@ -170,6 +170,12 @@ class ShardedIndex:
         found: dict[int, RowGroup] = {}
         for shard in self.shards:
             found.update(shard.groups(rows))
+        return found
+
+    def facts(self, rows: list[int]) -> dict[str, ArticleFacts]:
+        found: dict[str, ArticleFacts] = {}
+        for shard in self.shards:
+            found.update(shard.facts(rows))
         return found
 
     def _owner(self, doc_id: str) -> Index:

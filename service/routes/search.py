@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
@@ -18,13 +19,14 @@ from poshuk.errors import InvalidQueryError
 from poshuk.filters import Filters
 from poshuk.search import Searcher
 from poshuk.settings import ServiceSettings
-from poshuk.wire import Hit, Mode, SearchResult, Sort, Span
+from poshuk.wire import Facet, Hit, Mode, SearchResult, Sort, Span
 from service.errors import problem_responses
 from service.fair_gate import FairGate
 from service.limits import client_of
 from service.metrics import Metrics
 from service.schemas import (
     DATE_DOC,
+    FACETS_DOC,
     MODE_DOC,
     OFFSET_DOC,
     RECENCY_DOC,
@@ -139,6 +141,7 @@ def _search(
     semantic_highlights: bool = False,
     sort: Sort = "relevance",
     recency_half_life_days: float | None = None,
+    facets: Sequence[str] = (),
 ) -> SearchResult:
     """The search itself, in a worker thread; the request was admitted (``_admitted``) before it queued."""
     if limits.log_queries:
@@ -156,6 +159,7 @@ def _search(
         semantic_highlights=semantic_highlights,
         sort=sort,
         recency_half_life_days=recency_half_life_days,
+        facets=facets,
     )
     metrics.observe_search(mode, time.perf_counter() - started)
     return result
@@ -210,6 +214,7 @@ class SearchController(Controller):
             dedupe=data.dedupe,
             sort=data.sort,
             recency_half_life_days=data.recency_half_life_days,
+            facets=data.facets,
         )
         return await gate.run(client_of(request.scope), search)
 
@@ -258,6 +263,9 @@ class SearchController(Controller):
         dedupe: Annotated[bool, Parameter(description="Return each story once (one hit per cluster).")] = False,
         sort: Annotated[Sort, Parameter(description=SORT_DOC)] = "relevance",
         recency_half_life_days: Annotated[float | None, Parameter(description=RECENCY_DOC)] = None,
+        facet: Annotated[
+            list[Facet] | None, Parameter(description="A facet to count; repeat for several. " + FACETS_DOC)
+        ] = None,
     ) -> SearchResult:
         filters = build_filters(
             lang=lang,
@@ -286,5 +294,6 @@ class SearchController(Controller):
             semantic_highlights=semantic_highlights,
             sort=sort,
             recency_half_life_days=recency_half_life_days,
+            facets=facet or (),
         )
         return await gate.run(client_of(request.scope), search)

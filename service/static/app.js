@@ -52,6 +52,9 @@
       found: (first, last, ms) => `Результати ${first}–${last} · ${ms} мс`,
       emptyTitle: "Нічого не знайдено",
       emptyHint: "Спробуйте інші слова, інший режим або приберіть фільтри.",
+      facetsLabel: "Уточнити результати",
+      facetNames: { source: "Джерело", lang: "Мова", month: "Місяць" },
+      facetApply: (name, value, count) => `${name}: ${value}, статей: ${count}`,
       emptyPage: "На цій сторінці результатів більше немає.",
       enterQuery: "Введіть запит, щоб шукати.",
       morePassages: (n) => `+${n} ${plural(n, "ще уривок", "ще уривки", "ще уривків")} у цій статті`,
@@ -118,6 +121,9 @@
       found: (first, last, ms) => `Results ${first}–${last} · ${ms} ms`,
       emptyTitle: "Nothing found",
       emptyHint: "Try other words, another mode, or clear the filters.",
+      facetsLabel: "Narrow the results",
+      facetNames: { source: "Source", lang: "Language", month: "Month" },
+      facetApply: (name, value, count) => `${name}: ${value}, ${count} articles`,
       emptyPage: "There are no more results on this page.",
       enterQuery: "Type a query to search.",
       morePassages: (n) => `+${n} more ${n === 1 ? "passage" : "passages"} in this article`,
@@ -170,6 +176,7 @@
     status: $("status"),
     error: $("error"),
     results: $("results"),
+    facets: $("facets"),
     resultsHeading: $("results-heading"),
     pager: $("pager"),
     prev: $("prev"),
@@ -294,6 +301,8 @@
       offset: request.offset,
       semantic_highlights: sentences,
     };
+    // Counts of the articles this search draws from, beside the results (not needed again for the marks).
+    if (!sentences) body.facets = PAGE_FACETS;
     if (request.filters) body.filters = request.filters;
     return api("/v1/search", {
       method: "POST",
@@ -301,6 +310,10 @@
       body: JSON.stringify(body),
     });
   }
+
+  // The facets the page can apply with its own controls: a source, a language it offers, a month.
+  const PAGE_FACETS = ["source", "lang", "month"];
+  const PAGE_LANGS = new Set(["uk", "en"]);
 
   function similar(docId) {
     return api(`/v1/similar/${encodeURIComponent(docId)}?k=${SIMILAR_K}`, { method: "GET" });
@@ -320,6 +333,7 @@
       state.request = null;
       state.response = null;
       els.results.replaceChildren();
+      els.facets.hidden = true;
       els.results.dataset.state = "idle";
       els.pager.hidden = true;
       setStatus(t().enterQuery);
@@ -341,6 +355,7 @@
       els.results.removeAttribute("aria-busy");
       state.response = null;
       els.results.replaceChildren();
+      els.facets.hidden = true;
       els.results.dataset.state = "error";
       els.pager.hidden = true;
       setStatus("", { visible: false });
@@ -548,10 +563,47 @@
       setStatus(m.found(offset + 1, offset + hits.length, Math.round(response.took_ms)));
     }
 
+    renderFacets(response.facets || {});
     els.pager.hidden = page === 1 && !state.hasNext;
     els.prev.disabled = page === 1;
     els.next.disabled = !state.hasNext;
     els.pageLabel.textContent = m.page(page);
+  }
+
+  // A facet bucket is a button that applies its filter with the page's own controls and searches again.
+  function renderFacets(facets) {
+    const m = t();
+    const groups = [];
+    for (const name of PAGE_FACETS) {
+      const buckets = (Array.isArray(facets[name]) ? facets[name] : []).filter(
+        (b) => name !== "lang" || PAGE_LANGS.has(b.value),
+      );
+      if (buckets.length < 2) continue; // one value narrows nothing
+      const group = el("div", "facet-group");
+      group.dataset.facet = name;
+      group.append(el("span", "facet-name", m.facetNames[name]));
+      for (const bucket of buckets.slice(0, 8)) {
+        const button = el("button", "facet", `${bucket.value} (${bucket.count})`);
+        button.type = "button";
+        button.setAttribute("aria-label", m.facetApply(m.facetNames[name], bucket.value, bucket.count));
+        button.addEventListener("click", () => applyFacet(name, bucket));
+        group.append(button);
+      }
+      groups.push(group);
+    }
+    els.facets.replaceChildren(...groups);
+    els.facets.hidden = groups.length === 0;
+  }
+
+  function applyFacet(name, bucket) {
+    const f = bucket.filters || {};
+    if (name === "source") els.source.value = bucket.value;
+    if (name === "lang") els.lang.value = bucket.value;
+    if (name === "month") {
+      els.from.value = typeof f.published_from === "string" ? f.published_from : "";
+      els.to.value = typeof f.published_to === "string" ? f.published_to : "";
+    }
+    run(buildRequest(0));
   }
 
   async function toggleSimilar(hit, button, panel) {

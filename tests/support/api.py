@@ -33,7 +33,7 @@ HIT_FIELDS = {
     "other_matches",
     "cluster",
 }
-RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset", "sort"}
+RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset", "sort", "facets"}
 
 
 def assert_problem(response: httpx.Response, status: int, problem_type: str | None = None) -> dict[str, Any]:
@@ -186,6 +186,21 @@ BAD_REQUESTS: tuple[BadRequest, ...] = (
     ),
     BadRequest(
         "sort unknown GET", "GET", "/v1/search", 400, "invalid-request", "sort", params={"q": "x", "sort": "new"}
+    ),
+    BadRequest(
+        "facet unknown", "POST", "/v1/search", 400, "invalid-request", "facets", json={"query": "x", "facets": ["who"]}
+    ),
+    BadRequest(
+        "facet repeated",
+        "POST",
+        "/v1/search",
+        400,
+        "invalid-query",
+        "facets lists a facet twice",
+        json={"query": "x", "facets": ["lang", "lang"]},
+    ),
+    BadRequest(
+        "facet unknown GET", "GET", "/v1/search", 400, "invalid-request", "facet", params={"q": "x", "facet": "who"}
     ),
     BadRequest(
         "recency zero",

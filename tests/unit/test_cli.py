@@ -81,6 +81,7 @@ SEARCH = ["search", "дрони", "--index", "unused-index"]
         (["--offset", "two"], "argument --offset: expected a whole number, got 'two'"),
         (["--from", "2023-09-01", "--to", "2023-08-01"], "--from (2023-09-01) is after --to (2023-08-01)"),
         (["--sort", "latest"], "argument --sort: invalid choice: 'latest'"),
+        (["--facet", "author"], "argument --facet: invalid choice: 'author'"),
         (["--recency", "0"], "--recency must be above 0 and at most 36500, got 0.0"),
         (["--recency", "soon"], "argument --recency: invalid float value: 'soon'"),
         (["--sort", "newest", "--recency", "7"], "--recency applies to --sort relevance only"),
@@ -129,10 +130,13 @@ def _docs(result: dict[str, Any]) -> list[str]:
 
 
 def test_sort_and_recency_order_the_hits(run: Run) -> None:
-    newest = _json(run, "дрони атакували", "--collapse", "--sort", "newest")
+    newest = _json(run, "дрони", "--collapse", "--sort", "newest")
     assert newest["sort"] == "newest"
     dates = [h["published_at"] for h in newest["hits"] if h["published_at"]]
     assert len(dates) >= 2 and dates == sorted(dates, reverse=True)
+    code, out, _ = run("дрони атакували", "--facet", "source", "--facet", "lang")
+    assert code == 0 and out.splitlines()[-2].startswith("source: ") and out.splitlines()[-1].startswith("lang: uk ")
+    assert set(_json(run, "дрони атакували", "--facet", "month")["facets"]) == {"month"}
     boosted = _json(run, "дрони атакували", "--recency", "30")
     plain = _json(run, "дрони атакували")
     assert boosted["hits"][0]["score"] < plain["hits"][0]["score"]  # 2023 articles: every score decays

@@ -51,6 +51,10 @@ def _service(request: httpx.Request) -> httpx.Response:
         if body["query"] == "newest":
             assert body["sort"] == "newest" and "recency_half_life_days" not in body
             return httpx.Response(200, json={**RESULT, "query": body["query"], "sort": "newest"})
+        if body["query"] == "counted":
+            assert body["facets"] == ["source", "month"]
+            bucket = {"value": "Укрінформ", "count": 2, "filters": {"source": ["Укрінформ"]}}
+            return httpx.Response(200, json={**RESULT, "facets": {"source": [bucket], "month": []}})
         if body["query"] == "fresh":
             assert body["sort"] == "relevance" and body["recency_half_life_days"] == 7.0
         return httpx.Response(200, json={**RESULT, "query": body["query"]})
@@ -97,6 +101,8 @@ def test_client_decodes_into_the_library_structs() -> None:
         assert result.sort == "relevance"  # an answer without `sort` (an older server) decodes as relevance
         assert client.search("newest", filters=FILTERS, sort="newest").sort == "newest"
         assert client.search("fresh", filters=FILTERS, recency_half_life_days=7.0).query == "fresh"
+        counted = client.search("counted", filters=FILTERS, facets=["source", "month"]).facets
+        assert counted["source"] == [poshuk.FacetBucket(value="Укрінформ", count=2, filters={"source": ["Укрінформ"]})]
         assert client.document("uk-001") == ARTICLE
         assert client.similar("uk-001", k=3).mode == "dense"
         assert client.upsert(ARTICLE).seq == 7

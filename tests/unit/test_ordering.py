@@ -31,10 +31,12 @@ def test_newest_orders_the_most_relevant_by_date_with_undated_last() -> None:
 
 
 def test_a_date_order_covers_only_the_relevance_pool() -> None:
-    ranked = [(row, 1.0 / row) for row in range(1, 3 * DATE_POOL)]
+    ranked = [(row, 1.0 - row / 1000) for row in range(1, 3 * DATE_POOL)]  # close scores: the pool decides
     published = {row: float(row) for row, _ in ranked}  # the least relevant are the newest
     newest = reorder(ranked, published, Ordering(sort="newest"))
     assert len(newest) == DATE_POOL and newest[0][0] == DATE_POOL and newest[-1][0] == 1
+    spread = [(1, 1.0), (2, 0.6), (3, 0.5), (4, 0.49), (5, 0.1)]  # below half the best: left out
+    assert [row for row, _ in reorder(spread, {r: float(r) for r, _ in spread}, Ordering(sort="newest"))] == [3, 2, 1]
 
 
 def test_the_recency_boost_halves_a_score_per_half_life_and_counts_undated_as_the_oldest() -> None:
@@ -77,15 +79,19 @@ def _dates(result: object) -> list[datetime | None]:
 
 def test_a_search_sorted_newest_lists_relevant_articles_by_date(news_index: Path, hash_encoder: HashEncoder) -> None:
     searcher = Searcher(Index.open(news_index), hash_encoder)
-    relevance = searcher.search("дрони атакували", k=DATE_POOL)
-    newest = searcher.search("дрони атакували", k=10, sort="newest", collapse=True)
+    relevance = searcher.search("дрони", k=DATE_POOL)
+    newest = searcher.search("дрони", k=10, sort="newest", collapse=True)
     assert newest.sort == "newest" and relevance.sort == "relevance"
-    dated = [d for d in _dates(newest) if d is not None]
+    dates = _dates(newest)
+    dated = [d for d in dates if d is not None]
     assert dated == sorted(dated, reverse=True) and len(dated) >= 2
+    assert dates[-1] is None and dates.count(None) == 1  # the undated article comes last
     assert len({h.doc_id for h in newest.hits}) == len(newest.hits)  # collapse still applies
     assert {h.doc_id for h in newest.hits} <= {h.doc_id for h in relevance.hits}
-    oldest = searcher.search("дрони атакували", k=10, sort="oldest", collapse=True)
+    oldest = searcher.search("дрони", k=10, sort="oldest", collapse=True)
     assert [d for d in _dates(oldest) if d is not None] == sorted(dated)
+    narrow = searcher.search("дрони атакували", k=10, sort="newest", collapse=True)
+    assert [h.doc_id for h in narrow.hits] == ["uk-war-1"]  # the one article scoring near the best
     with pytest.raises(InvalidQueryError, match="applies to sort=relevance only"):
         searcher.search("дрони", sort="oldest", recency_half_life_days=3.0)
 

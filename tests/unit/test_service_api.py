@@ -305,12 +305,12 @@ def test_offset_pages_do_not_overlap_and_match_one_longer_page(news: TestClient[
 
 
 def test_sort_and_recency_through_post_and_get(news: TestClient[Litestar]) -> None:
-    body = {"query": "дрони атакували", "k": 10, "collapse": True, "sort": "newest"}
+    body = {"query": "дрони", "k": 10, "collapse": True, "sort": "newest"}
     posted = news.post("/v1/search", json=body)
     assert posted.status_code == 200 and posted.json()["sort"] == "newest"
     dates = [h["published_at"] for h in posted.json()["hits"] if h["published_at"]]
     assert len(dates) >= 2 and dates == sorted(dates, reverse=True)  # ISO 8601 in UTC sorts as text
-    got = news.get("/v1/search", params={"q": "дрони атакували", "collapse": "true", "sort": "newest"})
+    got = news.get("/v1/search", params={"q": "дрони", "collapse": "true", "sort": "newest"})
     assert [h["doc_id"] for h in got.json()["hits"]] == [h["doc_id"] for h in posted.json()["hits"]]
     boosted = news.post("/v1/search", json={"query": "дрони атакували", "recency_half_life_days": 30})
     assert boosted.status_code == 200 and boosted.json()["sort"] == "relevance"
@@ -318,6 +318,22 @@ def test_sort_and_recency_through_post_and_get(news: TestClient[Litestar]) -> No
     assert scores == sorted(scores, reverse=True)
     plain = news.post("/v1/search", json={"query": "дрони атакували"}).json()
     assert scores[0] < plain["hits"][0]["score"]  # the fixtures are from 2023: every score decays
+
+
+def test_facets_through_post_and_get(news: TestClient[Litestar]) -> None:
+    body = {"query": "дрони атакували", "k": 2, "facets": ["source", "month", "tags"]}
+    posted = news.post("/v1/search", json=body)
+    assert posted.status_code == 200, posted.text
+    facets = posted.json()["facets"]
+    assert set(facets) == {"source", "month", "tags"} and len(posted.json()["hits"]) == 2
+    month = facets["month"][0]
+    assert set(month) == {"value", "count", "filters"} and month["count"] >= 1
+    assert set(month["filters"]) == {"published_from", "published_to"}
+    narrowed = news.post("/v1/search", json={"query": "дрони атакували", "k": 100, "filters": month["filters"]})
+    assert {h["published_at"][:7] for h in narrowed.json()["hits"]} == {month["value"]}
+    got = news.get("/v1/search", params=[("q", "дрони атакували"), ("k", "2"), ("facet", "source"), ("facet", "month")])
+    assert got.json()["facets"] == {name: facets[name] for name in ("source", "month")}
+    assert news.post("/v1/search", json={"query": "дрони"}).json()["facets"] == {}  # none unless asked
 
 
 def test_offset_past_the_end_is_an_empty_page(news: TestClient[Litestar]) -> None:

@@ -337,7 +337,6 @@ def _ray_indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report = run(
         args.data,
         args.work,
-        args.out,
         set_name=args.set,
         articles=args.articles,
         pools=pools,
@@ -345,7 +344,7 @@ def _ray_indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     if report is None:
         return 0
-    print(render(report))
+    _save(args.out, "ray-indexing", report, render(report))
     return 0 if all(r.identical_rows == r.passages for r in report.runs) else 1
 
 

@@ -93,7 +93,6 @@ def _index(source: Path, target: Path, extra: list[str]) -> tuple[float, int, in
 def run(
     data: Path,
     work: Path,
-    out: Path,
     *,
     set_name: str,
     articles: int,
@@ -147,9 +146,6 @@ def run(
         articles=len(corpus),
         runs=runs,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ray-indexing.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
-    (out / "ray-indexing.md").write_text(render(report), encoding="utf-8")
     return report
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from indexer.pipeline import Group
 from poshuk.analysis import Analyzer, LexicalSettings
+from poshuk.documents import Article, Passage
 from poshuk.errors import ConfigError
 from poshuk.index import Upsert
 from poshuk.ingest import encode_step, to_upserts
@@ -76,9 +76,32 @@ def check_device(options: RayOptions, settings: Settings) -> None:
         )
 
 
+class _Chunked(msgspec.Struct, frozen=True):
+    """A group as it travels to an actor: msgpack of plain structs (never pickle: nothing that can
+    run code is ever loaded, ``tests/unit/test_properties.py``)."""
+
+    articles: list[Article]
+    passages: list[list[Passage]]
+
+
+class _Encoded(msgspec.Struct, frozen=True):
+    """What an actor sends back for one article: the bytes of its vectors and MinHash, its terms."""
+
+    vectors: bytes
+    dimension: int
+    terms: list[str] | None
+    signature: bytes | None
+
+
+def _upsert(article: Article, passages: list[Passage], encoded: _Encoded) -> Upsert:
+    vectors = np.frombuffer(encoded.vectors, dtype=np.float32).reshape(len(passages), encoded.dimension)
+    signature = None if encoded.signature is None else np.frombuffer(encoded.signature, dtype=np.uint64)
+    return Upsert(article, passages, vectors, encoded.terms, signature)
+
+
 class EncodeGroups:
-    """A Ray Data actor: loads the encoder once, then turns pickled groups into pickled upserts
-    with ``poshuk.ingest``'s steps, as a local run does."""
+    """A Ray Data actor: loads the encoder once, then encodes groups of chunked articles with
+    ``poshuk.ingest``'s steps, as a local run does."""
 
     def __init__(self, settings: Settings, lexical: LexicalSettings, threads: int) -> None:
         from poshuk.models import load_encoder
@@ -88,10 +111,22 @@ class EncodeGroups:
 
     def __call__(self, batch: dict[str, np.ndarray[Any, Any]]) -> dict[str, list[Any]]:
         out: list[bytes] = []
+        dimension = self.encoder.identity.dimension
         for payload in batch["group"]:
-            group: Group = pickle.loads(payload)
-            flat = [p for _, passages in group for p in passages]
-            out.append(pickle.dumps(to_upserts(group, encode_step(self.encoder, flat), self.analyzer)))
+            chunked = msgspec.msgpack.decode(payload, type=_Chunked)
+            group = list(zip(chunked.articles, chunked.passages, strict=True))
+            flat = [p for passages in chunked.passages for p in passages]
+            upserts = to_upserts(group, encode_step(self.encoder, flat), self.analyzer)
+            encoded = [
+                _Encoded(
+                    vectors=np.ascontiguousarray(u.vectors, dtype=np.float32).tobytes(),
+                    dimension=dimension,
+                    terms=None if u.terms is None else list(u.terms),
+                    signature=None if u.signature is None else u.signature.astype(np.uint64).tobytes(),
+                )
+                for u in upserts
+            ]
+            out.append(msgspec.msgpack.encode(encoded))
         return {"seq": list(batch["seq"]), "upserts": out}
 
 
@@ -135,7 +170,10 @@ def encode_on_ray(
     context.enable_progress_bars = progress
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own bar and report say what happened
-    items = [{"seq": n, "group": pickle.dumps(group)} for n, group in enumerate(groups)]
+    items = [
+        {"seq": n, "group": msgspec.msgpack.encode(_Chunked([a for a, _ in group], [p for _, p in group]))}
+        for n, group in enumerate(groups)
+    ]
     encoded = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         EncodeGroups,
         fn_constructor_kwargs={
@@ -153,7 +191,9 @@ def encode_on_ray(
     for row in encoded.iter_rows():
         if int(row["seq"]) != expected:  # preserve_order guarantees it; a gap would lose articles
             raise RuntimeError(f"Ray returned group {row['seq']} where {expected} was due")
+        group = groups[expected]
+        encoded = msgspec.msgpack.decode(row["upserts"], type=list[_Encoded])
         expected += 1
-        yield pickle.loads(row["upserts"])
+        yield [_upsert(article, passages, e) for (article, passages), e in zip(group, encoded, strict=True)]
     if expected != len(groups):
         raise RuntimeError(f"Ray returned {expected} of {len(groups)} groups")

@@ -1,4 +1,4 @@
-"""Source files -> ``Article``s: JSONL, plain text, Markdown and HTML.
+"""Source files -> ``Article``s: JSONL, plain text, Markdown, HTML, and RSS/Atom feeds.
 
 Readers yield ``BadRecordError`` objects instead of raising them, so one bad line in a
 million-line export costs one record, and the caller decides between skipping and
@@ -18,12 +18,13 @@ import msgspec
 
 from poshuk.documents import Article, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
+from poshuk.feed_reader import FEED_SUFFIXES, read_feed
 from poshuk.language import UNDETERMINED, LanguageDetector
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 """Larger .txt/.md/.html files (and JSONL lines) are bad records, not memory spikes."""
 
-SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm"})
+SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm"}) | FEED_SUFFIXES
 
 _STR_FIELDS = ("url", "source", "section")
 _LANG = re.compile(r"[a-z]{2,3}")
@@ -97,20 +98,21 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
         yield from _read_jsonl(path, detector)
         return
     source = str(path)
+    if suffix in FEED_SUFFIXES:
+        data = _small_file(path, source)
+        if isinstance(data, BadRecordError):
+            yield data
+            return
+        for item in read_feed(data, source):
+            yield item if isinstance(item, BadRecordError) or item.lang else _detected(item, detector)
+        return
     doc_id = _file_id(path, root)
     if not doc_id:
         yield BadRecordError("cannot derive an id from the file name", source=source)
         return
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            yield BadRecordError(f"file larger than {MAX_FILE_BYTES} bytes", source=source)
-            return
-        data = path.read_bytes()
-    except OSError as exc:
-        yield BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
-        return
-    if not data.strip():
-        yield BadRecordError("empty file", source=source)
+    data = _small_file(path, source)
+    if isinstance(data, BadRecordError):
+        yield data
     elif suffix in (".html", ".htm"):
         yield _from_html(data, doc_id, source, detector)
     else:
@@ -119,6 +121,22 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
             yield text
         else:
             yield _from_lines(text, doc_id, source, detector, markdown=suffix == ".md")
+
+
+def _small_file(path: Path, source: str) -> bytes | BadRecordError:
+    """The file's bytes, or a bad record when it cannot be read or is over ``MAX_FILE_BYTES``."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return BadRecordError(f"file larger than {MAX_FILE_BYTES} bytes", source=source)
+        data = path.read_bytes()
+    except OSError as exc:
+        return BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
+    return data if data.strip() else BadRecordError("empty file", source=source)
+
+
+def _detected(article: Article, detector: LanguageDetector) -> Article:
+    lang = detector.detect(f"{article.title}\n{article.text}")
+    return msgspec.structs.replace(article, lang=None if lang == UNDETERMINED else lang)
 
 
 def _file_id(path: Path, root: Path | None) -> str:

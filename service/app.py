@@ -35,6 +35,7 @@ from service.metrics import Metrics, MetricsController, ObservabilityMiddleware
 from service.openapi_strict import StrictStructSchemaPlugin
 from service.read_only import make_read_only_guard
 from service.routes.documents_write import write_controllers
+from service.routes.feeds import FeedController
 from service.routes.health import HealthController
 from service.routes.page import PageController
 from service.routes.search import SearchController
@@ -97,6 +98,7 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     return Litestar(
         route_handlers=[
             SearchController,
+            FeedController,
             SimilarController,
             HealthController,
             PageController,

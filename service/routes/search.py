@@ -119,13 +119,13 @@ def check_request(query: str, k: int, limits: ServiceSettings) -> None:
         raise InvalidQueryError(f"k must be between 1 and {limits.max_k}, got {k}")
 
 
-def _admitted(query: str, k: int, limits: ServiceSettings, filters: Filters | None) -> Filters | None:
+def admitted(query: str, k: int, limits: ServiceSettings, filters: Filters | None) -> Filters | None:
     """Refuse a request past a limit before it queues at the gate; returns the filters, checked."""
     check_request(query, k, limits)
     return None if filters is None else filters.checked()
 
 
-def _search(
+def run_search(
     searcher: Searcher,
     limits: ServiceSettings,
     metrics: Metrics,
@@ -143,7 +143,7 @@ def _search(
     recency_half_life_days: float | None = None,
     facets: Sequence[str] = (),
 ) -> SearchResult:
-    """The search itself, in a worker thread; the request was admitted (``_admitted``) before it queued."""
+    """The search itself, in a worker thread; the request was admitted (``admitted``) before it queued."""
     if limits.log_queries:
         logger.info("search %r", query, extra={"query": query, "k": k, "mode": mode})
     started = time.perf_counter()
@@ -197,9 +197,9 @@ class SearchController(Controller):
         metrics: NamedDependency[Metrics],
         gate: NamedDependency[FairGate],
     ) -> SearchResult:
-        filters = _admitted(data.query, data.k, limits, None if data.filters is None else data.filters.to_filters())
+        filters = admitted(data.query, data.k, limits, None if data.filters is None else data.filters.to_filters())
         search = partial(
-            _search,
+            run_search,
             searcher,
             limits,
             metrics,
@@ -277,9 +277,9 @@ class SearchController(Controller):
             from_name="from",
             to_name="to",
         )
-        filters = _admitted(q, k, limits, filters)
+        filters = admitted(q, k, limits, filters)
         search = partial(
-            _search,
+            run_search,
             searcher,
             limits,
             metrics,

@@ -53,6 +53,7 @@
       emptyTitle: "Нічого не знайдено",
       emptyHint: "Спробуйте інші слова, інший режим або приберіть фільтри.",
       facetsLabel: "Уточнити результати",
+      feedLink: "Стрічка Atom цього пошуку (спершу нові)",
       facetNames: { source: "Джерело", lang: "Мова", month: "Місяць" },
       facetApply: (name, value, count) => `${name}: ${value}, статей: ${count}`,
       emptyPage: "На цій сторінці результатів більше немає.",
@@ -122,6 +123,7 @@
       emptyTitle: "Nothing found",
       emptyHint: "Try other words, another mode, or clear the filters.",
       facetsLabel: "Narrow the results",
+      feedLink: "Atom feed of this search (newest first)",
       facetNames: { source: "Source", lang: "Language", month: "Month" },
       facetApply: (name, value, count) => `${name}: ${value}, ${count} articles`,
       emptyPage: "There are no more results on this page.",
@@ -177,6 +179,7 @@
     error: $("error"),
     results: $("results"),
     facets: $("facets"),
+    feed: $("feed-link"),
     resultsHeading: $("results-heading"),
     pager: $("pager"),
     prev: $("prev"),
@@ -334,6 +337,7 @@
       state.response = null;
       els.results.replaceChildren();
       els.facets.hidden = true;
+      els.feed.hidden = true;
       els.results.dataset.state = "idle";
       els.pager.hidden = true;
       setStatus(t().enterQuery);
@@ -356,6 +360,7 @@
       state.response = null;
       els.results.replaceChildren();
       els.facets.hidden = true;
+      els.feed.hidden = true;
       els.results.dataset.state = "error";
       els.pager.hidden = true;
       setStatus("", { visible: false });
@@ -564,6 +569,8 @@
     }
 
     renderFacets(response.facets || {});
+    els.feed.href = feedUrl(state.request);
+    els.feed.hidden = false;
     els.pager.hidden = page === 1 && !state.hasNext;
     els.prev.disabled = page === 1;
     els.next.disabled = !state.hasNext;
@@ -707,6 +714,19 @@
   }
 
   // ---- The address bar: a search is a link -------------------------------------------
+
+  // The same search as an Atom feed a reader can subscribe to (newest first, as feeds are read).
+  function feedUrl(request) {
+    const params = new URLSearchParams();
+    params.set("q", request.query);
+    if (request.mode !== "hybrid") params.set("mode", request.mode);
+    const f = request.filters || {};
+    if (f.lang) params.set("lang", f.lang[0]);
+    if (f.source) params.set("source", f.source[0]);
+    if (f.published_from) params.set("from", f.published_from);
+    if (f.published_to) params.set("to", f.published_to);
+    return `/v1/search.atom?${params}`;
+  }
 
   function saveToUrl(request) {
     const params = new URLSearchParams();

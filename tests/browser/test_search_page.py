@@ -161,6 +161,10 @@ def test_newest_first_orders_the_results_by_date_and_is_a_link(browser: Browser)
     page = browser.open()
     search(page, EN_QUERY, "before newest first")
     relevance = result_ids(page)
+    origin = "/".join(page.url.split("/")[:3])
+    feed = httpx.get(origin + (page.get_attribute("#feed-link", "href") or ""), timeout=30)
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/atom+xml")
+    assert b"urn:poshuk:article:uk-001" in feed.content  # the feed of the same search
     page.select_option("#sort", "newest")  # changing the order searches again
     wait_for_results(page, "newest first")
     assert "sort=newest" in page.url

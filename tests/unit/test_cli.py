@@ -229,6 +229,20 @@ def test_readme_search_examples_parse() -> None:
 
 
 @pytest.mark.usefixtures("hash_model")
+def test_index_reads_a_feed_and_reports_its_bad_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.unit.test_feed_reader import RSS
+
+    feed = tmp_path / "kv.rss"
+    feed.write_text(RSS, encoding="utf-8")
+    assert main(["index", str(feed), "--index", str(tmp_path / "idx"), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "indexed 2 documents" in out and "entry 3" in err and "has no text" in err
+    assert main(["search", "дрони порт", "--index", str(tmp_path / "idx"), "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits[0]["doc_id"] == "https://kv.example/1" and hits[0]["source"] == "Київський вісник"
+
+
+@pytest.mark.usefixtures("hash_model")
 def test_index_with_shards_splits_and_searches_as_one_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     articles = Path(__file__).resolve().parents[2] / "examples" / "articles"
     assert main(["index", str(articles), "--index", str(tmp_path / "one"), "--no-progress"]) == 0

@@ -28,6 +28,7 @@ from tests.support.consistency import check_index
 OPERATIONS = [
     ("GET", "/v1/search"),
     ("POST", "/v1/search"),
+    ("GET", "/v1/search.atom"),
     ("GET", "/v1/similar/{doc_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

@@ -70,6 +70,28 @@ def build_filters(
     return None if filters.is_empty() else filters
 
 
+def link_filters(
+    lang: list[str] | None,
+    source: list[str] | None,
+    section: list[str] | None,
+    tag: list[str] | None,
+    published_from: str | None,
+    published_to: str | None,
+) -> Filters | None:
+    """The filters of a search as a link (``GET /v1/search``, its Atom feed): repeatable ``lang``,
+    ``source``, ``section`` and ``tag``, the dates in ``from`` and ``to``."""
+    return build_filters(
+        lang=lang,
+        source=source,
+        section=section,
+        tags=tag,
+        published_from=published_from,
+        published_to=published_to,
+        from_name="from",
+        to_name="to",
+    )
+
+
 DATE_DOC = (
     "ISO 8601 date (`2023-08-31`) or date-time (`2023-08-31T09:15:00Z`; no zone means UTC). Inclusive: "
     "a bare date as the upper bound includes that whole day. Articles without a date are excluded."

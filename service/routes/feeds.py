@@ -20,7 +20,7 @@ from service.fair_gate import FairGate
 from service.limits import client_of
 from service.metrics import Metrics
 from service.routes.search import admitted, run_search
-from service.schemas import DATE_DOC, MODE_DOC, build_filters
+from service.schemas import DATE_DOC, MODE_DOC, link_filters
 
 FEED_K = 20  # entries of a feed unless `k` says otherwise
 
@@ -63,17 +63,7 @@ class FeedController(Controller):
         ] = None,
         sort: Annotated[Sort, Parameter(description="The entries' order (default: newest first).")] = "newest",
     ) -> Response[bytes]:
-        filters = build_filters(
-            lang=lang,
-            source=source,
-            section=section,
-            tags=tag,
-            published_from=published_from,
-            published_to=published_to,
-            from_name="from",
-            to_name="to",
-        )
-        filters = admitted(q, k, limits, filters)
+        filters = admitted(q, k, limits, link_filters(lang, source, section, tag, published_from, published_to))
         search = partial(
             run_search,
             searcher,

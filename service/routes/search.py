@@ -33,7 +33,7 @@ from service.schemas import (
     SEMANTIC_HIGHLIGHTS_DOC,
     SORT_DOC,
     SearchRequest,
-    build_filters,
+    link_filters,
 )
 
 logger = logging.getLogger("poshuk.service.search")
@@ -267,17 +267,7 @@ class SearchController(Controller):
             list[Facet] | None, Parameter(description="A facet to count; repeat for several. " + FACETS_DOC)
         ] = None,
     ) -> SearchResult:
-        filters = build_filters(
-            lang=lang,
-            source=source,
-            section=section,
-            tags=tag,
-            published_from=published_from,
-            published_to=published_to,
-            from_name="from",
-            to_name="to",
-        )
-        filters = admitted(q, k, limits, filters)
+        filters = admitted(q, k, limits, link_filters(lang, source, section, tag, published_from, published_to))
         search = partial(
             run_search,
             searcher,

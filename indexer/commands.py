@@ -87,20 +87,20 @@ def _ray_options(args: argparse.Namespace) -> RayOptions | None:
     """``--ray`` and its pool options, checked (before Ray or the model start)."""
     from indexer.ray_encoding import RayOptions
 
-    pool = {"--encoder-actors": args.encoder_actors, "--cpus-per-actor": args.cpus_per_actor}
-    pool["--gpus-per-actor"] = args.gpus_per_actor
+    given = {
+        name: value
+        for name, value in (
+            ("encoder_actors", args.encoder_actors),
+            ("cpus_per_actor", args.cpus_per_actor),
+            ("gpus_per_actor", args.gpus_per_actor),
+        )
+        if value is not None
+    }
     if args.ray is None:
-        given = [name for name, value in pool.items() if value is not None]
         if given:
-            raise ConfigError(f"{given[0]} needs --ray")
+            raise ConfigError(f"--{next(iter(given)).replace('_', '-')} needs --ray")
         return None
-    options = RayOptions(address=args.ray)
-    return msgspec.structs.replace(
-        options,
-        encoder_actors=options.encoder_actors if args.encoder_actors is None else args.encoder_actors,
-        cpus_per_actor=options.cpus_per_actor if args.cpus_per_actor is None else args.cpus_per_actor,
-        gpus_per_actor=options.gpus_per_actor if args.gpus_per_actor is None else args.gpus_per_actor,
-    ).checked()
+    return RayOptions(address=args.ray, **given).checked()
 
 
 @contextlib.contextmanager

@@ -99,7 +99,8 @@ def _reencode(articles: Sequence[Article], encoder: Encoder, settings: Settings)
     return to_upserts(chunked, vectors)  # terms: analysed by the new version's own settings when written
 
 
-def _passages(group: Group) -> list[Passage]:
+def group_passages(group: Group) -> list[Passage]:
+    """Every passage of a group, in order: what one encoder call encodes."""
     return [p for _, passages in group for p in passages]
 
 
@@ -165,7 +166,7 @@ def index_paths(
             writing: Future[None] | None = None
             groups = [chunked[start : start + batch_docs] for start in range(0, len(chunked), batch_docs)]
             encoded = (
-                (to_upserts(group, encode_step(encoder, _passages(group)), analyzer) for group in groups)
+                (to_upserts(group, encode_step(encoder, group_passages(group)), analyzer) for group in groups)
                 if encode_groups is None
                 else encode_groups(groups, analyzer.settings)
             )

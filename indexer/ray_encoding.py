@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from indexer.pipeline import Group
+from indexer.pipeline import Group, group_passages
 from poshuk.analysis import Analyzer, LexicalSettings
 from poshuk.documents import Article, Passage
 from poshuk.errors import ConfigError
@@ -76,16 +76,10 @@ def check_device(options: RayOptions, settings: Settings) -> None:
         )
 
 
-class _Chunked(msgspec.Struct, frozen=True):
-    """A group as it travels to an actor: msgpack of plain structs (never pickle: nothing that can
-    run code is ever loaded, ``tests/unit/test_properties.py``)."""
-
-    articles: list[Article]
-    passages: list[list[Passage]]
-
-
 class _Encoded(msgspec.Struct, frozen=True):
-    """What an actor sends back for one article: the bytes of its vectors and MinHash, its terms."""
+    """What an actor sends back for one article: the bytes of its vectors and MinHash, its terms.
+    Groups travel as msgpack of plain structs both ways, never pickle: nothing that can run code is
+    ever loaded (``tests/unit/test_properties.py``)."""
 
     vectors: bytes
     dimension: int
@@ -113,16 +107,14 @@ class EncodeGroups:
         out: list[bytes] = []
         dimension = self.encoder.identity.dimension
         for payload in batch["group"]:
-            chunked = msgspec.msgpack.decode(payload, type=_Chunked)
-            group = list(zip(chunked.articles, chunked.passages, strict=True))
-            flat = [p for passages in chunked.passages for p in passages]
-            upserts = to_upserts(group, encode_step(self.encoder, flat), self.analyzer)
+            group = msgspec.msgpack.decode(payload, type=Group)
+            upserts = to_upserts(group, encode_step(self.encoder, group_passages(group)), self.analyzer)
             encoded = [
                 _Encoded(
                     vectors=np.ascontiguousarray(u.vectors, dtype=np.float32).tobytes(),
                     dimension=dimension,
                     terms=None if u.terms is None else list(u.terms),
-                    signature=None if u.signature is None else u.signature.astype(np.uint64).tobytes(),
+                    signature=None if u.signature is None else u.signature.tobytes(),
                 )
                 for u in upserts
             ]
@@ -159,22 +151,17 @@ def encode_on_ray(
     settings: Settings,
     lexical: LexicalSettings,
     options: RayOptions,
-    *,
-    progress: bool = False,
 ) -> Iterator[list[Upsert]]:
     """Each group's upserts, in the groups' order, encoded by the actor pool."""
     if not groups:
         return
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the writer files groups in input order
-    context.enable_progress_bars = progress
+    context.enable_progress_bars = False  # the run's own bar counts the groups written
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own bar and report say what happened
-    items = [
-        {"seq": n, "group": msgspec.msgpack.encode(_Chunked([a for a, _ in group], [p for _, p in group]))}
-        for n, group in enumerate(groups)
-    ]
-    encoded = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    items = [{"seq": n, "group": msgspec.msgpack.encode(group)} for n, group in enumerate(groups)]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         EncodeGroups,
         fn_constructor_kwargs={
             "settings": settings,
@@ -188,7 +175,7 @@ def encode_on_ray(
         num_gpus=options.gpus_per_actor,
     )
     expected = 0
-    for row in encoded.iter_rows():
+    for row in dataset.iter_rows():
         if int(row["seq"]) != expected:  # preserve_order guarantees it; a gap would lose articles
             raise RuntimeError(f"Ray returned group {row['seq']} where {expected} was due")
         group = groups[expected]

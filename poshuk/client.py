@@ -120,12 +120,19 @@ def _search_body(
 
 
 def _options(
-    dedupe: bool, highlight: bool, semantic_highlights: bool, sort: Sort, recency_half_life_days: float | None
+    dedupe: bool,
+    highlight: bool,
+    semantic_highlights: bool,
+    sort: Sort,
+    recency_half_life_days: float | None,
+    facets: Sequence[Facet],
 ) -> dict[str, Any]:
     options: dict[str, Any] = {"dedupe": dedupe, "highlight": highlight, "semantic_highlights": semantic_highlights}
     options["sort"] = sort
-    if recency_half_life_days is not None:  # absent for a server from before issue 16
+    if recency_half_life_days is not None:  # absent unless asked: a server from before issue 16 still answers
         options["recency_half_life_days"] = recency_half_life_days
+    if facets:
+        options["facets"] = list(facets)
     return options
 
 
@@ -200,9 +207,7 @@ class Client:
         facets: Sequence[Facet] = (),
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
-        options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days)
-        if facets:
-            options["facets"] = list(facets)
+        options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days, facets)
         body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(self._http.post("/v1/search", json=body)))
 
@@ -279,9 +284,7 @@ class AsyncClient:
         facets: Sequence[Facet] = (),
     ) -> SearchResult:
         """The ``k`` best passages for ``query`` (as ``Searcher.search``)."""
-        options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days)
-        if facets:
-            options["facets"] = list(facets)
+        options = _options(dedupe, highlight, semantic_highlights, sort, recency_half_life_days, facets)
         body = _search_body(query, k, mode, filters, collapse, offset, options)
         return _RESULT.decode(_checked(await self._http.post("/v1/search", json=body)))
 

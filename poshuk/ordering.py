@@ -79,8 +79,7 @@ def reorder(
         return dated + undated
     half_life = float(ordering.recency_half_life_days or 0.0)
     moment = (now or datetime.now(UTC)).timestamp()
-    dates = [published[row] for row, _ in ranked if published.get(row) is not None]
-    oldest = min((float(d) for d in dates if d is not None), default=moment)
+    oldest = min((when for row, _ in ranked if (when := published.get(row)) is not None), default=moment)
 
     def boosted(row: int, score: float) -> float:
         when = published.get(row)

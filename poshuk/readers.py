@@ -104,7 +104,7 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
             yield data
             return
         for item in read_feed(data, source):
-            yield item if isinstance(item, BadRecordError) or item.lang else _detected(item, detector)
+            yield item if isinstance(item, BadRecordError) else _finish(msgspec.structs.asdict(item), detector)
         return
     doc_id = _file_id(path, root)
     if not doc_id:
@@ -132,11 +132,6 @@ def _small_file(path: Path, source: str) -> bytes | BadRecordError:
     except OSError as exc:
         return BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
     return data if data.strip() else BadRecordError("empty file", source=source)
-
-
-def _detected(article: Article, detector: LanguageDetector) -> Article:
-    lang = detector.detect(f"{article.title}\n{article.text}")
-    return msgspec.structs.replace(article, lang=None if lang == UNDETERMINED else lang)
 
 
 def _file_id(path: Path, root: Path | None) -> str:

@@ -40,6 +40,7 @@ from poshuk.shards import ShardedIndex, is_sharded
 from poshuk.vectors import set_search_threads
 from poshuk.wire import CANDIDATES as CANDIDATES
 from poshuk.wire import MODES as MODES
+from poshuk.wire import FacetBucket
 from poshuk.wire import Hit as Hit
 from poshuk.wire import IndexStats as IndexStats
 from poshuk.wire import Mode as Mode
@@ -197,17 +198,10 @@ class Searcher:
         terms = analyse_query(text, self._analyzer)
         vector = None if mode == "lexical" else self._encoder.encode_queries([text])
         ranked = self._rank(vector, terms, mode, filters)
-        groups = None
-        if not ordering.is_relevance or wanted_facets:
-            groups = self._reader.groups([row for row, _ in ranked])
-        counted = {}
-        if wanted_facets and groups is not None:
-            first_rows: dict[str, int] = {}
-            for row, _ in ranked:
-                if row in groups:
-                    first_rows.setdefault(groups[row].doc_id, row)
-            counted = count_facets(self._reader.facts(list(first_rows.values())).values(), wanted_facets)
-        if not ordering.is_relevance and groups is not None:
+        # Dates (for an order) and articles (for facets) of every candidate, read once for both and the page.
+        groups = None if ordering.is_relevance and not wanted_facets else self._reader.groups([r for r, _ in ranked])
+        counted = {} if groups is None or not wanted_facets else self._facets(ranked, groups, wanted_facets)
+        if groups is not None and not ordering.is_relevance:
             ranked = reorder(ranked, {row: g.published_ts for row, g in groups.items()}, ordering, now)
         chosen = self._page(ranked, k=k, offset=offset, collapse=collapse, dedupe=dedupe, groups=groups)
         hits = [
@@ -228,6 +222,16 @@ class Searcher:
             sort=ordering.sort,
             facets=counted,
         )
+
+    def _facets(
+        self, ranked: list[tuple[int, float]], groups: dict[int, RowGroup], wanted: tuple[str, ...]
+    ) -> dict[str, list[FacetBucket]]:
+        """Facet counts over the candidates' articles, each read once (by its best row)."""
+        first_rows: dict[str, int] = {}
+        for row, _ in ranked:
+            if row in groups:
+                first_rows.setdefault(groups[row].doc_id, row)
+        return count_facets(self._reader.facts(list(first_rows.values())).values(), wanted)
 
     def _validate(self, text: str, k: int, mode: str, offset: int) -> None:
         if not text:

@@ -41,7 +41,7 @@ class FeedController(Controller):
         },
         media_type=MEDIA_TYPE,
     )
-    async def search_feed(
+    async def feed(
         self,
         request: Request[Any, Any, Any],
         searcher: NamedDependency[Searcher],

@@ -717,6 +717,11 @@
 
   // The same search as an Atom feed a reader can subscribe to (newest first, as feeds are read).
   function feedUrl(request) {
+    return `/v1/search.atom?${linkParams(request)}`;
+  }
+
+  // The query, mode and filters of a search as link parameters (the page's address, its feed).
+  function linkParams(request) {
     const params = new URLSearchParams();
     params.set("q", request.query);
     if (request.mode !== "hybrid") params.set("mode", request.mode);
@@ -725,19 +730,12 @@
     if (f.source) params.set("source", f.source[0]);
     if (f.published_from) params.set("from", f.published_from);
     if (f.published_to) params.set("to", f.published_to);
-    return `/v1/search.atom?${params}`;
+    return params;
   }
 
   function saveToUrl(request) {
-    const params = new URLSearchParams();
-    params.set("q", request.query);
-    if (request.mode !== "hybrid") params.set("mode", request.mode);
+    const params = linkParams(request);
     if (request.sort !== "relevance") params.set("sort", request.sort);
-    const f = request.filters || {};
-    if (f.lang) params.set("lang", f.lang[0]);
-    if (f.source) params.set("source", f.source[0]);
-    if (f.published_from) params.set("from", f.published_from);
-    if (f.published_to) params.set("to", f.published_to);
     if (request.offset) params.set("offset", String(request.offset));
     const url = `${window.location.pathname}?${params}`;
     if (url !== `${window.location.pathname}${window.location.search}`) {

@@ -98,6 +98,17 @@ def test_files_that_hold_no_entries_are_bad_records(tmp_path: Path, name: str, t
     assert isinstance(bad, BadRecordError) and message in str(bad)
 
 
+def test_an_entity_bomb_is_not_expanded(tmp_path: Path) -> None:
+    """A billion-laughs feed (10 levels of entities, each ten of the one below) must not grow in memory."""
+    entities = '<!ENTITY a0 "ha">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{entities}]><rss version="2.0"><channel><title>x</title>'
+        "<item><guid>1</guid><title>t</title><description>&a9;</description></item></channel></rss>"
+    )
+    records = _read(tmp_path, "bomb.rss", bomb)
+    assert all(isinstance(r, BadRecordError) or len(r.text) < 1000 for r in records)
+
+
 def test_feeds_are_found_in_folders(tmp_path: Path) -> None:
     for name in ("a.rss", "b.atom", "c.xml", "d.csv"):
         (tmp_path / name).write_text("x", encoding="utf-8")

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.browser import ARTIFACTS, RENDER_TIMES, Browser
 from tests.support.repo import copy_index
-from tests.support.serving import Server, start_server, stop_server
+from tests.support.serving import ONE_BUSY_CLIENT, Server, start_server, stop_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Playwright
@@ -48,11 +48,7 @@ def page_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFact
 def server(page_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Every browser test searches from one address, dozens within a minute (each page search is two
     # requests, one with sentence marks): far past a person's share of server time, so none here.
-    running = start_server(
-        page_index,
-        tmp_path_factory.mktemp("browser-log") / "server.log",
-        {"POSHUK_SERVICE_CLIENT_TIME_SHARE": "0"},
-    )
+    running = start_server(page_index, tmp_path_factory.mktemp("browser-log") / "server.log", ONE_BUSY_CLIENT)
     yield running
     stop_server(running)
 

@@ -13,7 +13,7 @@ import pytest
 import poshuk
 from tests.support.processes import run_coroutine
 from tests.support.repo import copy_index
-from tests.support.serving import Server, start_server, stop_server
+from tests.support.serving import ONE_BUSY_CLIENT, Server, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.model]
 @pytest.fixture(scope="module")
 def client_server(example_index_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     index_dir = copy_index(example_index_source, tmp_path_factory.mktemp("client") / "index")
-    running = start_server(index_dir, tmp_path_factory.mktemp("client-log") / "server.log")
+    running = start_server(index_dir, tmp_path_factory.mktemp("client-log") / "server.log", ONE_BUSY_CLIENT)
     yield running
     stop_server(running)
 

@@ -18,7 +18,7 @@ import pytest
 from tests.support.api import BAD_REQUESTS, HIT_FIELDS, BadRequest
 from tests.support.processes import cli_env
 from tests.support.repo import copy_index
-from tests.support.serving import Server, free_port, start_server, stop_server
+from tests.support.serving import ONE_BUSY_CLIENT, Server, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -33,7 +33,7 @@ def cli_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def server(cli_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(cli_index, tmp_path_factory.mktemp("serve-log") / "server.log")
+    running = start_server(cli_index, tmp_path_factory.mktemp("serve-log") / "server.log", ONE_BUSY_CLIENT)
     yield running
     stop_server(running)
     assert "Application shutdown complete" in running.output()

@@ -1,12 +1,15 @@
-"""RSS and Atom files -> ``Article``s, one per entry (issue 16's "feeds in").
+"""RSS and Atom files and news sitemaps -> ``Article``s, one per entry (issue 16's "feeds in").
 
 feedparser reads every RSS and Atom dialect and sanitises entry HTML; this module maps an
 entry to an article: its guid (or link) as the id, title, link, date (published, else
 updated), the feed's title as the source, its language, the entry's categories as tags,
 and the full content when the feed carries it, else the summary, as paragraphs of text. An
-entry without text or id is a bad record naming the file and the entry's position. A
-sitemap lists links without their text: Poshuk does not fetch the web while indexing, so it
-is reported as such (fetch the pages and index the HTML).
+entry without text or id is a bad record naming the file and the entry's position.
+
+Sitemaps (``read_sitemap``): a news sitemap's entries carry a headline, a date and a source,
+so each becomes an article of its headline (enough for alerts, feeds and date-sorted search);
+a plain sitemap lists links without their text, and Poshuk does not fetch the web while
+indexing, so its links are reported (fetch the pages and index the HTML).
 """
 
 from __future__ import annotations
@@ -62,14 +65,14 @@ def read_feed(data: bytes, source: str) -> Iterator[Article | BadRecordError]:
     """Every entry of an RSS or Atom document, in the document's order."""
     import feedparser
 
+    head = data[:4096]
+    if b"<urlset" in head or b"<sitemapindex" in head:
+        yield from read_sitemap(data, source)
+        return
     parsed = feedparser.parse(data)
     version = str(parsed.get("version") or "")
     if not parsed.entries:
-        if b"<urlset" in data[:4096] or b"<sitemapindex" in data[:4096]:
-            yield BadRecordError(
-                "a sitemap lists links without their text; fetch the pages and index the HTML", source=source
-            )
-        elif not version:
+        if not version:
             yield BadRecordError("not an RSS or Atom feed", source=source)
         else:
             yield BadRecordError("the feed has no entries", source=source)
@@ -100,3 +103,70 @@ def read_feed(data: bytes, source: str) -> Iterator[Article | BadRecordError]:
             lang=lang,
             tags=tuple(t for t in tags if t),
         )
+
+
+NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+
+
+def read_sitemap(data: bytes, source: str) -> Iterator[Article | BadRecordError]:
+    """A news sitemap's articles: each ``<url>`` with a ``<news:title>`` becomes an article of its
+    headline alone (its ``loc`` the id and link; publication name, language, date and keywords).
+    A plain sitemap lists links without text, and Poshuk does not fetch the web while indexing:
+    its links are reported once, as is a sitemap index. Parsed without entities, DTDs or network."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser=parser)
+    except etree.XMLSyntaxError as exc:
+        yield BadRecordError(f"not a readable sitemap: {exc}", source=source)
+        return
+    if etree.QName(root).localname == "sitemapindex":
+        yield BadRecordError("a sitemap index lists other sitemaps; index those files", source=source)
+        return
+    untitled = 0
+    for n, url in enumerate(root.iter(f"{{{SITEMAP_NS}}}url", "url"), start=1):
+        loc = clean_line(url.findtext(f"{{{SITEMAP_NS}}}loc") or url.findtext("loc") or "")
+        news = url.find(f"{{{NEWS_NS}}}news")
+        title = "" if news is None else clean_line(news.findtext(f"{{{NEWS_NS}}}title") or "")
+        if not title:
+            untitled += 1
+            continue
+        doc_id = normalise_id(loc)
+        if not doc_id:
+            yield BadRecordError("a news entry has no <loc>", source=f"{source} (url {n})")
+            continue
+        assert news is not None
+        publication = news.find(f"{{{NEWS_NS}}}publication")
+        name = None if publication is None else clean_line(publication.findtext(f"{{{NEWS_NS}}}name") or "")
+        language = None if publication is None else publication.findtext(f"{{{NEWS_NS}}}language")
+        keywords = clean_line(news.findtext(f"{{{NEWS_NS}}}keywords") or "")
+        lang = _LANG.match(str(language or "").strip().lower())
+        yield Article(
+            id=doc_id,
+            title=title,
+            text=title,
+            url=loc,
+            source=name or None,
+            published_at=_sitemap_date(news.findtext(f"{{{NEWS_NS}}}publication_date")),
+            lang=lang.group(1) if lang else None,
+            tags=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
+        )
+    if untitled:
+        yield BadRecordError(
+            f"{untitled} link(s) without a news title: a sitemap lists links without their text; "
+            "fetch the pages and index the HTML",
+            source=source,
+        )
+
+
+def _sitemap_date(value: str | None) -> datetime | None:
+    """A W3C date (``2023-08-31`` or ``2023-08-31T09:15:00+03:00``); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

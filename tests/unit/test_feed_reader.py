@@ -1,4 +1,4 @@
-"""RSS and Atom files as sources: one article per entry, bad entries reported, sitemaps explained."""
+"""RSS and Atom files and news sitemaps as sources: one article per entry, bad entries reported."""
 
 from __future__ import annotations
 
@@ -96,6 +96,52 @@ def test_an_atom_file_and_its_language_detected(tmp_path: Path) -> None:
 def test_files_that_hold_no_entries_are_bad_records(tmp_path: Path, name: str, text: str, message: str) -> None:
     (bad,) = _read(tmp_path, name, text)
     assert isinstance(bad, BadRecordError) and message in str(bad)
+
+
+NEWS_SITEMAP = """<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
+        xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">
+  <url><loc>https://kv.example/2023/08/drones</loc>
+    <news:news>
+      <news:publication><news:name>Київський вісник</news:name><news:language>uk</news:language></news:publication>
+      <news:publication_date>2023-08-01T09:30:00+03:00</news:publication_date>
+      <news:title>Дрони атакували Одещину</news:title>
+      <news:keywords>війна, дрони</news:keywords>
+    </news:news></url>
+  <url><loc>https://kv.example/about</loc></url>
+  <url><loc>https://kv.example/contacts</loc></url>
+</urlset>
+"""
+
+
+def test_a_news_sitemap_gives_headline_articles_and_reports_its_plain_links(tmp_path: Path) -> None:
+    article, untitled = _read(tmp_path, "news-sitemap.xml", NEWS_SITEMAP)
+    assert isinstance(article, Article)
+    assert (article.id, article.title, article.text, article.url, article.source, article.lang, article.tags) == (
+        "https://kv.example/2023/08/drones",
+        "Дрони атакували Одещину",
+        "Дрони атакували Одещину",
+        "https://kv.example/2023/08/drones",
+        "Київський вісник",
+        "uk",
+        ("війна", "дрони"),
+    )
+    assert article.published_at == datetime(2023, 8, 1, 6, 30, tzinfo=UTC)
+    assert isinstance(untitled, BadRecordError) and "2 link(s) without a news title" in str(untitled)
+
+
+def test_a_sitemap_index_and_a_sitemap_bomb_are_reported_not_expanded(tmp_path: Path) -> None:
+    index = '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"/>'
+    (bad,) = _read(tmp_path, "index.xml", index)
+    assert isinstance(bad, BadRecordError) and "sitemap index" in str(bad)
+    entities = '<!ENTITY a0 "ha">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE urlset [{entities}]><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+        ' xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url><loc>https://x.example/1</loc>'
+        "<news:news><news:title>&a9;</news:title></news:news></url></urlset>"
+    )
+    records = _read(tmp_path, "bomb.xml", bomb)
+    assert all(isinstance(r, BadRecordError) or len(r.text) < 1000 for r in records)
 
 
 def test_an_entity_bomb_is_not_expanded(tmp_path: Path) -> None:

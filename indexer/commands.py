@@ -77,10 +77,28 @@ def _cmd_index(args: argparse.Namespace) -> int:
         f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
         f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
     )
+    if args.shards is None:
+        _match_alerts(args.index)
     if report.skipped:
         print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)
         return 1
     return 0
+
+
+def _match_alerts(index_dir: Path) -> None:
+    """Match the index's saved searches against what this run wrote (a running service would within a
+    second; without one, the matches are there for `poshuk alerts matches`)."""
+    from poshuk.alerts import ALERTS_NAME, AlertStore, match_all_new_writes
+
+    if not (index_dir / ALERTS_NAME).is_file():
+        return
+    store = AlertStore(index_dir)
+    try:
+        matched = match_all_new_writes(store, index_dir)
+    finally:
+        store.close()
+    if matched:
+        print(f"{matched} new match(es) for saved searches (poshuk alerts list)", file=sys.stderr)
 
 
 def _ray_options(args: argparse.Namespace) -> RayOptions | None:

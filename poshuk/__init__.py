@@ -36,10 +36,22 @@ from poshuk.errors import (
     StorageFullError,
 )
 from poshuk.filters import Filters
-from poshuk.settings import AuthSettings, ChunkingSettings, ServiceSettings, Settings, load_settings
-from poshuk.wire import FacetBucket, Hit, IndexStats, SearchResult, Span, WriteResult
+from poshuk.settings import AlertSettings, AuthSettings, ChunkingSettings, ServiceSettings, Settings, load_settings
+from poshuk.wire import (
+    Alert,
+    AlertMatch,
+    AlertMatches,
+    FacetBucket,
+    Hit,
+    IndexStats,
+    SearchResult,
+    Span,
+    WebhookNotification,
+    WriteResult,
+)
 
 if TYPE_CHECKING:
+    from poshuk.alerts import Alerts
     from poshuk.encoder import Encoder, HashEncoder, ModelIdentity, SentenceTransformerEncoder
     from poshuk.index import StoredDocument, StoredPassage
     from poshuk.onnx_encoder import OnnxEncoder
@@ -47,6 +59,7 @@ if TYPE_CHECKING:
 
 # name -> the module that defines it, imported on first access
 _LAZY = {
+    "Alerts": "poshuk.alerts",
     "Encoder": "poshuk.encoder",
     "HashEncoder": "poshuk.encoder",
     "ModelIdentity": "poshuk.encoder",
@@ -72,6 +85,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Alert",
+    "AlertMatch",
+    "AlertMatches",
+    "AlertSettings",
+    "Alerts",
     "Article",
     "AsyncClient",
     "AuthError",
@@ -111,6 +129,7 @@ __all__ = [
     "StorageFullError",
     "StoredDocument",
     "StoredPassage",
+    "WebhookNotification",
     "WriteResult",
     "load_settings",
 ]

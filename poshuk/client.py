@@ -40,7 +40,17 @@ from poshuk.errors import (
     ServiceUnavailableError,
 )
 from poshuk.filters import Filters
-from poshuk.wire import DocumentResponse, Facet, Mode, Problem, SearchResult, Sort, WriteResult
+from poshuk.wire import (
+    Alert,
+    AlertMatches,
+    DocumentResponse,
+    Facet,
+    Mode,
+    Problem,
+    SearchResult,
+    Sort,
+    WriteResult,
+)
 
 __all__ = ["AsyncClient", "Client", "WriteResult"]
 
@@ -50,6 +60,9 @@ DEFAULT_TIMEOUT = 30.0
 _RESULT = msgspec.json.Decoder(SearchResult)
 _DOCUMENT = msgspec.json.Decoder(DocumentResponse)
 _WRITTEN = msgspec.json.Decoder(WriteResult)
+_ALERT = msgspec.json.Decoder(Alert)
+_ALERTS = msgspec.json.Decoder(list[Alert])
+_MATCHES = msgspec.json.Decoder(AlertMatches)
 _PROBLEM = msgspec.json.Decoder(Problem)
 _ENCODER = msgspec.json.Encoder()
 
@@ -134,6 +147,30 @@ def _options(
     if facets:
         options["facets"] = list(facets)
     return options
+
+
+def _alert_body(
+    query: str,
+    mode: Mode,
+    filters: Filters | None,
+    threshold: float | None,
+    webhook: str | None,
+    top_k: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": query, "mode": mode}
+    if top_k is not None:
+        body["top_k"] = top_k
+    if filters is not None:
+        body["filters"] = msgspec.to_builtins(filters)
+    if threshold is not None:
+        body["threshold"] = threshold
+    if webhook is not None:
+        body["webhook"] = webhook
+    return body
+
+
+def _alert_path(alert_id: str, tail: str = "") -> str:
+    return f"/v1/alerts/{quote(alert_id, safe='')}{tail}"
 
 
 def _doc_path(doc_id: str) -> str:
@@ -240,6 +277,38 @@ class Client:
         """Whether the service can answer searches now."""
         return self._http.get("/readyz").status_code == 200
 
+    def create_alert(
+        self,
+        query: str,
+        *,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        threshold: float | None = None,
+        webhook: str | None = None,
+        top_k: int | None = None,
+    ) -> Alert:
+        """Save a search as an alert (needs a key): articles written from now on that match it become its
+        matches (``Alerts.create`` says how ``threshold`` and ``top_k`` decide)."""
+        body = _alert_body(query, mode, filters, threshold, webhook, top_k)
+        return _ALERT.decode(_checked(self._http.post("/v1/alerts", json=body)))
+
+    def alerts(self) -> list[Alert]:
+        """The alerts saved with this client's key, newest first."""
+        return _ALERTS.decode(_checked(self._http.get("/v1/alerts")))
+
+    def alert(self, alert_id: str) -> Alert:
+        """One of this key's alerts; ``NotFoundError`` otherwise."""
+        return _ALERT.decode(_checked(self._http.get(_alert_path(alert_id))))
+
+    def delete_alert(self, alert_id: str) -> None:
+        """Delete one of this key's alerts with its matches and undelivered notifications."""
+        _checked(self._http.delete(_alert_path(alert_id)))
+
+    def alert_matches(self, alert_id: str, *, limit: int = 20, newest: bool = False) -> AlertMatches:
+        """The alert's matches, best first (``newest``: latest first)."""
+        params: dict[str, Any] = {"limit": limit, "newest": newest}
+        return _MATCHES.decode(_checked(self._http.get(_alert_path(alert_id, "/matches"), params=params)))
+
 
 class AsyncClient:
     """The asynchronous twin of ``Client``: the same methods, awaited."""
@@ -319,3 +388,35 @@ class AsyncClient:
     async def ready(self) -> bool:
         """Whether the service can answer searches now."""
         return (await self._http.get("/readyz")).status_code == 200
+
+    async def create_alert(
+        self,
+        query: str,
+        *,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        threshold: float | None = None,
+        webhook: str | None = None,
+        top_k: int | None = None,
+    ) -> Alert:
+        """Save a search as an alert (needs a key): articles written from now on that match it become its
+        matches (``Alerts.create`` says how ``threshold`` and ``top_k`` decide)."""
+        body = _alert_body(query, mode, filters, threshold, webhook, top_k)
+        return _ALERT.decode(_checked(await self._http.post("/v1/alerts", json=body)))
+
+    async def alerts(self) -> list[Alert]:
+        """The alerts saved with this client's key, newest first."""
+        return _ALERTS.decode(_checked(await self._http.get("/v1/alerts")))
+
+    async def alert(self, alert_id: str) -> Alert:
+        """One of this key's alerts; ``NotFoundError`` otherwise."""
+        return _ALERT.decode(_checked(await self._http.get(_alert_path(alert_id))))
+
+    async def delete_alert(self, alert_id: str) -> None:
+        """Delete one of this key's alerts with its matches and undelivered notifications."""
+        _checked(await self._http.delete(_alert_path(alert_id)))
+
+    async def alert_matches(self, alert_id: str, *, limit: int = 20, newest: bool = False) -> AlertMatches:
+        """The alert's matches, best first (``newest``: latest first)."""
+        params: dict[str, Any] = {"limit": limit, "newest": newest}
+        return _MATCHES.decode(_checked(await self._http.get(_alert_path(alert_id, "/matches"), params=params)))

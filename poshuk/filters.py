@@ -67,6 +67,33 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         return msgspec.structs.replace(self, **lists)
 
 
+def admits(
+    filters: Filters | None,
+    *,
+    lang: str | None,
+    source: str | None,
+    section: str | None,
+    tags: tuple[str, ...] | list[str],
+    published_ts: float | None,
+) -> bool:
+    """Whether one article passes ``filters``: ``where_clause``'s rule, in Python, for the few
+    new articles a saved search (``poshuk.alerts``) is matched against."""
+    if filters is None or filters.is_empty():
+        return True
+    for name, value in (("lang", lang), ("source", source), ("section", section)):
+        allowed: tuple[str, ...] = getattr(filters, name)
+        if allowed and value not in allowed:
+            return False
+    if filters.tags and not set(filters.tags) <= set(tags):
+        return False
+    start, end = filters.published_from, filters.published_to
+    if (start is not None or end is not None) and published_ts is None:
+        return False
+    if start is not None and published_ts is not None and published_ts < timestamp(start):
+        return False
+    return not (end is not None and published_ts is not None and published_ts > timestamp(end))
+
+
 def timestamp(value: datetime) -> float:
     """Seconds since the epoch; a date without a zone is taken as UTC."""
     if value.tzinfo is None:

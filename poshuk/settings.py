@@ -174,6 +174,37 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     read_requires_key: Annotated[bool, _doc("Searches and reads need a key too (otherwise they are open).")] = False
 
 
+class AlertSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Saved searches that alert on new articles (``poshuk.alerts``), and their webhooks."""
+
+    threshold: Annotated[
+        float,
+        _doc(
+            "An alert's default meaning threshold: the cosine between its query and a new article's best passage "
+            "at or above which the article matches (`benchmarks/results/alerts.md` measures precision and recall).",
+            ge=0.0,
+            le=1.0,
+        ),
+    ] = 0.83
+    max_alerts: Annotated[int, _doc("Most saved searches one index may hold.", ge=1, le=1_000_000)] = 20_000
+    allow_private_webhooks: Annotated[
+        bool,
+        _doc(
+            "Let webhooks target loopback, private, link-local and other non-public addresses (off: such a target "
+            "is refused when the alert is made and again before each delivery, so an alert cannot reach internal "
+            "services)."
+        ),
+    ] = False
+    webhook_timeout_s: Annotated[float, _doc("Seconds one webhook delivery may take.", gt=0, le=60)] = 5.0
+    webhook_retry_s: Annotated[
+        float,
+        _doc("Wait before a failed delivery's first retry; it doubles with each failure, up to an hour.", gt=0),
+    ] = 2.0
+    webhook_attempts: Annotated[
+        int, _doc("Deliveries tried before a notification is given up (it stays in its alert's matches).", ge=1)
+    ] = 12
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything Poshuk can be configured with."""
 
@@ -216,6 +247,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     chunking: ChunkingSettings = ChunkingSettings()
     service: ServiceSettings = ServiceSettings()
     auth: AuthSettings = AuthSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def home_path(self) -> Path:
@@ -227,6 +259,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "chunking": ChunkingSettings,
     "service": ServiceSettings,
     "auth": AuthSettings,
+    "alerts": AlertSettings,
 }
 _LIST_FIELDS = frozenset({"auth.keys", "service.trusted_proxies"})  # comma-separated in the environment
 

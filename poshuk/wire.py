@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from poshuk.documents import Article
+from poshuk.filters import Filters
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -156,6 +157,65 @@ class WriteResult(msgspec.Struct, kw_only=True, frozen=True):
     ids: Annotated[list[str], _doc("Ids of the articles written (or deleted), in request order.")]
     passages: Annotated[int, _doc("Passages the written articles were cut into (0 for a delete).")]
     seq: Annotated[int, _doc("The index's change sequence number after this write.")]
+
+
+MatchedBy = Literal["meaning", "words", "both"]
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """A saved search: new articles that match it become its matches (and webhook notifications)."""
+
+    id: Annotated[str, _doc("The alert's id: also the secret part of its matches' and feed's addresses.")]
+    query: Annotated[str, _doc("The saved query, as searched.")]
+    mode: Annotated[
+        Mode,
+        _doc(
+            "`dense`: a new article matches when a passage is at least `threshold` close in meaning; "
+            "`lexical`: when it holds every query word; `hybrid`: either."
+        ),
+    ] = "hybrid"
+    filters: Annotated[Filters | None, _doc("Only articles passing these filters match.")] = None
+    threshold: Annotated[float, _doc("Cosine between the query and an article's best passage needed to match.")]
+    webhook: Annotated[str | None, _doc("Where each match is POSTed (JSON, with an `Idempotency-Key`).")] = None
+    top_k: Annotated[
+        int | None,
+        _doc("Set when the threshold was derived from the alert's own search: the cosine of its top_k-th article."),
+    ] = None
+    created_at: Annotated[datetime, _doc("When it was saved: only articles written after it match.")]
+    matches: Annotated[int, _doc("Articles matched so far.")] = 0
+
+
+class AlertMatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A new article that matched an alert, as it was when it matched."""
+
+    doc_id: str
+    title: str
+    url: str | None = None
+    source: str | None = None
+    published_at: datetime | None = None
+    lang: str | None = None
+    passage_id: Annotated[str | None, _doc("The article's passage closest to the query.")] = None
+    text: Annotated[str, _doc("That passage's text.")] = ""
+    score: Annotated[float, _doc("Cosine between the query and that passage.")]
+    matched_by: Annotated[MatchedBy, _doc("What matched: the meaning, every query word, or both.")]
+    matched_at: Annotated[datetime, _doc("When the match was found (soon after the article was written).")]
+
+
+class AlertMatches(msgspec.Struct, frozen=True, kw_only=True):
+    """An alert's matches, best first."""
+
+    alert: Alert
+    matches: list[AlertMatch]
+
+
+class WebhookNotification(msgspec.Struct, frozen=True, kw_only=True):
+    """The JSON body POSTed to an alert's webhook for each match; ``key`` is also the `Idempotency-Key` header,
+    the same on every retry, so a receiver that keeps the keys it has seen processes each match once."""
+
+    key: str
+    alert_id: str
+    query: str
+    match: AlertMatch
 
 
 class FieldProblem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):

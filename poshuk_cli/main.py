@@ -20,6 +20,7 @@ from poshuk import commands
 from poshuk.commands import Command, say, settings_from
 from poshuk.errors import InputError, PoshukError
 from poshuk.settings import DEFAULT_MODEL, settings_table
+from poshuk_cli.alerts import ALERTS
 from poshuk_cli.search import SEARCH
 from service.commands import COMMANDS as SERVICE_COMMANDS
 
@@ -32,7 +33,7 @@ EXAMPLES = """examples:
   poshuk serve --index ./poshuk-index --port 8000
 """
 
-ORDER = ("model", "index", "search", "serve", "delete", "stats", "key", "settings")
+ORDER = ("model", "index", "search", "alerts", "serve", "delete", "stats", "key", "settings")
 
 
 def _cmd_model_install(args: argparse.Namespace) -> int:
@@ -72,6 +73,7 @@ def _settings_arguments(show: argparse.ArgumentParser) -> None:
 CORE_COMMANDS = (
     Command("model", "Manage embedding models.", "poshuk model install", _model_arguments),
     SEARCH,
+    ALERTS,
     Command("settings", "Show the effective settings.", "poshuk settings --table", _settings_arguments),
 )
 

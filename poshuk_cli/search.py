@@ -17,23 +17,13 @@ from poshuk.errors import InvalidQueryError
 from poshuk.wire import CANDIDATES, FACETS, MODES, SORTS, SearchResult
 
 if TYPE_CHECKING:
+    from poshuk.filters import Filters
     from poshuk.wire import Span
 
 
 def _check_search(args: argparse.Namespace) -> None:
     """Build the search's filters from its flags; runs right after parsing, so mistakes exit 2."""
-    from service.schemas import build_filters
-
-    args.filters = build_filters(
-        lang=args.lang,
-        source=args.source,
-        section=args.section,
-        tags=args.tag,
-        published_from=args.published_from,
-        published_to=args.published_to,
-        from_name="--from",
-        to_name="--to",
-    )
+    args.filters = filters_from(args)
     from poshuk.ordering import Ordering
 
     try:
@@ -134,14 +124,9 @@ def _offset(value: str) -> int:
     return number
 
 
-def _search_arguments(search: argparse.ArgumentParser) -> None:
-    search.add_argument("query", help="natural-language query, Ukrainian or English")
-    search.add_argument("--index", type=Path, required=True, help="index folder")
-    search.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
-    search.add_argument(
-        "--mode", choices=MODES, default="hybrid", help="meaning, words or both, fused (default hybrid)"
-    )
-    filters = search.add_argument_group("filters (repeat a flag for several values)")
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The filter flags of ``poshuk search`` (and ``poshuk alerts add``); ``filters_from`` reads them."""
+    filters = parser.add_argument_group("filters (repeat a flag for several values)")
     filters.add_argument("--lang", action="append", metavar="LANG", help="language, e.g. uk (any of)")
     filters.add_argument("--source", action="append", metavar="SOURCE", help="source (any of)")
     filters.add_argument("--section", action="append", metavar="SECTION", help="section (any of)")
@@ -160,6 +145,32 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
         metavar="DATE",
         help="published on or before (a bare date includes that whole day)",
     )
+
+
+def filters_from(args: argparse.Namespace) -> Filters | None:
+    """The ``Filters`` the filter flags ask for (None when none); bad values raise ``InvalidQueryError``."""
+    from service.schemas import build_filters
+
+    return build_filters(
+        lang=args.lang,
+        source=args.source,
+        section=args.section,
+        tags=args.tag,
+        published_from=args.published_from,
+        published_to=args.published_to,
+        from_name="--from",
+        to_name="--to",
+    )
+
+
+def _search_arguments(search: argparse.ArgumentParser) -> None:
+    search.add_argument("query", help="natural-language query, Ukrainian or English")
+    search.add_argument("--index", type=Path, required=True, help="index folder")
+    search.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    search.add_argument(
+        "--mode", choices=MODES, default="hybrid", help="meaning, words or both, fused (default hybrid)"
+    )
+    add_filter_arguments(search)
     search.add_argument("--collapse", action="store_true", help="each article once, with its other matches counted")
     search.add_argument("--dedupe", action="store_true", help="each story once (copies and translations grouped)")
     search.add_argument(

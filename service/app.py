@@ -25,6 +25,7 @@ from litestar.openapi.spec import Components
 from poshuk.encoder import Encoder
 from poshuk.onnx_encoder import physical_cores
 from poshuk.settings import Settings
+from service.alert_worker import AlertWorker
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
 from service.bodies import check_json_body
 from service.errors import problem_handler
@@ -34,6 +35,7 @@ from service.limits import Limits, LimitsMiddleware
 from service.metrics import Metrics, MetricsController, ObservabilityMiddleware
 from service.openapi_strict import StrictStructSchemaPlugin
 from service.read_only import make_read_only_guard
+from service.routes.alerts import AlertsController, alerts_provider
 from service.routes.documents_write import write_controllers
 from service.routes.feeds import FeedController
 from service.routes.health import HealthController
@@ -46,21 +48,25 @@ from service.unmatched import LIMITS_KEY, limit_unmatched, unmatched_before_send
 T = TypeVar("T")
 
 LIFECYCLE_KEY = "poshuk.lifecycle"  # on the app's state for tests; routes get it injected
+ALERT_WORKER_KEY = "poshuk.alert_worker"  # on the app's state for tests
 
 
 def _lifespan(
-    service_state: ServiceState, lifecycle: Lifecycle
+    service_state: ServiceState, lifecycle: Lifecycle, alert_worker: AlertWorker
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """Load the index in the background on startup; the upkeep thread (``service.lifecycle``) runs while
-    the app does and stops (and snapshots) before the index closes."""
+    """Load the index in the background on startup; the upkeep thread (``service.lifecycle``) and the
+    saved searches' threads (``service.alert_worker``) run while the app does and stop before the index
+    closes."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         service_state.start_loading()
         lifecycle.start()
+        alert_worker.start()
         try:
             yield
         finally:
+            alert_worker.stop()
             lifecycle.stop()
             service_state.close()
 
@@ -94,11 +100,13 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
     metrics = Metrics(service_state)
     lifecycle = Lifecycle(service_state)
     lifecycle.write_listeners.append(metrics.written)
+    alert_worker = AlertWorker(service_state)
     gate = FairGate(settings.service.search_slots or physical_cores(), share=settings.service.client_time_share)
     return Litestar(
         route_handlers=[
             SearchController,
             FeedController,
+            AlertsController,
             SimilarController,
             HealthController,
             PageController,
@@ -116,10 +124,19 @@ def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None =
             "lifecycle": _provider(lifecycle),
             "metrics": _provider(metrics),
             "gate": _provider(gate),
+            "alerts": Provide(alerts_provider(service_state, settings.service), sync_to_thread=False),
         },
-        state=State({STATE_KEY: service_state, LIFECYCLE_KEY: lifecycle, LIMITS_KEY: limits, GATE_KEY: gate}),
+        state=State(
+            {
+                STATE_KEY: service_state,
+                LIFECYCLE_KEY: lifecycle,
+                ALERT_WORKER_KEY: alert_worker,
+                LIMITS_KEY: limits,
+                GATE_KEY: gate,
+            }
+        ),
         before_send=[unmatched_before_send(metrics)],  # 404/405 without a route: counted and logged
-        lifespan=[_lifespan(service_state, lifecycle)],
+        lifespan=[_lifespan(service_state, lifecycle, alert_worker)],
         before_request=check_json_body,  # JSON depth and strict types, before any route decodes a body
         plugins=[StrictStructSchemaPlugin()],  # OpenAPI: additionalProperties false where unknown fields are 400
         exception_handlers={Exception: limit_unmatched(problem_handler)},

@@ -7,7 +7,8 @@ only cost every request time. A presented key is hashed once and compared with e
 stored hash with ``hmac.compare_digest`` (no early exit), so timing tells nothing.
 
 Clients send the key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Write
-and admin routes (``opt={"access": "write"}``) always need a valid key; with no keys
+and admin routes (``opt={"access": "write"}``) and saved searches (``"owner"``: a key sees
+and deletes only the alerts it made) always need a valid key; with no keys
 configured they are refused (403), never open. Reads under ``/v1/`` (and ``/metrics``) need one only when
 ``auth.read_requires_key`` is set. The key itself never reaches a log line or an error
 detail: requests are told apart by the first 12 hex digits of the key's hash.
@@ -32,6 +33,7 @@ KEY_PREFIX = "psk_"
 HASH_PREFIX = "sha256:"
 PRINCIPAL_SCOPE_KEY = "poshuk.principal"
 WRITE = "write"
+OWNER = "owner"  # a route over what a key made (its alerts): needs a key, reads included
 
 CONFIGURE_HINT = (
     "no API keys are configured, so writes are refused: run `poshuk key new` and put the printed "
@@ -115,7 +117,7 @@ KEYED_READ_PATHS = frozenset({"/metrics"})
 
 
 def _needs_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, ring: KeyRing) -> bool:
-    if handler.opt.get("access") == WRITE:
+    if handler.opt.get("access") in (WRITE, OWNER):
         return True
     path = connection.url.path
     return ring.read_requires_key and (path.startswith("/v1/") or path in KEYED_READ_PATHS)
@@ -144,10 +146,20 @@ def make_guard(ring: KeyRing) -> Any:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if _needs_key(connection, handler, ring):
-            what = "writing" if handler.opt.get("access") == WRITE else "reading"
+            access = handler.opt.get("access")
+            what = "writing" if access == WRITE else "saved searches" if access == OWNER else "reading"
             require_key(connection, ring, what=what)
 
     return guard
+
+
+def owner_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """Who owns what this request makes: its key's id (the guard has checked the key first)."""
+    scope: Any = connection.scope
+    principal = scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal) or principal.key_id is None:
+        raise ServiceProblem(403, "forbidden", "Forbidden", "this needs a valid API key")
+    return principal.key_id
 
 
 SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {

@@ -172,6 +172,42 @@ class SearchRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     facets: Annotated[list[Facet], _doc(FACETS_DOC)] = []
 
 
+ALERT_MODE_DOC = (
+    "`hybrid` (default): a new article matches by meaning (a passage at least `threshold` close to the query) "
+    "or by words (it holds every query word); `dense`: by meaning only; `lexical`: by words only."
+)
+
+
+class AlertRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A saved search: articles written from now on that match it become its matches."""
+
+    query: Annotated[str, _doc("What to watch for, in any language the model knows.")]
+    mode: Annotated[Mode, _doc(ALERT_MODE_DOC)] = "hybrid"
+    filters: Annotated[FiltersIn | None, _doc("Only articles passing these filters match.")] = None
+    threshold: Annotated[
+        float | None,
+        _doc(
+            "Cosine (0..1) between the query and an article's best passage needed to match by meaning; "
+            "default: the service's `alerts.threshold`."
+        ),
+    ] = None
+    top_k: Annotated[
+        int | None,
+        _doc(
+            "Instead of `threshold`: match an article that would have ranked among the `top_k` (1..100) best "
+            "articles of this alert's own search (by meaning, with its filters) over the archive now; the "
+            "threshold becomes that article's cosine."
+        ),
+    ] = None
+    webhook: Annotated[
+        str | None,
+        _doc(
+            "An http(s) URL each match is POSTed to (a `WebhookNotification`, with an `Idempotency-Key` header); "
+            "internal addresses are refused unless the service allows them."
+        ),
+    ] = None
+
+
 def document_response(stored: StoredDocument) -> DocumentResponse:
     """The wire form of a stored article and its passages."""
     a = stored.article

@@ -12,6 +12,7 @@ import logging
 import threading
 from pathlib import Path
 
+from poshuk.alerts import ALERTS_NAME, Alerts
 from poshuk.encoder import Encoder
 from poshuk.errors import PoshukError
 from poshuk.index import live_version
@@ -43,6 +44,7 @@ class ServiceState:
         self._error: str | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._alerts: Alerts | None = None
 
     def start_loading(self) -> None:
         """Open the index and load the model in a background thread."""
@@ -119,10 +121,33 @@ class ServiceState:
             self._error = None
         return old
 
+    def alerts(self) -> Alerts:
+        """The index's saved searches (made on first use, with the loaded searcher's encoder)."""
+        searcher = self.require_searcher()
+        with self._lock:
+            if self._alerts is None:
+                self._alerts = Alerts(
+                    self.index_dir,
+                    searcher.encoder,
+                    self.settings.alerts,
+                    max_query_chars=self.settings.service.max_query_chars,
+                    searcher=self.require_searcher,
+                )
+            return self._alerts
+
+    def saved_alerts(self) -> Alerts | None:
+        """The saved searches if any were ever saved here (a server without alerts creates no file)."""
+        if self.current() is None or not (self.index_dir / ALERTS_NAME).is_file():
+            return None
+        return self.alerts()
+
     def close(self) -> None:
         """Close the searcher; a load still running closes its own result when it ends."""
         with self._lock:
             self._closed = True
             searcher, self._searcher = self._searcher, None
+            alerts, self._alerts = self._alerts, None
         if searcher is not None:
             searcher.close()
+        if alerts is not None:
+            alerts.close()

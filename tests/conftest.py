@@ -78,3 +78,17 @@ def example_index_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     assert "indexed 30 documents" in done.stdout
     return index_dir
+
+
+@pytest.fixture
+def hash_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI loads the HashEncoder instead of a real model, and reads no machine settings."""
+
+    def load_encoder(settings: Settings) -> Encoder:
+        return HashEncoder()
+
+    monkeypatch.setattr("poshuk.models.load_encoder", load_encoder)
+    monkeypatch.setattr("poshuk.commands.quiet_model_loading", lambda: None)
+    for name in ("POSHUK_CONFIG", "POSHUK_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POSHUK_HOME", str(tmp_path / "home"))

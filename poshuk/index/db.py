@@ -351,11 +351,12 @@ def article_from_row(row: tuple[Any, ...]) -> Article:
     )
 
 
-def select_in(conn: sqlite3.Connection, sql: str, ids: Sequence[int] | NDArray[np.int64]) -> list[Any]:
-    """All rows of ``sql`` (whose one ``IN ({})`` takes the ids) for ``ids``, in chunks SQLite accepts."""
+def select_in(conn: sqlite3.Connection, sql: str, ids: Sequence[int] | Sequence[str] | NDArray[np.int64]) -> list[Any]:
+    """All rows of ``sql`` (whose one ``IN ({})`` takes the ids: row ids, or article ids) for ``ids``,
+    in chunks SQLite accepts."""
     found: list[Any] = []
     for start in range(0, len(ids), _IN_CHUNK):
-        chunk = [int(i) for i in ids[start : start + _IN_CHUNK]]
+        chunk = [i if isinstance(i, str) else int(i) for i in ids[start : start + _IN_CHUNK]]
         found += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
     return found
 

@@ -3,7 +3,8 @@
 Layout::
 
     DIR/CURRENT                     name of the live version (replaced atomically)
-    DIR/versions/vNNNNNN/           manifest.json, meta.sqlite (+ WAL), vectors-SEQ.faiss
+    DIR/versions/vNNNNNN/           manifest.json, meta.sqlite (+ WAL), vectors-SEQ.faiss, LIVE_FROM
+    DIR/alerts.sqlite               saved searches, their matches and webhook outbox (``poshuk.alerts``)
     DIR/versions/tmp-*/             a version being built (removed if its builder died)
 
 A rebuild (or a new model) writes a whole new version beside the live one and swaps
@@ -33,6 +34,7 @@ from poshuk.vectors import VectorIndex
 FORMAT_VERSION = 3
 KEEP_VERSIONS = 2
 MANIFEST_NAME = "manifest.json"
+LIVE_FROM_NAME = "LIVE_FROM"
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +135,9 @@ def make_live(index_dir: Path, folder: Path) -> Path:
         final = folder.with_name(read_manifest(folder).version)
         if final.exists():
             raise IndexStoreError(f"index version {final} already exists; another rebuild finished first")
+        # The version's last change as it goes live: changes after it are new writes, those up to it
+        # the build's own (saved searches, ``poshuk.alerts``, alert on the former only).
+        write_file(folder / LIVE_FROM_NAME, f"{_last_seq_of(folder)}\n".encode())
         os.rename(folder, final)
         fsync_dir(final.parent)
         folder = final
@@ -142,6 +147,22 @@ def make_live(index_dir: Path, folder: Path) -> Path:
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _last_seq_of(folder: Path) -> int:
+    conn = connect(folder / SQLITE_NAME)
+    try:
+        return last_seq(conn)
+    finally:
+        conn.close()
+
+
+def live_from(folder: Path) -> int | None:
+    """The last change a version held when it went live (None: written before versions recorded it)."""
+    try:
+        return int((folder / LIVE_FROM_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def remove_stale_builds(index_dir: Path) -> None:

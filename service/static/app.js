@@ -54,6 +54,13 @@
       emptyHint: "Спробуйте інші слова, інший режим або приберіть фільтри.",
       facetsLabel: "Уточнити результати",
       feedLink: "Стрічка Atom цього пошуку (спершу нові)",
+      alertSummary: "Сповіщати про нові статті за цим пошуком",
+      alertKeyLabel: "Ключ API",
+      alertSave: "Зберегти сповіщення",
+      alertSaving: "Зберігаю…",
+      alertSaved: "Сповіщення збережено. Нові статті за ним — у стрічці:",
+      alertFeed: "стрічка Atom сповіщення",
+      alertFailed: (detail) => `Не вдалося зберегти сповіщення: ${detail}`,
       facetNames: { source: "Джерело", lang: "Мова", month: "Місяць" },
       facetApply: (name, value, count) => `${name}: ${value}, статей: ${count}`,
       emptyPage: "На цій сторінці результатів більше немає.",
@@ -124,6 +131,13 @@
       emptyHint: "Try other words, another mode, or clear the filters.",
       facetsLabel: "Narrow the results",
       feedLink: "Atom feed of this search (newest first)",
+      alertSummary: "Alert me to new articles for this search",
+      alertKeyLabel: "API key",
+      alertSave: "Save alert",
+      alertSaving: "Saving…",
+      alertSaved: "Alert saved. New articles that match it appear in its feed:",
+      alertFeed: "the alert's Atom feed",
+      alertFailed: (detail) => `Could not save the alert: ${detail}`,
       facetNames: { source: "Source", lang: "Language", month: "Month" },
       facetApply: (name, value, count) => `${name}: ${value}, ${count} articles`,
       emptyPage: "There are no more results on this page.",
@@ -180,6 +194,10 @@
     results: $("results"),
     facets: $("facets"),
     feed: $("feed-link"),
+    alertBox: $("alert-box"),
+    alertForm: $("alert-form"),
+    alertKey: $("alert-key"),
+    alertResult: $("alert-result"),
     resultsHeading: $("results-heading"),
     pager: $("pager"),
     prev: $("prev"),
@@ -338,6 +356,7 @@
       els.results.replaceChildren();
       els.facets.hidden = true;
       els.feed.hidden = true;
+      els.alertBox.hidden = true;
       els.results.dataset.state = "idle";
       els.pager.hidden = true;
       setStatus(t().enterQuery);
@@ -361,6 +380,7 @@
       els.results.replaceChildren();
       els.facets.hidden = true;
       els.feed.hidden = true;
+      els.alertBox.hidden = true;
       els.results.dataset.state = "error";
       els.pager.hidden = true;
       setStatus("", { visible: false });
@@ -571,6 +591,7 @@
     renderFacets(response.facets || {});
     els.feed.href = feedUrl(state.request);
     els.feed.hidden = false;
+    els.alertBox.hidden = false;
     els.pager.hidden = page === 1 && !state.hasNext;
     els.prev.disabled = page === 1;
     els.next.disabled = !state.hasNext;
@@ -713,6 +734,44 @@
     box.hidden = false;
   }
 
+  // ---- Saving the search as an alert --------------------------------------------------
+
+  // The key is sent with this one request and kept nowhere (not in storage, not in the address).
+  async function saveAlert(request) {
+    const m = t();
+    const body = { query: request.query, mode: request.mode };
+    if (request.filters) body.filters = request.filters;
+    els.alertResult.replaceChildren(document.createTextNode(m.alertSaving));
+    let response;
+    let answer = null;
+    try {
+      response = await fetch("/v1/alerts", {
+        method: "POST",
+        headers: {
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          Authorization: `Bearer ${els.alertKey.value.trim()}`,
+        },
+        body: JSON.stringify(body),
+      });
+      answer = await response.json();
+    } catch (_) {
+      response = null;
+    }
+    if (!response || !response.ok || !answer || typeof answer.id !== "string") {
+      const detail = answer && typeof answer.detail === "string" ? answer.detail : m.errorNetwork;
+      els.alertResult.replaceChildren(document.createTextNode(m.alertFailed(detail)));
+      els.alertResult.dataset.state = "error";
+      return;
+    }
+    const link = el("a", "alert-feed", m.alertFeed);
+    link.id = "alert-feed";
+    link.href = `/v1/alerts/${encodeURIComponent(answer.id)}/feed.atom`;
+    els.alertResult.replaceChildren(document.createTextNode(`${m.alertSaved} `), link);
+    els.alertResult.dataset.state = "saved";
+    els.alertResult.dataset.alertId = answer.id;
+  }
+
   // ---- The address bar: a search is a link -------------------------------------------
 
   // The same search as an Atom feed a reader can subscribe to (newest first, as feeds are read).
@@ -771,6 +830,11 @@
       if (els.q.value.trim()) run(buildRequest(0));
     });
   }
+
+  els.alertForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (state.request) saveAlert(state.request);
+  });
 
   els.reset.addEventListener("click", () => {
     els.lang.value = "";

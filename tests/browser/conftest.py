@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.app import KEY_HASH
 from tests.support.browser import ARTIFACTS, RENDER_TIMES, Browser
 from tests.support.repo import copy_index
 from tests.support.serving import ONE_BUSY_CLIENT, Server, start_server, stop_server
@@ -48,7 +49,8 @@ def page_index(example_index_source: Path, tmp_path_factory: pytest.TempPathFact
 def server(page_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Every browser test searches from one address, dozens within a minute (each page search is two
     # requests, one with sentence marks): far past a person's share of server time, so none here.
-    running = start_server(page_index, tmp_path_factory.mktemp("browser-log") / "server.log", ONE_BUSY_CLIENT)
+    env = {**ONE_BUSY_CLIENT, "POSHUK_AUTH_KEYS": KEY_HASH}  # the page saves alerts with a key
+    running = start_server(page_index, tmp_path_factory.mktemp("browser-log") / "server.log", env)
     yield running
     stop_server(running)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from tests.support.app import KEY
 from tests.support.browser import RENDER_TIMES, Browser
 from tests.support.serving import Server
 
@@ -193,6 +194,27 @@ def test_a_facet_click_narrows_the_results_to_its_value(browser: Browser) -> Non
     assert sources and all(source in text for text in sources)
     assert len(result_ids(page)) <= int(count)
     browser.screenshot("03c-facet-applied")
+
+
+def test_the_current_search_is_saved_as_an_alert_with_a_key(browser: Browser) -> None:
+    page = browser.open()
+    search(page, "переговори Росії та КНДР", "before saving an alert")
+    page.click("#alert-box summary")
+    page.fill("#alert-key", "psk_not-a-key")
+    page.click("#alert-save")
+    page.wait_for_selector("#alert-result[data-state=error]")
+    assert "API key is not valid" in page.inner_text("#alert-result")
+    page.fill("#alert-key", KEY)
+    page.click("#alert-save")
+    page.wait_for_selector("#alert-result[data-state=saved] a#alert-feed")
+    alert_id = page.get_attribute("#alert-result", "data-alert-id") or ""
+    browser.screenshot("06-alert-saved")
+    origin = "/".join(page.url.split("/")[:3])
+    saved = httpx.get(f"{origin}/v1/alerts/{alert_id}", headers={"X-API-Key": KEY}, timeout=30).json()
+    assert saved["query"] == "переговори Росії та КНДР" and saved["mode"] == "hybrid"
+    feed = httpx.get(origin + (page.get_attribute("#alert-feed", "href") or ""), timeout=30)
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/atom+xml")
+    assert page.input_value("#alert-key") == KEY and KEY not in page.url  # the key never reaches the address
 
 
 def test_similar_stories_open_inline_under_the_result(browser: Browser) -> None:

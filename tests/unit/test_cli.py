@@ -30,20 +30,6 @@ def news_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def hash_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The CLI loads the HashEncoder instead of a real model, and reads no machine settings."""
-
-    def load_encoder(settings: Settings) -> Encoder:
-        return HashEncoder()
-
-    monkeypatch.setattr("poshuk.models.load_encoder", load_encoder)
-    monkeypatch.setattr("poshuk.commands.quiet_model_loading", lambda: None)
-    for name in ("POSHUK_CONFIG", "POSHUK_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("POSHUK_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
 def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argument errors must be reported before any model loads."""
 

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     reliability.add_argument("--seed", type=int, default=20230831, help="seed of the load and the kills")
     reliability.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     reliability.add_argument("--work", type=Path, help="keep the index, settings and logs here")
+    alerts = sub.add_parser(
+        "alerts", help="English saved searches vs Ukrainian articles (NTREX): precision, recall, write cost."
+    )
+    alerts.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
+    alerts.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     dedupe = sub.add_parser("dedupe", help="Precision/recall of near-duplicate grouping (NTREX, edited BRUK copies).")
     dedupe.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
     dedupe.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
@@ -364,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sharded(args, argv)
     if args.benchmark == "ray-indexing":
         return _ray_indexing(args, argv)
+    if args.benchmark == "alerts":
+        from benchmarks.alerts import run as run_alerts
+
+        return run_alerts(args.data, args.out, ["python", "-m", "benchmarks", *argv])
     if args.benchmark == "dedupe":
         from benchmarks.dedupe import run as run_dedupe
 

@@ -9,7 +9,7 @@ fires for a Ukrainian article on the same event (``python -m benchmarks alerts``
 precision and recall on NTREX's English/Ukrainian document pairs).
 
 - ``store``     the alerts database beside the index (alerts, matches, outbox, cursor)
-- ``matching``  a pass over the change log after the cursor: one matrix product per article
+- ``matching``  a pass over the change log after the cursor: one matrix product per 32 articles
 - ``webhooks``  SSRF-safe targets and at-least-once delivery with stable idempotency keys
 - ``Alerts``    (here) what the library, CLI and service call
 """

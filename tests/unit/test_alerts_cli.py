@@ -60,3 +60,23 @@ def test_mistakes_exit_with_one_line(hash_model: None, index_dir: Path, capsys: 
     with pytest.raises(SystemExit) as exit_:
         main(["alerts", "add", "дрони", "--index", index, "--from", "yesterday"])
     assert exit_.value.code == 2
+
+
+def test_poshuk_index_matches_what_it_wrote(
+    hash_model: None, index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = str(index_dir)
+    code, out, err = cli(capsys, "alerts", "add", "Динамо", "--mode", "lexical", "--index", index, "--json")
+    assert code == 0, err
+    alert = json.loads(out)
+    source = tmp_path / "new.jsonl"
+    record = {"id": "new-2", "title": "Динамо виграло", "text": "Динамо виграло матч чемпіонату.", "lang": "uk"}
+    source.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    code, _, err = cli(capsys, "index", str(source), "--index", index, "--no-progress")
+    assert code == 0, err
+    assert "1 new match(es) for saved searches" in err
+    from poshuk.alerts import AlertStore
+
+    store = AlertStore(index_dir)  # recorded by the run itself, before anyone asks
+    assert [m.doc_id for m in store.matches(alert["id"], limit=10)] == ["new-2"]
+    store.close()

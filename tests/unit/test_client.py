@@ -177,3 +177,65 @@ def test_async_client_matches_the_sync_one() -> None:
                 await client.search("bad")
 
     run_coroutine(run())
+
+
+ALERT = {
+    "id": "a1/b",
+    "query": "North Korea",
+    "mode": "dense",
+    "threshold": 0.8,
+    "top_k": 3,
+    "webhook": "https://hooks.example/x",
+    "created_at": "2026-12-06T10:00:00Z",
+    "matches": 1,
+}
+MATCH = {
+    "doc_id": "uk-001",
+    "title": "Кірбі",
+    "score": 0.86,
+    "matched_by": "meaning",
+    "matched_at": "2026-12-06T10:01:00Z",
+}
+
+
+def _alerts_service(request: httpx.Request) -> httpx.Response:
+    path, method = request.url.raw_path.decode(), request.method
+    assert request.headers["authorization"] == "Bearer k1"
+    if path == "/v1/alerts" and method == "POST":
+        body = json.loads(request.content)
+        assert body == {"query": "North Korea", "mode": "dense", "top_k": 3, "filters": body["filters"]}
+        assert body["filters"]["lang"] == ["uk"]
+        return httpx.Response(201, json=ALERT)
+    if path == "/v1/alerts" and method == "GET":
+        return httpx.Response(200, json=[ALERT])
+    if path == "/v1/alerts/a1%2Fb" and method == "GET":
+        return httpx.Response(200, json=ALERT)
+    if path == "/v1/alerts/a1%2Fb" and method == "DELETE":
+        return httpx.Response(204)
+    if path.startswith("/v1/alerts/a1%2Fb/matches?") and method == "GET":
+        assert request.url.params["limit"] == "5" and request.url.params["newest"] == "true"
+        return httpx.Response(200, json={"alert": ALERT, "matches": [MATCH]})
+    return _problem(404, "not-found", f"alert {path} does not exist")
+
+
+def test_the_alert_methods_send_their_requests_and_decode_the_answers() -> None:
+    transport = httpx.MockTransport(_alerts_service)
+    with poshuk.Client("http://poshuk.test", api_key="k1", transport=transport) as client:
+        made = client.create_alert("North Korea", mode="dense", top_k=3, filters=Filters(lang=("uk",)))
+        assert isinstance(made, poshuk.Alert) and made.top_k == 3 and made.webhook == ALERT["webhook"]
+        assert [a.id for a in client.alerts()] == ["a1/b"]
+        assert client.alert("a1/b").matches == 1
+        found = client.alert_matches("a1/b", limit=5, newest=True)
+        assert isinstance(found, poshuk.AlertMatches) and found.matches[0].score == 0.86
+        client.delete_alert("a1/b")
+        with pytest.raises(poshuk.NotFoundError):
+            client.alert("other")
+
+    async def run() -> list[str]:
+        async with poshuk.AsyncClient("http://poshuk.test", api_key="k1", transport=transport) as client:
+            await client.create_alert("North Korea", mode="dense", top_k=3, filters=Filters(lang=("uk",)))
+            await client.delete_alert("a1/b")
+            found = await client.alert_matches("a1/b", limit=5, newest=True)
+            return [m.doc_id for m in found.matches] + [a.id for a in await client.alerts()]
+
+    assert run_coroutine(run()) == ["uk-001", "a1/b"]

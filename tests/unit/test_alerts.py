@@ -215,11 +215,16 @@ def test_a_target_that_turns_internal_is_not_sent_to_and_is_given_up(index_dir: 
     write_live(index_dir, DRONES)
     alerts.match_new_writes()
     sent: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
     sender = WebhookSender(
         alerts.store,
         AlertSettings(webhook_attempts=2, webhook_retry_s=0.001),
         resolver=lambda host, port: ["10.0.0.5"],  # the name now points inside
-        transport=httpx.MockTransport(lambda r: (sent.append(r), httpx.Response(200))[1]),
+        transport=httpx.MockTransport(receiver),
     )
     sender.send_due()
     sender.send_due(now=datetime.now(UTC).timestamp() + 1)
@@ -287,7 +292,7 @@ def test_top_k_derives_the_threshold_from_the_alerts_own_search(index_dir: Path)
             ({"top_k": 2, "mode": "lexical"}, "meaning"),
         ):
             with pytest.raises(InvalidQueryError, match=reason):
-                book.create("Динамо", **bad)  # type: ignore[arg-type]
+                book.create("Динамо", **bad)
         twin = article("new-9", "Динамо виграло матч", "Динамо виграло матч чемпіонату з рахунком два нуль.")
         write_live(index_dir, twin)  # as close as FOOTBALL, the best so far: within the top 1
         book.match_new_writes()

@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from poshuk.client import AsyncClient, Client
-from poshuk.documents import Article, Passage
+from poshuk.documents import Article, Page, Passage
 from poshuk.errors import (
     AuthError,
     BadRecordError,
@@ -117,6 +117,7 @@ __all__ = [
     "ModelMismatchError",
     "NotFoundError",
     "OnnxEncoder",
+    "Page",
     "Passage",
     "PoshukError",
     "SearchResult",

@@ -99,19 +99,21 @@ def chunk_article(article: Article, settings: ChunkingSettings, count_tokens: Ca
 
     Ids are ``passage_id(article.id, n)`` for n = 0, 1, ...; the same article and
     settings always give the same passages. A body-less article gives one passage
-    holding its title; an article with neither gives none.
+    holding its title; an article with neither gives none. A document with pages is cut
+    page by page (no passage crosses a page; each knows its page), and every passage is
+    embedded with the document's context (``document_context``).
     """
     title = " ".join(article.title.split())
-    # Every line is a paragraph, as the readers make them; hard-wrapped lines merge back below.
-    paragraphs = [" ".join(p.split()) for p in article.text.splitlines()]
-    paragraphs = [p for p in paragraphs if p and not is_credit_line(p)]
-    if not paragraphs:
+    units: list[tuple[int | None, list[str]]] = [(p.number, _paragraphs(p.text)) for p in article.pages]
+    units = units or [(None, _paragraphs(article.text))]
+    units = [(number, paragraphs) for number, paragraphs in units if paragraphs]
+    if not units:
         if not title:
             return []
         context = ""
-        paragraphs = [title]
+        units = [(None, [title])]
     else:
-        context = _title_context(title, settings, count_tokens) if settings.title_context else ""
+        context = _title_context(document_context(article), settings, count_tokens) if settings.title_context else ""
 
     def embed(text: str) -> str:
         return f"{context}\n{text}" if context else text
@@ -119,14 +121,41 @@ def chunk_article(article: Article, settings: ChunkingSettings, count_tokens: Ca
     def fits(text: str) -> bool:
         return count_tokens(embed(text)) + PROMPT_TOKENS <= settings.max_tokens
 
-    pieces: list[str] = []
-    for paragraph in paragraphs:
-        pieces.extend([paragraph] if fits(paragraph) else _split(paragraph, fits))
-    merged = _merge_short(pieces, settings.min_chars, fits)
+    cut: list[tuple[int | None, str]] = []
+    for number, paragraphs in units:
+        pieces: list[str] = []
+        for paragraph in paragraphs:
+            pieces.extend([paragraph] if fits(paragraph) else _split(paragraph, fits))
+        cut.extend((number, text) for text in _merge_short(pieces, settings.min_chars, fits))
     return [
-        Passage(id=passage_id(article.id, n), doc_id=article.id, ordinal=n, text=text, embed_text=embed(text))
-        for n, text in enumerate(merged)
+        Passage(
+            id=passage_id(article.id, n), doc_id=article.id, ordinal=n, text=text, embed_text=embed(text), page=number
+        )
+        for n, (number, text) in enumerate(cut)
     ]
+
+
+CONTEXT_CHARS = 300  # a title-less document's context: about its opening's length (issue 15 measured 150 as short)
+
+
+def document_context(article: Article) -> str:
+    """What every passage is embedded with: the title; a document with pages but no title gets its
+    opening text instead (its first ~300 characters, cut at a word), so a page on its own still
+    says which document it belongs to."""
+    title = " ".join(article.title.split())
+    if title or not article.pages:
+        return title
+    opening = " ".join(article.text.split())
+    if len(opening) <= CONTEXT_CHARS:
+        return opening
+    cut = opening[: CONTEXT_CHARS + 1]
+    return cut[: cut.rfind(" ")] if " " in cut else cut[:CONTEXT_CHARS]
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Every line is a paragraph, as the readers make them; hard-wrapped lines merge back when packed."""
+    paragraphs = [" ".join(p.split()) for p in text.splitlines()]
+    return [p for p in paragraphs if p and not is_credit_line(p)]
 
 
 def _title_context(title: str, settings: ChunkingSettings, count_tokens: Callable[[str], int]) -> str:

@@ -49,8 +49,17 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub("\ufffd", text)
 
 
+class Page(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One page of a long document (a PDF, a report): its number and its text (paragraphs split by lines)."""
+
+    number: int
+    text: str
+
+
 class Article(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One news article as read from a source; ``text`` keeps paragraphs split by blank lines."""
+    """One news article (or document) as read from a source; ``text`` keeps paragraphs split by blank
+    lines. A document with ``pages`` has their texts, in order, as its ``text``, and its passages
+    never cross a page."""
 
     id: str
     title: str
@@ -61,6 +70,7 @@ class Article(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     lang: str | None = None
     section: str | None = None
     tags: tuple[str, ...] = ()
+    pages: tuple[Page, ...] = ()
 
 
 class Passage(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +85,7 @@ class Passage(msgspec.Struct, frozen=True, kw_only=True):
     ordinal: int
     text: str
     embed_text: str
+    page: int | None = None  # the page it is on, for a document with pages
 
 
 def passage_id(doc_id: str, ordinal: int) -> str:

@@ -16,15 +16,16 @@ from typing import Any
 
 import msgspec
 
-from poshuk.documents import Article, clean_line, clean_text, normalise_id
+from poshuk.documents import Article, Page, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
 from poshuk.feed_reader import FEED_SUFFIXES, read_feed
 from poshuk.language import UNDETERMINED, LanguageDetector
+from poshuk.pdf_reader import read_pdf
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 """Larger .txt/.md/.html files (and JSONL lines) are bad records, not memory spikes."""
 
-SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm"}) | FEED_SUFFIXES
+SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm", ".pdf"}) | FEED_SUFFIXES
 
 _STR_FIELDS = ("url", "source", "section")
 _LANG = re.compile(r"[a-z]{2,3}")
@@ -98,6 +99,11 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
         yield from _read_jsonl(path, detector)
         return
     source = str(path)
+    if suffix == ".pdf":
+        doc_id = _file_id(path, root)
+        found = read_pdf(path, doc_id, source) if doc_id else BadRecordError("cannot derive an id", source=source)
+        yield found if isinstance(found, BadRecordError) else _finish(msgspec.structs.asdict(found), detector)
+        return
     if suffix in FEED_SUFFIXES:
         data = _small_file(path, source)
         if isinstance(data, BadRecordError):
@@ -215,12 +221,18 @@ def _fields(obj: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("missing id")
     if not isinstance(raw_id, str):
         raise ValueError("'id' must be a string or an integer")
+    pages = _pages(obj.get("pages"))
     text = obj.get("text")
-    if text is None:
-        raise ValueError("missing text")
-    if not isinstance(text, str):
-        raise ValueError("'text' must be a string")
-    body = "\n\n".join(_lines(clean_text(text)))
+    if pages and text is not None:
+        raise ValueError("give 'text' or 'pages', not both")
+    if pages:
+        body = "\n\n".join(page.text for page in pages)
+    else:
+        if text is None:
+            raise ValueError("missing text (or pages)")
+        if not isinstance(text, str):
+            raise ValueError("'text' must be a string")
+        body = "\n\n".join(_lines(clean_text(text)))
     if not body:
         raise ValueError("empty text")
     title = obj.get("title")
@@ -241,7 +253,41 @@ def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     fields["lang"] = _lang(obj.get("lang"))
     fields["published_at"] = parse_date(obj.get("published_at"))
     fields["tags"] = _tags(obj.get("tags"))
+    fields["pages"] = pages
     return fields
+
+
+MAX_PAGES = 10_000
+
+
+def _pages(value: object) -> tuple[Page, ...]:
+    """``pages: [{"number": 1, "text": "..."}, ...]``: numbered pages, each its lines as paragraphs; pages
+    without text are left out (they hold no passage), and a document of only such pages is empty."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError('\'pages\' must be a list of {"number", "text"} objects')
+    if len(value) > MAX_PAGES:
+        raise ValueError(f"'pages' lists {len(value)} pages; at most {MAX_PAGES} are allowed")
+    pages: list[Page] = []
+    seen: set[int] = set()
+    for n, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) - {"number", "text"}:
+            raise ValueError(f"page {n}: expected an object with 'number' and 'text'")
+        number, text = item.get("number"), item.get("text")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise ValueError(f"page {n}: 'number' must be a whole number from 1")
+        if number in seen:
+            raise ValueError(f"page {n}: page number {number} appears twice")
+        if not isinstance(text, str):
+            raise ValueError(f"page {n}: 'text' must be a string")
+        seen.add(number)
+        lines = _lines(clean_text(text))
+        if lines:
+            pages.append(Page(number=number, text="\n".join(lines)))
+    if value and not pages:
+        raise ValueError("every page is empty")
+    return tuple(pages)
 
 
 def _lang(value: object) -> str | None:

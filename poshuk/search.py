@@ -319,6 +319,7 @@ class Searcher:
             highlight_kind="terms" if spans else None,
             other_matches=others,
             cluster=p.cluster,
+            page=p.page,
         )
 
     def _add_sentence_highlights(self, query_vector: Vectors, hits: list[Hit]) -> list[Hit]:

@@ -74,6 +74,9 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     cluster: Annotated[
         str | None, _doc("The story's cluster: the id of the first indexed article of the same story.")
     ] = None
+    page: Annotated[int | None, _doc("The page the passage is on, for a document with pages (null for articles).")] = (
+        None
+    )
 
 
 class FacetBucket(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +123,7 @@ class PassageOut(msgspec.Struct, kw_only=True, frozen=True):
     passage_id: str
     ordinal: Annotated[int, _doc("Position of the passage in its article, from 0.")]
     text: str
+    page: Annotated[int | None, _doc("Its page, for a document with pages.")] = None
 
 
 class DocumentResponse(msgspec.Struct, kw_only=True, frozen=True):

@@ -73,6 +73,7 @@ def format_result(result: SearchResult, *, bold: bool = False) -> str:
     lines: list[str] = []
     for hit in result.hits:
         date = f" {hit.published_at.date()}" if hit.published_at else ""
+        date += f" p. {hit.page}" if hit.page is not None else ""
         more = f" (+{hit.other_matches} more in this article)" if hit.other_matches else ""
         # printable(): indexed text reaches a terminal, which must show it, never obey it
         title, doc_id, text = printable(hit.title), printable(hit.doc_id), printable(hit.text)

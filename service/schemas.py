@@ -221,7 +221,9 @@ def document_response(stored: StoredDocument) -> DocumentResponse:
         lang=a.lang,
         section=a.section,
         tags=list(a.tags),
-        passages=[PassageOut(passage_id=p.passage_id, ordinal=p.ordinal, text=p.text) for p in stored.passages],
+        passages=[
+            PassageOut(passage_id=p.passage_id, ordinal=p.ordinal, text=p.text, page=p.page) for p in stored.passages
+        ],
     )
 
 

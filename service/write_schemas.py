@@ -18,10 +18,21 @@ def _doc(text: str, **extra: Any) -> msgspec.Meta:
     return msgspec.Meta(description=text, **extra)
 
 
-class ArticleIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """One news article. Paragraphs in `text` are separated by line breaks."""
+class PageIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One page of a long document."""
 
-    text: Annotated[str, _doc("The article body; each line is a paragraph.")]
+    number: Annotated[int, _doc("The page's number, from 1.")]
+    text: Annotated[str, _doc("The page's text; each line is a paragraph.")]
+
+
+class ArticleIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One news article, or a long document with `pages`. Paragraphs in `text` are separated by line breaks."""
+
+    text: Annotated[str | None, _doc("The article body; each line is a paragraph. Required unless `pages`.")] = None
+    pages: Annotated[
+        list[PageIn] | None,
+        _doc("A long document's pages, instead of `text`: passages never cross a page, and hits name it."),
+    ] = None
     id: Annotated[
         Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None,
         _doc("Article id; required in a batch; in a `PUT` it may be left out, and must match the path if given."),
@@ -38,10 +49,10 @@ class ArticleIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
 
     def record(self, doc_id: str | None = None) -> dict[str, Any]:
         """The fields as the JSONL reader takes them, with ``doc_id`` as the id if given."""
-        fields = msgspec.structs.asdict(self)
+        fields: dict[str, Any] = msgspec.to_builtins(self)
         if doc_id is not None:
             fields["id"] = doc_id
-        return fields
+        return {name: value for name, value in fields.items() if value is not None or name == "id"}
 
 
 class ReloadResponse(msgspec.Struct, kw_only=True, frozen=True):

@@ -36,18 +36,20 @@ from poshuk.index.db import (
     DOCUMENT_SELECT,
     FACTS_SELECT,
     GROUP_SELECT,
-    PASSAGE_SELECT,
     SQLITE_NAME,
     Counts,
     ReadConnections,
     StoredDocument,
     StoredPassage,
     add_articles,
+    add_pages,
     article_from_row,
     connect,
     has_articles,
+    has_pages,
     last_seq,
     passage_from_row,
+    passage_select,
     rollback,
     select_in,
     storage_error,
@@ -99,6 +101,7 @@ class Index:
         if not read_only:
             self._db = connect(folder / SQLITE_NAME)
             add_articles(self._db)
+            add_pages(self._db)
         self._write_lock = threading.RLock()
         self._readers = ReadConnections(folder / SQLITE_NAME, read_only=read_only)
         self.allowed_cache = AllowedCache()  # filters' allowed rows, shared by this version's searches
@@ -107,6 +110,7 @@ class Index:
         self._was_live = False
         with contextlib.suppress(IndexStoreError):
             self._was_live = live_version(self.index_dir) == folder
+        self._passage_select = passage_select(has_pages(self._readers.get()))
         self.vectors = VectorMirror(folder, self.manifest.model.dimension, approximate_above=approximate_above)
         try:
             self.vectors.load(self._readers.get(), passages=lambda: self.counts().passages)
@@ -236,7 +240,7 @@ class Index:
         if not rows:
             return {}
         with self._readers.snapshot() as conn:
-            found = select_in(conn, PASSAGE_SELECT + " WHERE p.row_id IN ({})", rows)
+            found = select_in(conn, self._passage_select + " WHERE p.row_id IN ({})", rows)
         return {int(r[0]): passage_from_row(r) for r in found}
 
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
@@ -256,7 +260,9 @@ class Index:
             row = conn.execute(f"{DOCUMENT_SELECT} WHERE doc_id = ?", (doc_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"document {doc_id!r} is not in the index")
-            passages = conn.execute(f"{PASSAGE_SELECT} WHERE p.doc_id = ? ORDER BY p.ordinal", (doc_id,)).fetchall()
+            passages = conn.execute(
+                f"{self._passage_select} WHERE p.doc_id = ? ORDER BY p.ordinal", (doc_id,)
+            ).fetchall()
         return StoredDocument(article=article_from_row(row), passages=[passage_from_row(p) for p in passages])
 
     def read(self) -> sqlite3.Connection:
@@ -314,7 +320,7 @@ class Index:
             self._write_lock.release()
             raise
         if stager is None:
-            stager = Stager(db, self.vectors, self.analyzer, articles=has_articles(db))
+            stager = Stager(db, self.vectors, self.analyzer, articles=has_articles(db), pages=has_pages(db))
         return stager
 
     def _writer(self) -> sqlite3.Connection:

@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS passages (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
     ordinal INTEGER NOT NULL,
     text TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    page INTEGER
 );
 CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id, ordinal);
 CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(
@@ -110,6 +111,7 @@ class StoredPassage(msgspec.Struct, frozen=True, kw_only=True):
     published_at: datetime | None
     lang: str | None
     cluster: str | None = None
+    page: int | None = None
 
 
 class StoredDocument(msgspec.Struct, frozen=True, kw_only=True):
@@ -296,14 +298,41 @@ def add_articles(conn: sqlite3.Connection) -> None:
         rollback(conn)
 
 
+def has_pages(conn: sqlite3.Connection) -> bool:
+    """Whether passages record their page (indexes made before documents with pages lack the column)."""
+    return any(row[1] == "page" for row in conn.execute("PRAGMA table_info(passages)"))
+
+
+def add_pages(conn: sqlite3.Connection) -> None:
+    """Give an index made before documents with pages its ``passages.page`` column (NULL: not paged).
+
+    Best effort and idempotent, like ``add_articles``: a busy database gets it at the next open, and
+    until then writers store no pages (``Stager(pages=False)``) and readers read none.
+    """
+    if has_pages(conn):
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        return
+    try:
+        if not has_pages(conn):
+            conn.execute("ALTER TABLE passages ADD COLUMN page INTEGER")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        rollback(conn)
+
+
 def last_seq(conn: sqlite3.Connection) -> int:
     (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
     return int(last)
 
 
-PASSAGE_SELECT = """
+def passage_select(pages: bool) -> str:
+    """The SELECT that ``passage_from_row`` maps; ``pages``: whether the database has ``passages.page``."""
+    return f"""
 SELECT p.row_id, p.passage_id, p.doc_id, p.ordinal, p.text,
-       d.title, d.url, d.source, d.published_at, d.lang, d.cluster
+       d.title, d.url, d.source, d.published_at, d.lang, d.cluster, {"p.page" if pages else "NULL"}
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 
@@ -331,6 +360,7 @@ def passage_from_row(row: tuple[object, ...]) -> StoredPassage:
         published_at=None if published is None else datetime.fromisoformat(str(published)),
         lang=None if row[9] is None else str(row[9]),
         cluster=None if row[10] is None else str(row[10]),
+        page=None if row[11] is None else int(str(row[11])),
     )
 
 

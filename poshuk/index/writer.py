@@ -31,7 +31,16 @@ from poshuk.documents import Article, Passage
 from poshuk.encoder import ModelIdentity, check_backend
 from poshuk.errors import IndexBusyError, IndexNotFoundError, IndexRetiredError, IndexStoreError, ModelMismatchError
 from poshuk.index.core import Index
-from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, Counts, article_from_row, connect, rollback, storage_error
+from poshuk.index.db import (
+    DOCUMENT_SELECT,
+    SQLITE_NAME,
+    Counts,
+    article_from_row,
+    connect,
+    has_pages,
+    rollback,
+    storage_error,
+)
 from poshuk.index.layout import (
     create_version,
     last_change,
@@ -262,6 +271,7 @@ class IndexWriter:
         dim = old_manifest.model.dimension
         gone: list[str] = []
         kept: list[Upsert] = []
+        page = "p.page" if has_pages(old) else "NULL"
         for doc_id in doc_ids:
             row = old.execute(f"{DOCUMENT_SELECT} WHERE doc_id = ?", (doc_id,)).fetchone()
             if row is None:
@@ -269,19 +279,19 @@ class IndexWriter:
                 continue
             article = article_from_row(row)
             rows = old.execute(
-                "SELECT p.passage_id, p.ordinal, p.text, p.vector, l.terms FROM passages p "
+                f"SELECT p.passage_id, p.ordinal, p.text, p.vector, l.terms, {page} FROM passages p "
                 "LEFT JOIN lexical l ON l.rowid = p.row_id WHERE p.doc_id = ? ORDER BY p.ordinal",
                 (doc_id,),
             ).fetchall()
             context = f"{article.title}\n" if new.manifest.chunking.title_context and article.title else ""
             passages = [
-                Passage(id=pid, doc_id=doc_id, ordinal=n, text=text, embed_text=context + text)
-                for pid, n, text, _, _ in rows
+                Passage(id=pid, doc_id=doc_id, ordinal=n, text=text, embed_text=context + text, page=number)
+                for pid, n, text, _, _, number in rows
             ]
             vectors = np.zeros((len(rows), dim), dtype=np.float32)
-            for i, (_, _, _, blob, _) in enumerate(rows):
+            for i, (_, _, _, blob, _, _) in enumerate(rows):
                 vectors[i] = np.frombuffer(blob, dtype=np.float32, count=dim)
-            terms = [str(t or "") for *_, t in rows] if same_terms else None
+            terms = [str(t or "") for _, _, _, _, t, _ in rows] if same_terms else None
             kept.append(Upsert(article, passages, vectors, terms))
         if not same_model:
             if self.prepare is None:

@@ -25,6 +25,11 @@ from poshuk.filters import timestamp
 from poshuk.index.clusters import Staged, centroid, find_cluster
 from poshuk.index.mirror import VectorMirror
 
+_INSERT_PASSAGE = "INSERT INTO passages (row_id, passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_PASSAGE_WITH_PAGE = (
+    "INSERT INTO passages (row_id, passage_id, doc_id, ordinal, text, vector, page) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 
 class Upsert(msgspec.Struct, frozen=True):
     """One article with its passages and their vectors, ready to write.
@@ -59,11 +64,14 @@ def _now() -> str:
 class Stager:
     """Writes rows on the writer's connection; the caller owns the transaction."""
 
-    def __init__(self, db: sqlite3.Connection, mirror: VectorMirror, analyzer: Analyzer, *, articles: bool) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, mirror: VectorMirror, analyzer: Analyzer, *, articles: bool, pages: bool = True
+    ) -> None:
         self.db = db
         self.mirror = mirror
         self.analyzer = analyzer
         self.articles = articles  # whether the article-level BM25 table exists
+        self.pages = pages  # whether passages have their page column
         self.staged = Staged()  # this transaction's mean vectors, not yet in FAISS
 
     def stage(self, upserts: Sequence[Upsert] = (), deletes: Sequence[str] = ()) -> Applied:
@@ -139,17 +147,18 @@ class Stager:
         added: list[int] = []
         all_terms: list[str] = []
         for n, (passage, vector) in enumerate(zip(passages, vectors, strict=True)):
-            cursor = db.execute(
-                "INSERT INTO passages (row_id, passage_id, doc_id, ordinal, text, vector) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    None if item.rows is None else int(item.rows[n]),  # None: the next row id
-                    passage.id,
-                    article.id,
-                    passage.ordinal,
-                    passage.text,
-                    np.asarray(vector, np.float32).tobytes(),
-                ),
+            values = (
+                None if item.rows is None else int(item.rows[n]),  # None: the next row id
+                passage.id,
+                article.id,
+                passage.ordinal,
+                passage.text,
+                np.asarray(vector, np.float32).tobytes(),
             )
+            if self.pages:
+                cursor = db.execute(_INSERT_PASSAGE_WITH_PAGE, (*values, passage.page))
+            else:
+                cursor = db.execute(_INSERT_PASSAGE, values)
             row = int(cursor.lastrowid or 0)
             added.append(row)
             terms = item.terms[n] if item.terms is not None else " ".join(self.analyzer.terms(passage.embed_text))

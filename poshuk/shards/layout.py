@@ -23,7 +23,7 @@ from poshuk.atomic import write_file
 from poshuk.documents import Passage
 from poshuk.errors import IndexStoreError
 from poshuk.index import Index, IndexWriter, Upsert
-from poshuk.index.db import DOCUMENT_SELECT, article_from_row
+from poshuk.index.db import DOCUMENT_SELECT, article_from_row, has_pages
 from poshuk.index.layout import SET_NAME, Manifest
 
 BUCKETS = 4096
@@ -90,22 +90,26 @@ def _upserts(source: Index) -> Iterator[Upsert]:
         "LEFT JOIN passages p ON p.doc_id = d.doc_id GROUP BY d.doc_id ORDER BY first IS NULL, first, d.doc_id"
     ).fetchall()
     dim = source.manifest.model.dimension
+    page = "p.page" if has_pages(conn) else "NULL"
     for doc_id, cluster, minhash, _ in order:
         article = article_from_row(conn.execute(f"{DOCUMENT_SELECT} WHERE doc_id = ?", (doc_id,)).fetchone())
         rows = conn.execute(
-            "SELECT p.row_id, p.passage_id, p.ordinal, p.text, p.vector, l.terms FROM passages p "
+            f"SELECT p.row_id, p.passage_id, p.ordinal, p.text, p.vector, l.terms, {page} FROM passages p "
             "LEFT JOIN lexical l ON l.rowid = p.row_id WHERE p.doc_id = ? ORDER BY p.ordinal",
             (doc_id,),
         ).fetchall()
-        passages = [Passage(id=pid, doc_id=doc_id, ordinal=o, text=t, embed_text=t) for _, pid, o, t, _, _ in rows]
+        passages = [
+            Passage(id=pid, doc_id=doc_id, ordinal=o, text=t, embed_text=t, page=number)
+            for _, pid, o, t, _, _, number in rows
+        ]
         vectors = np.zeros((len(rows), dim), dtype=np.float32)
-        for n, (*_, blob, _) in enumerate(rows):
+        for n, (_, _, _, _, blob, _, _) in enumerate(rows):
             vectors[n] = np.frombuffer(blob, dtype=np.float32, count=dim)
         yield Upsert(
             article,
             passages,
             vectors,
-            terms=[terms or "" for *_, terms in rows],
+            terms=[terms or "" for _, _, _, _, _, terms, _ in rows],
             signature=None if minhash is None else np.frombuffer(minhash, dtype=np.uint64).copy(),
             rows=[int(r) for r, *_ in rows],
             cluster=cluster,

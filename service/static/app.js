@@ -54,6 +54,7 @@
       emptyHint: "Спробуйте інші слова, інший режим або приберіть фільтри.",
       facetsLabel: "Уточнити результати",
       feedLink: "Стрічка Atom цього пошуку (спершу нові)",
+      pageOf: (n) => `с. ${n}`,
       alertSummary: "Сповіщати про нові статті за цим пошуком",
       alertKeyLabel: "Ключ API",
       alertSave: "Зберегти сповіщення",
@@ -131,6 +132,7 @@
       emptyHint: "Try other words, another mode, or clear the filters.",
       facetsLabel: "Narrow the results",
       feedLink: "Atom feed of this search (newest first)",
+      pageOf: (n) => `p. ${n}`,
       alertSummary: "Alert me to new articles for this search",
       alertKeyLabel: "API key",
       alertSave: "Save alert",
@@ -501,6 +503,7 @@
       }
     }
     if (hit.source) parts.push(el("span", "source", hit.source));
+    if (Number.isInteger(hit.page)) parts.push(el("span", "page", t().pageOf(hit.page)));
     if (hit.lang) {
       const badge = el("span", "lang-badge", t().lang[hit.lang] || hit.lang);
       badge.lang = state.ui;

@@ -217,6 +217,29 @@ def test_the_current_search_is_saved_as_an_alert_with_a_key(browser: Browser) ->
     assert page.input_value("#alert-key") == KEY and KEY not in page.url  # the key never reaches the address
 
 
+def test_a_hit_in_a_document_with_pages_names_its_page(browser: Browser, server: Server) -> None:
+    document = {
+        "title": "Гідрологічний звіт басейну Дністра",
+        "lang": "uk",
+        "pages": [
+            {"number": 1, "text": "Вступ. Звіт описує спостереження гідрологічних постів за рік."},
+            {"number": 7, "text": "Рівень води у Дністрі біля Заліщиків піднявся на два метри після злив."},
+        ],
+    }
+    url = f"{server.base_url}/v1/documents/hydro-report"
+    written = httpx.put(url, json=document, headers={"X-API-Key": KEY}, timeout=120)
+    assert written.status_code in (200, 201), written.text
+    try:
+        page = browser.open()
+        search(page, "рівень води Дністра біля Заліщиків", "a page of a long document")
+        first = page.locator("#results > li.result").first
+        assert first.get_attribute("data-doc-id") == "hydro-report"
+        assert "с. 7" in first.locator(".meta").inner_text()
+        browser.screenshot("07-document-page")
+    finally:
+        assert httpx.delete(url, headers={"X-API-Key": KEY}, timeout=60).status_code == 200
+
+
 def test_similar_stories_open_inline_under_the_result(browser: Browser) -> None:
     page = browser.open()
     search(page, "візит Шойгу до Північної Кореї", "before similar")

@@ -32,6 +32,7 @@ HIT_FIELDS = {
     "highlight_kind",
     "other_matches",
     "cluster",
+    "page",
 }
 RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset", "sort", "facets"}
 

@@ -70,11 +70,11 @@ def test_iter_sources_missing_path(tmp_path: Path) -> None:
 
 
 def test_iter_sources_explicit_unsupported_file(tmp_path: Path) -> None:
-    path = tmp_path / "data.pdf"
-    path.write_bytes(b"%PDF")
+    path = tmp_path / "data.docx"
+    path.write_bytes(b"PK")
     with pytest.raises(ConfigError, match="unsupported source file") as info:
         list(iter_sources([path]))
-    assert info.value.hint and ".jsonl" in info.value.hint
+    assert info.value.hint and ".jsonl" in info.value.hint and ".pdf" in info.value.hint
 
 
 def test_read_articles_rejects_unsupported_file(tmp_path: Path, detector: LanguageDetector) -> None:

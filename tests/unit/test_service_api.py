@@ -474,8 +474,8 @@ def test_document_returns_the_article_and_its_passages(client: TestClient[Litest
     assert body["section"] == "світ"
     assert body["tags"] == ["КНДР", "Росія"]
     assert body["passages"] == [
-        {"passage_id": "uk-001#0", "ordinal": 0, "text": ARTICLES_BY_ID["uk-001"][0]},
-        {"passage_id": "uk-001#1", "ordinal": 1, "text": ARTICLES_BY_ID["uk-001"][1]},
+        {"passage_id": "uk-001#0", "ordinal": 0, "text": ARTICLES_BY_ID["uk-001"][0], "page": None},
+        {"passage_id": "uk-001#1", "ordinal": 1, "text": ARTICLES_BY_ID["uk-001"][1], "page": None},
     ]
 
 

@@ -1,0 +1,173 @@
+"""Documents with pages (issue 15): JSONL ``pages`` and PDF files; passages never cross a page; hits name it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from poshuk.chunking import CONTEXT_CHARS, chunk_article, document_context
+from poshuk.documents import Article, Page
+from poshuk.encoder import HashEncoder
+from poshuk.errors import BadRecordError
+from poshuk.index import Index, IndexWriter, Upsert, live_version
+from poshuk.language import LanguageDetector
+from poshuk.readers import read_articles
+from poshuk.search import Searcher
+from poshuk.settings import ChunkingSettings
+from poshuk_cli.main import main
+from tests.support.pdf import make_pdf
+
+ENCODER = HashEncoder()
+
+
+def WORDS(text: str) -> int:
+    return len(text.split())
+
+
+def _read(path: Path) -> list[Article | BadRecordError]:
+    return list(read_articles(path, detector=LanguageDetector()))
+
+
+def test_passages_never_cross_a_page_and_carry_its_number() -> None:
+    doc = Article(
+        id="report",
+        title="Annual report",
+        text="",
+        pages=(Page(1, "Revenue grew.\nCosts fell."), Page(3, "Outlook is stable.")),
+    )
+    passages = chunk_article(doc, ChunkingSettings(min_chars=1000), WORDS)
+    # min_chars would merge everything on one page into one passage, but never across pages
+    assert [(p.ordinal, p.page, p.text) for p in passages] == [
+        (0, 1, "Revenue grew.\nCosts fell."),
+        (1, 3, "Outlook is stable."),
+    ]
+    assert all(p.embed_text.startswith("Annual report\n") for p in passages)
+    article = Article(id="a", title="T", text="One.\nTwo.")
+    assert [p.page for p in chunk_article(article, ChunkingSettings(), WORDS)] == [None]
+
+
+def test_a_document_without_a_title_is_embedded_with_its_opening() -> None:
+    opening = "Наказ Міністерства охорони здоров'я " * 20
+    doc = Article(id="d", title="", text=opening, pages=(Page(1, opening),))
+    context = document_context(doc)
+    assert 0 < len(context) <= CONTEXT_CHARS and opening.startswith(context) and not context.endswith(" ")
+    assert all(p.embed_text.startswith(context + "\n") for p in chunk_article(doc, ChunkingSettings(), WORDS))
+    assert document_context(Article(id="a", title="", text="Text.")) == ""  # an article keeps no context
+
+
+def test_jsonl_pages_are_read_and_checked(tmp_path: Path) -> None:
+    good = {"id": "r1", "title": "Report", "pages": [{"number": 1, "text": "A.\nB."}, {"number": 2, "text": "  "}]}
+    bad = [
+        {"id": "x1", "text": "t", "pages": [{"number": 1, "text": "a"}]},
+        {"id": "x2", "pages": [{"number": 1, "text": "a"}, {"number": 1, "text": "b"}]},
+        {"id": "x3", "pages": [{"number": 0, "text": "a"}]},
+        {"id": "x4", "pages": [{"number": 1, "text": " "}]},
+        {"id": "x5", "pages": "page one"},
+        {"id": "x6", "pages": [{"number": 1, "text": "a", "image": "x"}]},
+    ]
+    source = tmp_path / "docs.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in [good, *bad]) + "\n", encoding="utf-8")
+    first, *errors = _read(source)
+    assert isinstance(first, Article) and first.pages == (Page(1, "A.\nB."),) and first.text == "A.\nB."
+    reasons = [str(e) for e in errors]
+    assert all(isinstance(e, BadRecordError) for e in errors)
+    for fragment, reason in zip(
+        ("not both", "appears twice", "from 1", "every page is empty", "must be a list", "'number' and 'text'"),
+        reasons,
+        strict=True,
+    ):
+        assert fragment in reason
+
+
+def test_a_pdf_is_read_page_by_page_with_its_title(tmp_path: Path) -> None:
+    pdf = tmp_path / "annual-report.pdf"
+    pdf.write_bytes(make_pdf([["Annual report 2024", "Revenue grew by nine percent."], [], ["Outlook."]], title="AR"))
+    (doc,) = _read(pdf)
+    assert isinstance(doc, Article)
+    assert (doc.id, doc.title) == ("annual-report", "AR")
+    assert [(p.number, p.text) for p in doc.pages] == [
+        (1, "Annual report 2024\nRevenue grew by nine percent."),
+        (3, "Outlook."),
+    ]
+    generic = tmp_path / "memo.pdf"
+    generic.write_bytes(make_pdf([["Memo text."]], title="Microsoft Word - memo.docx"))
+    (memo,) = _read(generic)
+    assert isinstance(memo, Article) and memo.title == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (make_pdf([[], []]), "no text layer on any of its 2 page(s)"),
+        (b"%PDF-1.4\nthis is not a PDF at all", "not a readable PDF"),
+    ],
+)
+def test_scanned_and_broken_pdfs_are_bad_records(tmp_path: Path, data: bytes, reason: str) -> None:
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(data)
+    (bad,) = _read(path)
+    assert isinstance(bad, BadRecordError) and reason in str(bad)
+
+
+def _index(folder: Path, *docs: Article) -> Path:
+    from poshuk.chunking import chunk_article as chunk
+
+    with IndexWriter(folder, ENCODER.identity, ChunkingSettings()) as writer:
+        for doc in docs:
+            passages = chunk(doc, ChunkingSettings(), WORDS)
+            writer.upsert_many([Upsert(doc, passages, ENCODER.encode_passages([p.embed_text for p in passages]))])
+    return folder
+
+
+REPORT = Article(
+    id="report",
+    title="Annual report",
+    text="",
+    pages=(Page(1, "Revenue grew by nine percent."), Page(12, "Drone production doubled at the plant.")),
+)
+
+
+def test_hits_and_documents_name_their_page(tmp_path: Path) -> None:
+    folder = _index(tmp_path / "index", REPORT, Article(id="news", title="News", text="Drones attacked the port."))
+    searcher = Searcher(Index.open(folder), ENCODER)
+    try:
+        hits = {h.doc_id: h for h in reversed(searcher.search("drone production plant", k=5).hits)}  # best kept
+        assert hits["report"].page == 12 and hits["news"].page is None
+        assert [p.page for p in searcher.document("report").passages] == [1, 12]
+    finally:
+        searcher.close()
+
+
+def test_an_index_from_before_pages_reads_without_them_and_gains_the_column_when_written(tmp_path: Path) -> None:
+    folder = _index(tmp_path / "index", Article(id="news", title="News", text="Drones attacked the port."))
+    db = sqlite3.connect(live_version(folder) / "meta.sqlite")
+    db.execute("ALTER TABLE passages DROP COLUMN page")  # the schema before documents with pages
+    db.commit()
+    db.close()
+    old = Index.open(folder, read_only=True)
+    try:
+        assert [p.page for p in old.document("news").passages] == [None]
+    finally:
+        old.close()
+    _index(folder, REPORT)  # a writer adds the column, then stores pages
+    index = Index.open(folder)
+    try:
+        assert [p.page for p in index.document("report").passages] == [1, 12]
+        assert [p.page for p in index.document("news").passages] == [None]
+    finally:
+        index.close()
+
+
+def test_poshuk_index_reads_a_pdf_and_search_prints_the_page(
+    hash_model: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pdf = tmp_path / "plant.pdf"
+    pdf.write_bytes(make_pdf([["Introduction to the plant."], ["Drone production doubled at the plant."]]))
+    index = str(tmp_path / "index")
+    assert main(["index", str(pdf), "--index", index, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["search", "drone production", "--index", index, "-k", "1"]) == 0
+    assert "(plant p. 2)" in capsys.readouterr().out

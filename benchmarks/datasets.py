@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from poshuk import Article
-from poshuk.documents import clean_text
+from poshuk.documents import Page, clean_text
 
 LOADER_VERSION = 1
 """Bump when a loader changes what it yields (part of the index cache key)."""
@@ -106,6 +106,41 @@ def load_unlp2026(root: Path) -> BenchSet:
     )
 
 
+def load_unlp2026_documents(root: Path) -> BenchSet:
+    """The same questions over the 41 PDFs as documents with pages (their real structure): every page is
+    embedded with its document's context, and a hit's (document, page) is the unit scored."""
+    folder = root / "unlp2026-dev-uk-docqa"
+    pages: dict[str, list[dict[str, Any]]] = {}
+    for r in read_jsonl(folder / "corpus.jsonl"):
+        pages.setdefault(str(r["doc_id"]).removesuffix(".pdf"), []).append(r)
+    corpus = []
+    for doc_id, rows in pages.items():
+        rows.sort(key=lambda r: int(r["page"]))
+        langs = [r.get("lang") for r in rows if r.get("lang")]
+        corpus.append(
+            Article(
+                id=doc_id,
+                title="",
+                text="\n\n".join(clean_text(r["text"]) for r in rows),
+                lang=max(set(langs), key=langs.count) if langs else None,
+                source=rows[0].get("source"),
+                pages=tuple(Page(int(r["page"]), clean_text(r["text"])) for r in rows if r["text"].strip()),
+            )
+        )
+    bench = load_unlp2026(root)
+    return msgspec.structs.replace(
+        bench,
+        name="unlp2026-docs",
+        description="uk question -> page of 41 PDF documents with pages",
+        corpus=corpus,
+    )
+
+
+def unit_id(doc_id: str, page: int | None) -> str:
+    """What a hit is scored as: its page (``{document}#p{n}``, unlp2026's page ids), else its document."""
+    return doc_id if page is None else f"{doc_id}#p{page}"
+
+
 def load_ntrex_passages(root: Path) -> BenchSet:
     """516 English 4-sentence passages -> their 516 Ukrainian translations (no headline context)."""
     folder = root / "ntrex128-eng-ukr-news"
@@ -186,6 +221,7 @@ def load_flores200(root: Path) -> BenchSet:
 
 SETS: dict[str, tuple[str, Callable[[Path], BenchSet]]] = {
     "unlp2026": ("unlp2026-dev-uk-docqa", load_unlp2026),
+    "unlp2026-docs": ("unlp2026-dev-uk-docqa", load_unlp2026_documents),
     "ntrex-passages": ("ntrex128-eng-ukr-news", load_ntrex_passages),
     "ntrex-docs": ("ntrex128-eng-ukr-news", load_ntrex_docs),
     "bruk-press": ("bruk-ukr-corpus", load_bruk_press),

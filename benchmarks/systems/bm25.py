@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.datasets import BenchSet, Query
+from benchmarks.datasets import BenchSet, Query, unit_id
 from benchmarks.systems import SystemUnavailable
 from benchmarks.workspace import Workspace
 
@@ -66,7 +66,7 @@ class Bm25System:
         passages = ws.passages(bench)
         langs = [a.lang for a in bench.corpus if a.lang]
         self._lang = max(set(langs), key=langs.count) if langs else "uk"
-        self._doc_ids = [p.doc_id for p in passages]
+        self._doc_ids = [unit_id(p.doc_id, p.page) for p in passages]
         self._retriever = bm25s.BM25()
         self._retriever.index(self._tokenize([p.embed_text for p in passages], self._lang), show_progress=False)
         query_langs = sorted({q.lang or self._lang for q in bench.queries})

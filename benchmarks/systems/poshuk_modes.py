@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.datasets import BenchSet, Query
+from benchmarks.datasets import BenchSet, Query, unit_id
 from benchmarks.workspace import Workspace
 from poshuk import Searcher
 
@@ -27,7 +27,10 @@ class PoshukSystem:
         k = min(depth, self._searcher.max_k)
         mode: Any = self.mode  # a member of poshuk.search.MODES
         search = self._searcher.search
-        return [[hit.doc_id for hit in search(q.text, k=k, mode=mode, highlight=False).hits] for q in queries]
+        return [
+            [unit_id(hit.doc_id, hit.page) for hit in search(q.text, k=k, mode=mode, highlight=False).hits]
+            for q in queries
+        ]
 
     def close(self) -> None:
         self._searcher = None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.datasets import BenchSet, Query
+from benchmarks.datasets import BenchSet, Query, unit_id
 from benchmarks.systems import SystemUnavailable
 from benchmarks.workspace import Workspace
 from poshuk import Passage
@@ -68,7 +68,7 @@ class TxtaiSystem:
             raise SystemUnavailable(f"not available: txtai is not installed ({exc})") from exc
         version = importlib.metadata.version("txtai")
         passages = ws.passages(bench)
-        self._doc_ids = [p.doc_id for p in passages]
+        self._doc_ids = [unit_id(p.doc_id, p.page) for p in passages]
         config = embeddings_config(ws.model_folder, ws.settings.batch_size)
         cache = ws.work / f"txtai-{version}-{passages_key(ws.encoder.identity.weights_sha256, passages)}"
         emb = Embeddings(config)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -277,25 +277,18 @@ def has_articles(conn: sqlite3.Connection) -> bool:
 def add_articles(conn: sqlite3.Connection) -> None:
     """Give an index made before article-level BM25 its article table, from the passages' stored terms.
 
-    Best effort and idempotent: a read-only or busy database keeps searching without article
-    evidence, and the next open tries again. Writers maintain the table whenever it exists.
+    Best effort and idempotent (``_upgrade``): a read-only or busy database keeps searching without
+    article evidence, and the next open tries again. Writers maintain the table whenever it exists.
     """
-    if has_articles(conn):
-        return
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error:
-        return
-    try:
-        if not has_articles(conn):
-            conn.execute(ARTICLE_SCHEMA.strip().rstrip(";"))
-            conn.execute(
-                "INSERT INTO article_lexical (rowid, terms) SELECT min(p.row_id), group_concat(l.terms, ' ') "
-                "FROM passages p JOIN lexical l ON l.rowid = p.row_id GROUP BY p.doc_id"
-            )
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        rollback(conn)
+
+    def change(conn: sqlite3.Connection) -> None:
+        conn.execute(ARTICLE_SCHEMA.strip().rstrip(";"))
+        conn.execute(
+            "INSERT INTO article_lexical (rowid, terms) SELECT min(p.row_id), group_concat(l.terms, ' ') "
+            "FROM passages p JOIN lexical l ON l.rowid = p.row_id GROUP BY p.doc_id"
+        )
+
+    _upgrade(conn, has_articles, change)
 
 
 def has_pages(conn: sqlite3.Connection) -> bool:
@@ -306,18 +299,28 @@ def has_pages(conn: sqlite3.Connection) -> bool:
 def add_pages(conn: sqlite3.Connection) -> None:
     """Give an index made before documents with pages its ``passages.page`` column (NULL: not paged).
 
-    Best effort and idempotent, like ``add_articles``: a busy database gets it at the next open, and
-    until then writers store no pages (``Stager(pages=False)``) and readers read none.
+    Best effort and idempotent (``_upgrade``): a busy database gets it at the next open, and until
+    then writers store no pages (``Stager(pages=False)``) and readers read none.
     """
-    if has_pages(conn):
+    _upgrade(conn, has_pages, lambda conn: conn.execute("ALTER TABLE passages ADD COLUMN page INTEGER"))
+
+
+def _upgrade(
+    conn: sqlite3.Connection,
+    present: Callable[[sqlite3.Connection], bool],
+    change: Callable[[sqlite3.Connection], object],
+) -> None:
+    """Make ``change`` once, under the write lock, unless ``present`` says it is made; a database that
+    is busy or read-only is left as it is (no error: the next open tries again)."""
+    if present(conn):
         return
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error:
         return
     try:
-        if not has_pages(conn):
-            conn.execute("ALTER TABLE passages ADD COLUMN page INTEGER")
+        if not present(conn):
+            change(conn)
         conn.execute("COMMIT")
     except sqlite3.Error:
         rollback(conn)

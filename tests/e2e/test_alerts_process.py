@@ -66,18 +66,29 @@ def receiver_port() -> int:
     return free_port()
 
 
-def start_receiver(port: int, log: Path) -> subprocess.Popen[str]:
+@pytest.fixture
+def receivers() -> Iterator[list[subprocess.Popen[str]]]:
+    """The receivers a test starts; a failing test leaves none behind."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        kill(process)
+
+
+def start_receiver(port: int, log: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.support.webhook_receiver", str(port), str(log)],
         stdout=subprocess.PIPE,
         text=True,
     )
+    started.append(process)
     assert process.stdout is not None and process.stdout.readline().strip() == "listening"
     return process
 
 
 def kill(receiver: subprocess.Popen[str]) -> None:
-    receiver.send_signal(signal.SIGKILL)
+    if receiver.poll() is None:
+        receiver.send_signal(signal.SIGKILL)
     receiver.wait()
     if receiver.stdout is not None:
         receiver.stdout.close()
@@ -113,10 +124,10 @@ def server(example_index_source: Path, tmp_path: Path) -> Iterator[Server]:
 
 
 def test_an_english_alert_fires_for_the_ukrainian_story_and_a_killed_receiver_misses_nothing(
-    server: Server, receiver_port: int, tmp_path: Path
+    server: Server, receiver_port: int, receivers: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     log = tmp_path / "received.jsonl"
-    receiver = start_receiver(receiver_port, log)
+    receiver = start_receiver(receiver_port, log, receivers)
     stories = list(ON_THE_STORY.items())
     with poshuk.Client(server.base_url, api_key=KEY, timeout=60.0) as client:
         alert = client.create_alert(ALERT, webhook=f"http://127.0.0.1:{receiver_port}/hook")
@@ -132,7 +143,7 @@ def test_an_english_alert_fires_for_the_ukrainian_story_and_a_killed_receiver_mi
             "every story matched while the receiver is down",
         )
         time.sleep(1.0)  # deliveries fail and back off meanwhile
-        receiver = start_receiver(receiver_port, log)
+        receiver = start_receiver(receiver_port, log, receivers)
         try:
             expected = {notification_key(alert.id, doc_id) for doc_id in ON_THE_STORY}
             wait_for(lambda: {r["key"] for r in received(log)} >= expected, "every notification after the restart")

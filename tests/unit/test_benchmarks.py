@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.datasets import BenchSet, Query, Scoring, load_bruk_press, load_ntrex_docs, load_unlp2026
+from benchmarks.datasets import (
+    BenchSet,
+    Query,
+    Scoring,
+    load_bruk_press,
+    load_ntrex_docs,
+    load_unlp2026,
+    load_unlp2026_documents,
+    unit_id,
+)
 from benchmarks.metrics import (
     collapse_to_docs,
     mean_scores,
@@ -121,6 +130,15 @@ def test_unlp2026_loader_splits_halves_and_keeps_both_scorings(tmp_path: Path) -
     assert bench.queries[1].relevant == {"page": ("d#p2",), "page±1": ("d#p1", "d#p2")}
     assert [(s.name, s.any_relevant) for s in bench.scorings] == [("page", False), ("page±1", True)]
     assert len(bench.limited(2).queries) == 2 and len(bench.limited(2).corpus) == 3
+    documents = load_unlp2026_documents(tmp_path)  # the same pages as one document with pages
+    (document,) = documents.corpus
+    assert document.id == "d" and [(p.number, p.text) for p in document.pages] == [
+        (1, "сторінка 1"),
+        (2, "сторінка 2"),
+        (3, "сторінка 3"),
+    ]
+    assert documents.queries == bench.queries and documents.name == "unlp2026-docs"
+    assert unit_id("d", 2) == "d#p2" == bench.queries[1].relevant["page"][0] and unit_id("x", None) == "x"
 
 
 def test_bruk_loader_indexes_articles_without_their_headline(tmp_path: Path) -> None:

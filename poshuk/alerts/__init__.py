@@ -30,8 +30,7 @@ from poshuk.encoder import Encoder
 from poshuk.errors import InputError, InvalidQueryError
 from poshuk.filters import Filters
 from poshuk.index import live_version
-from poshuk.index.db import SQLITE_NAME, connect, last_seq
-from poshuk.index.layout import read_manifest
+from poshuk.index.layout import read_manifest, version_last_seq
 from poshuk.query import analyse_query
 from poshuk.search import Searcher
 from poshuk.settings import AlertSettings
@@ -128,11 +127,7 @@ class Alerts:
             if self.encoder is None:
                 raise InputError("saving an alert that matches by meaning needs the model (an encoder)")
             vector = self.encoder.encode_queries([text])[0]
-        conn = connect(live / SQLITE_NAME, read_only=True)
-        try:
-            seq = last_seq(conn)
-        finally:
-            conn.close()
+        seq = version_last_seq(live, read_only=True)
         alert = Alert(
             id=secrets.token_urlsafe(16),
             query=text,

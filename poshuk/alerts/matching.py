@@ -30,8 +30,8 @@ from poshuk.alerts.store import AlertStore, SavedQueries
 from poshuk.errors import IndexStoreError
 from poshuk.filters import admits
 from poshuk.index import live_from, live_version
-from poshuk.index.db import SQLITE_NAME, connect, last_seq, select_in
-from poshuk.index.layout import read_manifest
+from poshuk.index.db import SQLITE_NAME, connect, select_in
+from poshuk.index.layout import read_manifest, version_last_seq
 from poshuk.wire import AlertMatch, MatchedBy
 
 CHANGES_PER_PASS = 500  # changes read per transaction: bounds a pass's memory and lock time
@@ -105,13 +105,7 @@ def match_all_new_writes(store: AlertStore, index_dir: Path) -> int:
 def _start_of(folder: Path) -> int:
     """Where new writes begin in a version that went live (its build's changes come before)."""
     start = live_from(folder)
-    if start is not None:
-        return start
-    conn = connect(folder / SQLITE_NAME, read_only=True)
-    try:
-        return last_seq(conn)
-    finally:
-        conn.close()
+    return start if start is not None else version_last_seq(folder, read_only=True)
 
 
 def _pass(store: AlertStore, db: sqlite3.Connection, folder: Path, after: int, limit: int) -> MatchPass:
@@ -225,7 +219,7 @@ def _match(
             words = (
                 alert.mode != "dense"
                 and not alert.terms.empty
-                and len(alert.terms.finder()(article.terms)) == len(alert.terms.units)
+                and len(saved.finders[n](article.terms)) == len(alert.terms.units)
             )
             if not (meaning or words) or not admits(
                 alert.filters,

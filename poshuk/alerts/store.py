@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from poshuk.errors import IndexStoreError, InputError, NotFoundError
 from poshuk.filters import Filters
-from poshuk.query import QueryTerms
+from poshuk.query import QueryTerms, UnitFinder
 from poshuk.wire import Alert, AlertMatch, Mode, WebhookNotification
 
 ALERTS_NAME = "alerts.sqlite"
@@ -108,6 +108,7 @@ class SavedQueries:
     thresholds: NDArray[np.float32]  # a lexical alert's is above any cosine
     by_first_word: dict[str, tuple[int, ...]]
     always_check: tuple[int, ...]  # word alerts whose first word is a name found by prefix too
+    finders: tuple[UnitFinder, ...]  # each alert's words, built once (row ``n`` is ``alerts[n]``'s)
 
     @classmethod
     def of(cls, generation: int, alerts: list[SavedQuery], vectors: NDArray[np.float32]) -> SavedQueries:
@@ -129,6 +130,7 @@ class SavedQueries:
             thresholds,
             {term: tuple(ns) for term, ns in first.items()},
             tuple(always),
+            tuple(a.terms.finder() for a in alerts),
         )
 
     def word_candidates(self, indexed_terms: str) -> set[int]:

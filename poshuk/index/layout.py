@@ -137,7 +137,7 @@ def make_live(index_dir: Path, folder: Path) -> Path:
             raise IndexStoreError(f"index version {final} already exists; another rebuild finished first")
         # The version's last change as it goes live: changes after it are new writes, those up to it
         # the build's own (saved searches, ``poshuk.alerts``, alert on the former only).
-        write_file(folder / LIVE_FROM_NAME, f"{_last_seq_of(folder)}\n".encode())
+        write_file(folder / LIVE_FROM_NAME, f"{version_last_seq(folder)}\n".encode())
         os.rename(folder, final)
         fsync_dir(final.parent)
         folder = final
@@ -149,8 +149,9 @@ def make_live(index_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def _last_seq_of(folder: Path) -> int:
-    conn = connect(folder / SQLITE_NAME)
+def version_last_seq(folder: Path, *, read_only: bool = False) -> int:
+    """The last change number of one version's database (``read_only``: change no file to read it)."""
+    conn = connect(folder / SQLITE_NAME, read_only=read_only)
     try:
         return last_seq(conn)
     finally:
@@ -174,13 +175,9 @@ def last_change(index_dir: Path) -> int | None:
     """The live version's last change number (None without an index): where a rebuild starting now
     begins carrying over live writes from (``IndexWriter(since=...)``)."""
     try:
-        conn = connect(live_version(index_dir) / SQLITE_NAME)
+        return version_last_seq(live_version(index_dir))
     except IndexStoreError:
         return None
-    try:
-        return last_seq(conn)
-    finally:
-        conn.close()
 
 
 def live_manifest(index_dir: Path, *, read_only: bool = False) -> Manifest:

@@ -20,7 +20,7 @@ from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
-from poshuk.index.db import select_in
+from poshuk.index.db import page_column, select_in
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
@@ -29,11 +29,11 @@ from poshuk.shards.layout import ShardSet, read_set
 _AGAIN = 4  # a shard asked again returns this many times as many candidates
 _CHUNK = 64  # candidates whose terms are read at once while merging
 _SLACK = 1 + 1e-9  # bounds are compared with room for rounding
-_EVIDENCE = {  # what the merge reads of a row it scores: its terms and article
-    "lexical": "SELECT l.rowid, l.terms, p.doc_id FROM lexical l JOIN passages p ON p.row_id = l.rowid "
-    "WHERE l.rowid IN ({})",
-    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id FROM article_lexical a JOIN passages p ON p.row_id = a.rowid "
-    "WHERE a.rowid IN ({})",
+_EVIDENCE = {  # what the merge reads of a row it scores: its terms, article and page ({page}: page_column)
+    "lexical": "SELECT l.rowid, l.terms, p.doc_id, {page} FROM lexical l JOIN passages p ON p.row_id = l.rowid "
+    "WHERE l.rowid IN ({{}})",
+    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id, {page} FROM article_lexical a "
+    "JOIN passages p ON p.row_id = a.rowid WHERE a.rowid IN ({{}})",
 }
 
 
@@ -208,7 +208,7 @@ class _Rescoring:
         self.shards, self.table, self.units_in = shards, table, terms.finder()
         self.idfs, self.wanted, self.avgdl = whole.idf(), bm25.needles(phrases), whole.avgdl
         self.factors = [_factor(s, whole) for s in stats]
-        self.read: list[tuple[dict[int, tuple[str, str]], dict[int, int]]] = [({}, {}) for _ in shards]
+        self.read: list[tuple[dict[int, tuple[str, str, int | None]], dict[int, int]]] = [({}, {}) for _ in shards]
 
     def merged(self, local: list[list[Candidate]], limit: int) -> list[Candidate]:
         """The global top ``limit`` of the shards' lists, scored again with the global statistics.
@@ -250,14 +250,16 @@ class _Rescoring:
         texts, lengths = self.read[n]
         if c.row not in lengths:
             rows = [x.row for x in ahead]
-            conn = self.shards[n].read()
-            texts.update({int(r): (str(t), str(d)) for r, t, d in select_in(conn, _EVIDENCE[self.table], rows)})
+            shard = self.shards[n]
+            conn = shard.read()
+            sql = _EVIDENCE[self.table].format(page=page_column(shard.pages))
+            texts.update({int(r): (str(t), str(d), page) for r, t, d, page in select_in(conn, sql, rows)})
             lengths.update(bm25.lengths(conn, self.table, rows))
         if c.row not in texts:
             return None
-        indexed, doc = texts[c.row]
+        indexed, doc, page = texts[c.row]
         score = bm25.score(self.idfs, bm25.frequencies(indexed, self.wanted), lengths.get(c.row, 0), self.avgdl)
-        return Candidate(c.row, doc, score, self.units_in(indexed))
+        return Candidate(c.row, doc, score, self.units_in(indexed), page)
 
 
 def _factor(shard: bm25.TableStats, whole: bm25.TableStats) -> float:

@@ -20,6 +20,7 @@ from poshuk.documents import Article, Page, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
 from poshuk.feed_reader import FEED_SUFFIXES, read_feed
 from poshuk.language import UNDETERMINED, LanguageDetector
+from poshuk.page_records import MAX_PAGES, JoinedDocument, PageJoiner, PageRecord
 from poshuk.pdf_reader import read_pdf
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -170,23 +171,37 @@ def _finish(fields: dict[str, Any], detector: LanguageDetector) -> Article:
 
 
 def _read_jsonl(path: Path, detector: LanguageDetector) -> Iterator[Record]:
+    """Whole records as they come; page records (``poshuk.page_records``) joined, at the end of the file."""
     source = str(path)
     records = 0
+    joiner = PageJoiner()
     try:
         with path.open("rb") as handle:
             for lineno, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue
                 records += 1
-                yield _jsonl_record(raw, lineno, source, detector)
+                found = _jsonl_record(raw, lineno, source, detector)
+                if isinstance(found, PageRecord):
+                    reason = joiner.add(found, lineno)
+                elif isinstance(found, Article):
+                    reason = joiner.whole(found.id, lineno)
+                else:
+                    reason = None
+                if reason is not None:
+                    yield BadRecordError(reason, source=source, line=lineno)
+                elif not isinstance(found, PageRecord):
+                    yield found
     except OSError as exc:
         yield BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
         return
+    for joined in joiner.documents():
+        yield _joined_article(joined, source, detector)
     if records == 0:
         yield BadRecordError("empty file", source=source)
 
 
-def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetector) -> Record:
+def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetector) -> Record | PageRecord:
     if len(raw) > MAX_FILE_BYTES:
         return BadRecordError(f"record larger than {MAX_FILE_BYTES} bytes", source=source, line=lineno)
     text = _decode(raw, source, lineno)
@@ -199,6 +214,8 @@ def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetect
     if not isinstance(obj, dict):
         return BadRecordError("expected a JSON object", source=source, line=lineno)
     try:
+        if obj.get("doc_id") is not None and "page" in obj:
+            return _page_record(obj)
         return _finish(_fields(obj), detector)
     except ValueError as exc:
         return BadRecordError(str(exc), source=source, line=lineno)
@@ -215,12 +232,9 @@ def article_from_record(obj: dict[str, Any], detector: LanguageDetector) -> Arti
 def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     """Validate one JSON object into Article fields; unknown keys are ignored."""
     raw_id = obj.get("id")
-    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        raw_id = str(raw_id)
     if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
         raise ValueError("missing id")
-    if not isinstance(raw_id, str):
-        raise ValueError("'id' must be a string or an integer")
+    doc_id = _id(raw_id, "id")
     pages = _pages(obj.get("pages"))
     text = obj.get("text")
     if pages and text is not None:
@@ -235,29 +249,85 @@ def _fields(obj: dict[str, Any]) -> dict[str, Any]:
         body = "\n\n".join(_lines(clean_text(text)))
     if not body:
         raise ValueError("empty text")
-    title = obj.get("title")
-    if title is not None and not isinstance(title, str):
-        raise ValueError("'title' must be a string")
-    fields: dict[str, Any] = {
-        "id": normalise_id(raw_id),
-        "title": clean_line(title or ""),
-        "text": body,
-    }
-    if not fields["id"]:
-        raise ValueError("the id is empty once control and invisible characters are removed")
-    for name in _STR_FIELDS:
+    return {"id": doc_id, "text": body, **_document_fields(obj, given_only=False), "pages": pages}
+
+
+def _id(raw_id: object, name: str) -> str:
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    if not isinstance(raw_id, str):
+        raise ValueError(f"'{name}' must be a string or an integer")
+    doc_id = normalise_id(raw_id)
+    if not doc_id:
+        raise ValueError(f"the {name} is empty once control and invisible characters are removed")
+    return doc_id
+
+
+_DOCUMENT_FIELDS = ("title", *_STR_FIELDS, "lang", "published_at", "tags")
+
+
+def _document_fields(obj: dict[str, Any], *, given_only: bool) -> dict[str, Any]:
+    """The document's own fields (title, url, source, section, lang, published_at, tags), checked and
+    normalised; with ``given_only``, only those the object gives (not null)."""
+    fields: dict[str, Any] = {}
+    for name in _DOCUMENT_FIELDS:
         value = obj.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"'{name}' must be a string")
-        fields[name] = (clean_line(value) or None) if value else None
-    fields["lang"] = _lang(obj.get("lang"))
-    fields["published_at"] = parse_date(obj.get("published_at"))
-    fields["tags"] = _tags(obj.get("tags"))
-    fields["pages"] = pages
+        if given_only and value is None:
+            continue
+        if name == "title":
+            if value is not None and not isinstance(value, str):
+                raise ValueError("'title' must be a string")
+            fields[name] = clean_line(value or "")
+        elif name == "lang":
+            fields[name] = _lang(value)
+        elif name == "published_at":
+            fields[name] = parse_date(value)
+        elif name == "tags":
+            fields[name] = _tags(value)
+        else:
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"'{name}' must be a string")
+            fields[name] = (clean_line(value) or None) if value else None
     return fields
 
 
-MAX_PAGES = 10_000
+def _page_record(obj: dict[str, Any]) -> PageRecord:
+    """One page of a document given line by line: ``doc_id``, ``page``, ``text`` and any document fields."""
+    if obj.get("id") is not None:
+        raise ValueError(
+            "a page record ('doc_id' + 'page') takes no 'id': 'doc_id' names its document "
+            "(a whole document has 'id' and 'text' or 'pages')"
+        )
+    if obj.get("pages") is not None:
+        raise ValueError("a page record ('doc_id' + 'page') gives its page's 'text', not 'pages'")
+    doc_id = _id(obj["doc_id"], "doc_id")
+    number, text = obj.get("page"), obj.get("text")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise ValueError("'page' must be a whole number from 1")
+    if not isinstance(text, str):
+        raise ValueError("a page record needs its page's 'text' as a string")
+    return PageRecord(
+        doc_id=doc_id,
+        number=number,
+        text="\n".join(_lines(clean_text(text))),
+        fields=_document_fields(obj, given_only=True),
+    )
+
+
+def _joined_article(joined: JoinedDocument, source: str, detector: LanguageDetector) -> Record:
+    """The article of one document's page records; empty pages are left out, as in a ``pages`` array."""
+    pages = tuple(Page(number=n, text=text) for n, text in joined.ordered_pages() if text)
+    if not pages:
+        reason = f"document {joined.doc_id!r}: every page is empty"
+        return BadRecordError(reason, source=source, line=joined.first_line)
+    fields = {
+        **_document_fields({}, given_only=False),
+        **joined.fields,
+        "id": joined.doc_id,
+        "text": "\n\n".join(page.text for page in pages),
+        "pages": pages,
+    }
+    return _finish(fields, detector)
 
 
 def _pages(value: object) -> tuple[Page, ...]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexer.page_progress import PageBar
 from poshuk.analysis import LexicalSettings
 from poshuk.documents import Article, Passage
 from poshuk.encoder import Encoder
@@ -27,6 +28,7 @@ from poshuk.errors import BadRecordError
 from poshuk.index import Counts, IndexWriter, Upsert, last_change
 from poshuk.ingest import chunk_step, encode_step, normalise_article, to_upserts
 from poshuk.language import LanguageDetector
+from poshuk.pdf_reader import PageProgress
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import Settings
 
@@ -69,11 +71,11 @@ def find_sources(paths: Sequence[Path]) -> list[tuple[Path, Path | None]]:
 
 
 def read_step(
-    sources: Sequence[tuple[Path, Path | None]], detector: LanguageDetector
+    sources: Sequence[tuple[Path, Path | None]], detector: LanguageDetector, on_page: PageProgress | None = None
 ) -> Iterator[Article | BadRecordError]:
-    """Every article (or bad record) in ``sources``, in order."""
+    """Every article (or bad record) in ``sources``, in order; ``on_page`` follows a PDF's pages."""
     for source, root in sources:
-        yield from read_articles(source, detector=detector, root=root)
+        yield from read_articles(source, detector=detector, root=root, on_page=on_page)
 
 
 def write_step(writer: IndexWriter, item: Upsert) -> None:
@@ -130,15 +132,20 @@ def index_paths(
     report = IndexReport()
     detector = LanguageDetector()
     articles: dict[str, Article] = {}
-    for item in tqdm(read_step(sources, detector), desc="reading", unit=" articles", disable=not progress):
-        if isinstance(item, BadRecordError):
-            if strict:
-                raise item
-            report.skipped.append(item)
-            if on_bad_record is not None:
-                on_bad_record(item)
-            continue
-        articles[item.id] = normalise_article(item, detector)  # a later record with the same id replaces it
+    with (
+        tqdm(desc="reading", unit=" articles", disable=not progress) as read_bar,
+        PageBar(enabled=progress) as page_bar,
+    ):
+        for item in read_step(sources, detector, page_bar):
+            read_bar.update()
+            if isinstance(item, BadRecordError):
+                if strict:
+                    raise item
+                report.skipped.append(item)
+                if on_bad_record is not None:
+                    on_bad_record(item)
+                continue
+            articles[item.id] = normalise_article(item, detector)  # a later record with the same id replaces it
     chunked = chunk_step(articles.values(), settings.chunking, encoder.count_tokens)
     total = sum(len(passages) for _, passages in chunked)
     # A group is one write transaction. Encoded elsewhere, groups are also the unit a pool of encoders

@@ -21,7 +21,7 @@ from poshuk.errors import BadRecordError, ConfigError
 from poshuk.feed_reader import FEED_SUFFIXES, read_feed
 from poshuk.language import UNDETERMINED, LanguageDetector
 from poshuk.page_records import MAX_PAGES, JoinedDocument, PageJoiner, PageRecord
-from poshuk.pdf_reader import read_pdf
+from poshuk.pdf_reader import PageProgress, read_pdf
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 """Larger .txt/.md/.html files (and JSONL lines) are bad records, not memory spikes."""
@@ -83,8 +83,12 @@ def _walk(folder: Path, seen: set[Path], top: Path) -> Iterator[Path]:
             yield child
 
 
-def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None = None) -> Iterator[Record]:
+def read_articles(
+    path: Path, *, detector: LanguageDetector, root: Path | None = None, on_page: PageProgress | None = None
+) -> Iterator[Record]:
     """Articles of one source file, with a ``BadRecordError`` in place of each bad record.
+
+    ``on_page`` is told how far reading a PDF's pages has come (``poshuk.pdf_reader.PageProgress``).
 
     For .txt/.md/.html the id is the file stem, or the path relative to ``root``
     without its suffix (``world/2023/kirby``) when ``root`` is given, so files with the
@@ -102,7 +106,9 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
     source = str(path)
     if suffix == ".pdf":
         doc_id = _file_id(path, root)
-        found = read_pdf(path, doc_id, source) if doc_id else BadRecordError("cannot derive an id", source=source)
+        found = (
+            read_pdf(path, doc_id, source, on_page) if doc_id else BadRecordError("cannot derive an id", source=source)
+        )
         yield found if isinstance(found, BadRecordError) else _finish(msgspec.structs.asdict(found), detector)
         return
     if suffix in FEED_SUFFIXES:

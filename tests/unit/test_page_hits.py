@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from poshuk.chunking import chunk_article
 from poshuk.documents import Article, Page
@@ -11,6 +14,7 @@ from poshuk.index import Index, IndexWriter, Upsert
 from poshuk.page_hits import MAX_OTHER_PAGES
 from poshuk.search import Searcher
 from poshuk.settings import ChunkingSettings
+from poshuk_cli.main import main
 
 ENCODER = HashEncoder()
 DRONES = "Drone production doubled at the plant in Kharkiv."
@@ -62,3 +66,21 @@ def test_other_pages_are_capped_and_name_each_page_once(tmp_path: Path) -> None:
         assert 1 <= len(hit.other_pages) <= MAX_OTHER_PAGES
     finally:
         searcher.close()
+
+
+def test_poshuk_search_collapse_prints_the_other_pages(
+    hash_model: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "report.jsonl"
+    # a title: else the document's opening (pages 1 and 2 here) would go with every page as its context
+    lines = [
+        {"doc_id": "report", "page": n, "title": "Weekly log", "text": DRONES if n in (2, 5) else f"Weather, day {n}."}
+        for n in range(1, 7)
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    index = str(tmp_path / "index")
+    assert main(["index", str(source), "--index", index, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["search", QUERY, "--index", index, "--mode", "lexical", "--collapse", "-k", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(("(report p. 2) (+1 more, also on p. 5)", "(report p. 5) (+1 more, also on p. 2)")), first

@@ -1,4 +1,7 @@
-"""Source files -> ``Article``s: JSONL, plain text, Markdown, HTML, and RSS/Atom feeds.
+"""Source files -> ``Article``s: JSONL, plain text, Markdown, HTML, PDF, and RSS/Atom feeds.
+
+JSONL records of one page each (``doc_id`` + ``page``) are joined into documents with pages by
+``poshuk.page_records``, which says what is joined and what is refused.
 
 Readers yield ``BadRecordError`` objects instead of raising them, so one bad line in a
 million-line export costs one record, and the caller decides between skipping and

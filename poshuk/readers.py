@@ -13,26 +13,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from poshuk.documents import Article, Page, clean_line, clean_text, normalise_id
+from poshuk.documents import Article, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
 from poshuk.feed_reader import FEED_SUFFIXES, read_feed
-from poshuk.language import UNDETERMINED, LanguageDetector
-from poshuk.page_records import MAX_PAGES, JoinedDocument, PageJoiner, PageRecord
+from poshuk.language import LanguageDetector
+from poshuk.page_records import PageJoiner, PageRecord
 from poshuk.pdf_reader import PageProgress, read_pdf
+from poshuk.records import article_from_record as article_from_record  # re-exported: the write API's
+from poshuk.records import finish_article, joined_article, page_record, paragraph_lines, record_fields
+from poshuk.records import parse_date as parse_date
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 """Larger .txt/.md/.html files (and JSONL lines) are bad records, not memory spikes."""
 
 SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm", ".pdf"}) | FEED_SUFFIXES
 
-_STR_FIELDS = ("url", "source", "section")
-_LANG = re.compile(r"[a-z]{2,3}")
 _BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*(.*?)\s*#*\s*$")
@@ -112,7 +112,7 @@ def read_articles(
         found = (
             read_pdf(path, doc_id, source, on_page) if doc_id else BadRecordError("cannot derive an id", source=source)
         )
-        yield found if isinstance(found, BadRecordError) else _finish(msgspec.structs.asdict(found), detector)
+        yield found if isinstance(found, BadRecordError) else finish_article(msgspec.structs.asdict(found), detector)
         return
     if suffix in FEED_SUFFIXES:
         data = _small_file(path, source)
@@ -120,7 +120,7 @@ def read_articles(
             yield data
             return
         for item in read_feed(data, source):
-            yield item if isinstance(item, BadRecordError) else _finish(msgspec.structs.asdict(item), detector)
+            yield item if isinstance(item, BadRecordError) else finish_article(msgspec.structs.asdict(item), detector)
         return
     doc_id = _file_id(path, root)
     if not doc_id:
@@ -168,14 +168,6 @@ def _decode(data: bytes, source: str, line: int | None = None) -> str | BadRecor
     return clean_text(text.removeprefix("\ufeff"))
 
 
-def _finish(fields: dict[str, Any], detector: LanguageDetector) -> Article:
-    """Detect a missing language, then build the article."""
-    if not fields.get("lang"):
-        lang = detector.detect(f"{fields['title']}\n{fields['text']}")
-        fields["lang"] = None if lang == UNDETERMINED else lang
-    return Article(**fields)
-
-
 # --- JSONL ------------------------------------------------------------------------
 
 
@@ -205,7 +197,7 @@ def _read_jsonl(path: Path, detector: LanguageDetector) -> Iterator[Record]:
         yield BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
         return
     for joined in joiner.documents():
-        yield _joined_article(joined, source, detector)
+        yield joined_article(joined, source, detector)
     if records == 0:
         yield BadRecordError("empty file", source=source)
 
@@ -224,198 +216,13 @@ def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetect
         return BadRecordError("expected a JSON object", source=source, line=lineno)
     try:
         if obj.get("doc_id") is not None and "page" in obj:
-            return _page_record(obj)
-        return _finish(_fields(obj), detector)
+            return page_record(obj)
+        return finish_article(record_fields(obj), detector)
     except ValueError as exc:
         return BadRecordError(str(exc), source=source, line=lineno)
 
 
-def article_from_record(obj: dict[str, Any], detector: LanguageDetector) -> Article:
-    """One JSON object (a JSONL line, an HTTP write) -> ``Article``, exactly as ``poshuk index`` reads it.
-
-    Raises ``ValueError`` saying which field is wrong.
-    """
-    return _finish(_fields(obj), detector)
-
-
-def _fields(obj: dict[str, Any]) -> dict[str, Any]:
-    """Validate one JSON object into Article fields; unknown keys are ignored."""
-    raw_id = obj.get("id")
-    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
-        raise ValueError("missing id")
-    doc_id = _id(raw_id, "id")
-    pages = _pages(obj.get("pages"))
-    text = obj.get("text")
-    if pages and text is not None:
-        raise ValueError("give 'text' or 'pages', not both")
-    if pages:
-        body = "\n\n".join(page.text for page in pages)
-    else:
-        if text is None:
-            raise ValueError("missing text (or pages)")
-        if not isinstance(text, str):
-            raise ValueError("'text' must be a string")
-        body = "\n\n".join(_lines(clean_text(text)))
-    if not body:
-        raise ValueError("empty text")
-    return {"id": doc_id, "text": body, **_document_fields(obj, given_only=False), "pages": pages}
-
-
-def _id(raw_id: object, name: str) -> str:
-    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        raw_id = str(raw_id)
-    if not isinstance(raw_id, str):
-        raise ValueError(f"'{name}' must be a string or an integer")
-    doc_id = normalise_id(raw_id)
-    if not doc_id:
-        raise ValueError(f"the {name} is empty once control and invisible characters are removed")
-    return doc_id
-
-
-_DOCUMENT_FIELDS = ("title", *_STR_FIELDS, "lang", "published_at", "tags")
-
-
-def _document_fields(obj: dict[str, Any], *, given_only: bool) -> dict[str, Any]:
-    """The document's own fields (title, url, source, section, lang, published_at, tags), checked and
-    normalised; with ``given_only``, only those the object gives (not null)."""
-    fields: dict[str, Any] = {}
-    for name in _DOCUMENT_FIELDS:
-        value = obj.get(name)
-        if given_only and value is None:
-            continue
-        if name == "title":
-            if value is not None and not isinstance(value, str):
-                raise ValueError("'title' must be a string")
-            fields[name] = clean_line(value or "")
-        elif name == "lang":
-            fields[name] = _lang(value)
-        elif name == "published_at":
-            fields[name] = parse_date(value)
-        elif name == "tags":
-            fields[name] = _tags(value)
-        else:
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"'{name}' must be a string")
-            fields[name] = (clean_line(value) or None) if value else None
-    return fields
-
-
-def _page_record(obj: dict[str, Any]) -> PageRecord:
-    """One page of a document given line by line: ``doc_id``, ``page``, ``text`` and any document fields."""
-    if obj.get("id") is not None:
-        raise ValueError(
-            "a page record ('doc_id' + 'page') takes no 'id': 'doc_id' names its document "
-            "(a whole document has 'id' and 'text' or 'pages')"
-        )
-    if obj.get("pages") is not None:
-        raise ValueError("a page record ('doc_id' + 'page') gives its page's 'text', not 'pages'")
-    doc_id = _id(obj["doc_id"], "doc_id")
-    number, text = obj.get("page"), obj.get("text")
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise ValueError("'page' must be a whole number from 1")
-    if not isinstance(text, str):
-        raise ValueError("a page record needs its page's 'text' as a string")
-    return PageRecord(
-        doc_id=doc_id,
-        number=number,
-        text="\n".join(_lines(clean_text(text))),
-        fields=_document_fields(obj, given_only=True),
-    )
-
-
-def _joined_article(joined: JoinedDocument, source: str, detector: LanguageDetector) -> Record:
-    """The article of one document's page records; empty pages are left out, as in a ``pages`` array."""
-    pages = tuple(Page(number=n, text=text) for n, text in joined.ordered_pages() if text)
-    if not pages:
-        reason = f"document {joined.doc_id!r}: every page is empty"
-        return BadRecordError(reason, source=source, line=joined.first_line)
-    fields = {
-        **_document_fields({}, given_only=False),
-        **joined.fields,
-        "id": joined.doc_id,
-        "text": "\n\n".join(page.text for page in pages),
-        "pages": pages,
-    }
-    return _finish(fields, detector)
-
-
-def _pages(value: object) -> tuple[Page, ...]:
-    """``pages: [{"number": 1, "text": "..."}, ...]``: numbered pages, each its lines as paragraphs; pages
-    without text are left out (they hold no passage), and a document of only such pages is empty."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ValueError('\'pages\' must be a list of {"number", "text"} objects')
-    if len(value) > MAX_PAGES:
-        raise ValueError(f"'pages' lists {len(value)} pages; at most {MAX_PAGES} are allowed")
-    pages: list[Page] = []
-    seen: set[int] = set()
-    for n, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) - {"number", "text"}:
-            raise ValueError(f"page {n}: expected an object with 'number' and 'text'")
-        number, text = item.get("number"), item.get("text")
-        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-            raise ValueError(f"page {n}: 'number' must be a whole number from 1")
-        if number in seen:
-            raise ValueError(f"page {n}: page number {number} appears twice")
-        if not isinstance(text, str):
-            raise ValueError(f"page {n}: 'text' must be a string")
-        seen.add(number)
-        lines = _lines(clean_text(text))
-        if lines:
-            pages.append(Page(number=number, text="\n".join(lines)))
-    if value and not pages:
-        raise ValueError("every page is empty")
-    return tuple(pages)
-
-
-def _lang(value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError("'lang' must be a string")
-    code = value.strip().lower().replace("_", "-").split("-")[0]
-    if not _LANG.fullmatch(code):
-        raise ValueError(f"'lang' is not a language code: {value!r}")
-    return code
-
-
-def _tags(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise ValueError("'tags' must be a list of strings")
-    return tuple(dict.fromkeys(t for t in (clean_line(tag) for tag in value) if t))
-
-
-def parse_date(value: object) -> datetime | None:
-    """ISO 8601 date or date-time (``Z``, offsets, date-only) -> aware UTC datetime.
-
-    Naive values are taken as UTC. Anything else raises ``ValueError``.
-    """
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"unknown date format: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"unknown date format: {value!r}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC, 9999-12-31T23:59-14:00 in year 10000
-        raise ValueError(f"'published_at' {value!r} is out of range: in UTC it must fall in years 1 to 9999") from None
-
-
 # --- plain text and Markdown --------------------------------------------------------
-
-
-def _lines(text: str) -> list[str]:
-    """Non-empty lines, normalised: each is a paragraph (news exports put one per line)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return [line for line in (_SPACES.sub(" ", raw).strip() for raw in text.split("\n")) if line]
 
 
 def _from_lines(text: str, doc_id: str, source: str, detector: LanguageDetector, *, markdown: bool) -> Record:
@@ -430,11 +237,11 @@ def _from_lines(text: str, doc_id: str, source: str, detector: LanguageDetector,
         title = _md_inline(heading.group(1) if heading else title)
         paragraphs = _markdown_paragraphs(rest)
     else:
-        paragraphs = _lines(rest)
+        paragraphs = paragraph_lines(rest)
     if not title and not paragraphs:
         return BadRecordError("empty file", source=source)
     fields: dict[str, Any] = {"id": doc_id, "title": title, "text": "\n\n".join(paragraphs)}
-    return _finish(fields, detector)
+    return finish_article(fields, detector)
 
 
 def _markdown_paragraphs(text: str) -> list[str]:
@@ -509,4 +316,4 @@ def _from_html(data: bytes, doc_id: str, source: str, detector: LanguageDetector
         "source": getattr(doc, "sitename", None) or None,
         "published_at": published,
     }
-    return _finish(fields, detector)
+    return finish_article(fields, detector)

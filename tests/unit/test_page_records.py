@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from poshuk.documents import Article, Page
-from poshuk.errors import BadRecordError
+from poshuk.errors import BadRecordError, NotFoundError
+from poshuk.index import Index
 from poshuk.language import LanguageDetector
 from poshuk.page_records import MAX_PAGES
 from poshuk.readers import read_articles
+from poshuk_cli.main import main
 
 
 def _write(tmp_path: Path, records: list[dict[str, Any]], name: str = "pages.jsonl") -> Path:
@@ -138,3 +140,38 @@ def test_page_records_are_joined_per_file(tmp_path: Path, first: str) -> None:
     order = [one, two] if first == "one.jsonl" else [two, one]
     read = [_read(path)[0][0] for path in order]
     assert [a.pages[0].number for a in read] == ([1, 2] if first == "one.jsonl" else [2, 1])
+
+
+def test_poshuk_index_reports_bad_page_records_and_keeps_what_the_index_holds(
+    hash_model: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index_dir = tmp_path / "index"
+    earlier = _write(tmp_path, [{"id": "kept", "text": "An article indexed before."}], "earlier.jsonl")
+    assert main(["index", str(earlier), "--index", str(index_dir), "--no-progress"]) == 0
+    source = _write(
+        tmp_path,
+        [
+            {"doc_id": "r", "page": 1, "text": "First page.", "title": "Report"},
+            {"doc_id": "r", "page": 1, "text": "Page one again."},
+            {"doc_id": "r", "page": 2, "text": "Second page."},
+        ],
+    )
+    capsys.readouterr()
+    assert main(["index", str(source), "--index", str(index_dir), "--no-progress", "--strict"]) != 0
+    assert "page 1 of document 'r' appears twice" in capsys.readouterr().err
+    index = Index.open(index_dir)
+    try:
+        with pytest.raises(NotFoundError):
+            index.document("r")  # --strict: nothing of the run written
+    finally:
+        index.close()
+    assert main(["index", str(source), "--index", str(index_dir), "--no-progress"]) == 1  # reported, rest indexed
+    err = capsys.readouterr().err
+    assert f"skipped {source}:2: page 1 of document 'r' appears twice (first at line 1)" in err, err
+    index = Index.open(index_dir)
+    try:
+        assert [p.page for p in index.document("r").passages] == [1, 2]
+        assert index.document("r").article.text == "First page.\n\nSecond page."
+        assert index.document("kept").article.text == "An article indexed before."
+    finally:
+        index.close()

@@ -1,7 +1,9 @@
 """One JSONL record per page (``{"doc_id": ..., "page": 3, "text": ...}``) joined into documents with pages.
 
 Exports of document dumps often write a line per page. ``poshuk.readers`` validates each line;
-this module only joins them, per file, and says which lines cannot join:
+this module only joins them, per file, and says which lines cannot join. A line is a page record
+when it has both ``doc_id`` and ``page`` (not null); with either alone it is a whole record, as
+before (a news export may carry a print ``page``).
 
 - The pages of one ``doc_id`` are joined wherever they are in the file (they need not be
   adjacent); the document is read when the file ends, its pages in page order.

@@ -215,7 +215,7 @@ def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetect
     if not isinstance(obj, dict):
         return BadRecordError("expected a JSON object", source=source, line=lineno)
     try:
-        if obj.get("doc_id") is not None and "page" in obj:
+        if obj.get("doc_id") is not None and obj.get("page") is not None:
             return page_record(obj)
         return finish_article(record_fields(obj), detector)
     except ValueError as exc:

@@ -129,7 +129,10 @@ def test_a_document_keeps_its_first_max_pages_pages_and_reports_the_rest(tmp_pat
 
 
 def test_a_record_without_both_doc_id_and_page_stays_a_whole_article(tmp_path: Path) -> None:
-    records = [{"id": "n1", "text": "Story.", "page": 5, "doc_id": None}, {"id": "n2", "text": "Two.", "doc_id": "x"}]
+    records: list[dict[str, Any]] = [
+        {"id": "n1", "text": "Story.", "page": 5, "doc_id": None},
+        {"id": "n2", "text": "Two.", "doc_id": "x"},
+    ]
     articles, bad = _read(_write(tmp_path, [*records, {"id": "n3", "text": "Three.", "doc_id": "y", "page": None}]))
     assert bad == [] and [a.id for a in articles] == ["n1", "n2", "n3"] and all(a.pages == () for a in articles)
 

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sets", type=_csv, default=["unlp2026", "bruk-press"], help="sets (default: unlp2026,bruk-press)"
     )
     sharded.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    ranking = sub.add_parser(
+        "ranking", help="Issue 15's ranking experiments (weighted sum, stop words, RM3) beside the fusion, every set."
+    )
+    ranking.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
+    ranking.add_argument("--sets", type=_csv, help="comma-separated sets (default: all)")
+    ranking.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
+    ranking.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
     ray_indexing = sub.add_parser(
         "ray-indexing", help="poshuk index locally against --ray local with 1, 2 and 4 encoder actors."
     )
@@ -369,6 +376,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sharded(args, argv)
     if args.benchmark == "ray-indexing":
         return _ray_indexing(args, argv)
+    if args.benchmark == "ranking":
+        from benchmarks.datasets import SETS
+        from benchmarks.ranking import run as run_ranking
+
+        chosen = args.sets or list(SETS)
+        if unknown := [s for s in chosen if s not in SETS]:
+            print(
+                f"benchmarks: error: unknown sets {', '.join(unknown)}; choose from {', '.join(SETS)}", file=sys.stderr
+            )
+            return 2
+        return run_ranking(args.data, args.work, args.out, chosen, ["python", "-m", "benchmarks", *argv])
     if args.benchmark == "alerts":
         from benchmarks.alerts import run as run_alerts
 

@@ -352,3 +352,18 @@ def test_report_tables_show_each_set_scoring_and_unavailable_systems() -> None:
     assert "| unlp2026 (page±1) | 0.500 / 0.800 | n/a |" in text
     assert "| unlp2026 (page) test | 1.000 / 0.750 | n/a |" in text
     assert report.machine.cores >= 1 and report.versions["poshuk"]
+
+
+def test_weighted_sum_normalises_weights_by_coverage_and_votes_per_article_unit() -> None:
+    from benchmarks.ranking import weighted_sum
+    from poshuk.candidates import Candidate, Candidates
+
+    found = Candidates(
+        dense=[Candidate(1, "a", 0.9, page=1), Candidate(2, "a", 0.5, page=2)],
+        passages=[Candidate(2, "a", 8.0, ("x", "y"), page=2), Candidate(3, "b", 4.0, ("x",))],
+        articles=[Candidate(2, "a", 5.0, ("x", "y"), page=2)],
+    )
+    scores = dict(weighted_sum(found, 2, alpha=0.5, beta=0.0))
+    assert scores == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})  # min-max: the worst of a list scores 0
+    voted = dict(weighted_sum(found, 2, alpha=0.5, beta=0.5))
+    assert voted[2] == pytest.approx(1.0) and voted[1] == pytest.approx(0.5)  # page 2's vote skips page 1

@@ -5,6 +5,8 @@ Every retriever runs once per query through the product's own code (``Index.retr
 tried:
 
 - ``fusion``: the product (coverage-weighted RRF with the article-unit vote, ``poshuk.fusion``);
+- ``fusion re-tuned``: the same fusion with the constants that do best on unlp2026-docs' dev half
+  (a grid over rrf_k x lexical_weight x coverage_power x article_weight x article_coverage_power);
 - ``weighted-sum``: a convex combination of min-max normalised scores (Bruch et al. 2023),
   ``alpha * dense + (1 - alpha) * coverage * BM25`` plus ``beta * coverage^2 * article BM25``
   for the passages of that article unit; ``alpha`` and ``beta`` chosen on unlp2026-docs' dev half;
@@ -46,6 +48,14 @@ from poshuk.query import QueryTerms, Unit, analyse_query
 
 DEPTH = 200
 WEIGHTED_SUM_GRID = [(a, b) for a in (0.3, 0.5, 0.7) for b in (0.0, 0.25, 0.5)]
+FUSION_GRID = [
+    FusionSettings(rrf_k=k, lexical_weight=w, coverage_power=c, article_weight=aw, article_coverage_power=ac)
+    for k in (5.0, 10.0, 30.0)
+    for w in (0.5, 1.0, 2.0)
+    for c in (1.0, 2.0)
+    for aw in (0.5, 1.0, 2.0)
+    for ac in (1.0, 2.0)
+]
 TUNE_SET = "unlp2026-docs"
 RM3_DOCS, RM3_TERMS, RM3_KEEP = 10, 10, 0.7
 
@@ -73,6 +83,7 @@ class Report(msgspec.Struct, frozen=True):
     command: str
     machine: str
     chosen_weighted_sum: tuple[float, float]
+    retuned_fusion: FusionSettings
     stopword_list: str
     rows: list[Row]
 
@@ -198,21 +209,25 @@ def _units(index: Index) -> dict[int, str]:
     return {int(r): unit_id(str(d), p) for r, d, p in found}
 
 
-def _tuned(bench: BenchSet, lists: list[Retrieved], unit_of: dict[int, str]) -> tuple[float, float]:
-    """The weighted sum's (alpha, beta) with the best R@10, then MRR@10, on the set's dev half."""
+def _tuned(
+    bench: BenchSet, lists: list[Retrieved], unit_of: dict[int, str]
+) -> tuple[tuple[float, float], FusionSettings]:
+    """The weighted sum's (alpha, beta) and the fusion's constants with the best R@10, then MRR@10,
+    on the set's dev half."""
     dev = msgspec.structs.replace(bench, queries=[q for q in bench.queries if q.split == "dev"])
     dev_lists = [r for r, q in zip(lists, bench.queries, strict=True) if q.split == "dev"]
 
-    def dev_score(ab: tuple[float, float]) -> tuple[float, float]:
-        ranked = _rankings(dev_lists, unit_of, lambda r: weighted_sum(r.found, r.units, *ab))
-        first = score_set(dev, "weighted-sum", ranked)[0]
+    def dev_score(rank: Callable[[Retrieved], list[tuple[int, float]]]) -> tuple[float, float]:
+        first = score_set(dev, "dev", _rankings(dev_lists, unit_of, rank))[0]
         return (first.recall_at_10, first.mrr_at_10)
 
-    return max(WEIGHTED_SUM_GRID, key=dev_score)
+    alpha_beta = max(WEIGHTED_SUM_GRID, key=lambda ab: dev_score(lambda r: weighted_sum(r.found, r.units, *ab)))
+    fusion = max(FUSION_GRID, key=lambda f: dev_score(lambda r: fuse(r.found, r.units, f)))
+    return alpha_beta, fusion
 
 
 def _variants(
-    chosen: tuple[float, float], stopwords: bool, fusion: FusionSettings
+    chosen: tuple[float, float], retuned: FusionSettings, stopwords: bool, fusion: FusionSettings
 ) -> dict[str, Callable[[Retrieved], list[tuple[int, float]]]]:
     def without_stopwords(r: Retrieved) -> list[tuple[int, float]]:
         assert r.stopwords is not None
@@ -221,6 +236,7 @@ def _variants(
 
     variants: dict[str, Callable[[Retrieved], list[tuple[int, float]]]] = {
         "fusion": lambda r: fuse(r.found, r.units, fusion),
+        "fusion re-tuned": lambda r: fuse(r.found, r.units, retuned),
         f"weighted-sum a={chosen[0]} b={chosen[1]}": lambda r: weighted_sum(r.found, r.units, *chosen),
         "rm3": lambda r: fuse(msgspec.structs.replace(r.found, passages=r.rm3_passages), r.units, fusion),
     }
@@ -238,7 +254,7 @@ def run(data: Path, work: Path, out: Path, sets: list[str], command: list[str]) 
     stopwords = spacy_stopwords()
     fusion = FusionSettings()
     rows: list[Row] = []
-    chosen = WEIGHTED_SUM_GRID[0]
+    chosen, retuned = WEIGHTED_SUM_GRID[0], fusion
     for name in sorted(sets, key=lambda s: s != TUNE_SET):  # the tuning set first
         folder, loader = SETS[name]
         if not (data / folder).is_dir():
@@ -249,8 +265,8 @@ def run(data: Path, work: Path, out: Path, sets: list[str], command: list[str]) 
         lists = retrieve_all(bench, ws, stopwords)
         unit_of = _units(ws.searcher(bench).index)
         if name == TUNE_SET:
-            chosen = _tuned(bench, lists, unit_of)
-        for variant, rank in _variants(chosen, stopwords is not None, fusion).items():
+            chosen, retuned = _tuned(bench, lists, unit_of)
+        for variant, rank in _variants(chosen, retuned, stopwords is not None, fusion).items():
             scored = score_set(bench, variant, _rankings(lists, unit_of, rank))
             rows += [
                 Row(m.set, m.system, m.scoring, m.split, round(m.recall_at_10, 3), round(m.mrr_at_10, 3))
@@ -263,6 +279,7 @@ def run(data: Path, work: Path, out: Path, sets: list[str], command: list[str]) 
         command=" ".join(command),
         machine=f"{host.cpu_model}, {host.cores} cores",
         chosen_weighted_sum=chosen,
+        retuned_fusion=retuned,
         stopword_list="spaCy uk" if stopwords is not None else "unavailable (spaCy not installed)",
         rows=rows,
     )
@@ -278,7 +295,8 @@ def render(report: Report) -> str:
         "# Ranking experiments (issue 15)",
         "",
         f"Command: `{report.command}`. Machine: {report.machine}. Weighted sum chosen on unlp2026-docs dev: "
-        f"alpha={report.chosen_weighted_sum[0]}, beta={report.chosen_weighted_sum[1]}. "
+        f"alpha={report.chosen_weighted_sum[0]}, beta={report.chosen_weighted_sum[1]}; fusion re-tuned there: "
+        f"{msgspec.json.encode(report.retuned_fusion).decode()}. "
         f"Stop words: {report.stopword_list}. See `benchmarks/ranking.py` for each variant.",
         "",
         "| set | scoring | variant | R@10 all | MRR@10 all | R@10 test | MRR@10 test |",

@@ -1,0 +1,68 @@
+"""Shards reached through ``poshuk.shards.wire`` (bytes there and back, as a Ray Serve shard is)
+answer exactly as the same shards opened in-process, and a shard's errors arrive as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from poshuk.encoder import HashEncoder
+from poshuk.errors import NotFoundError
+from poshuk.index import Index
+from poshuk.search import Searcher
+from poshuk.shards import ShardedIndex, read_set, split_index
+from poshuk.shards.shard import LocalShard
+from poshuk.shards.wire import RemoteShard, answer
+from tests.unit.test_shards import VARIANTS, queries
+from tests.unit.test_shards import single as single  # the module's one index, shared fixture
+
+CALLS: list[int] = []
+
+
+def _remote(folder: Path) -> RemoteShard:
+    shard = LocalShard(Index.open(folder, read_only=True))
+
+    def call(payload: bytes) -> bytes:
+        CALLS.append(len(payload))
+        return answer(shard, bytes(payload))
+
+    return RemoteShard(call)
+
+
+def test_remote_shards_answer_as_local_ones(single: Path, tmp_path: Path) -> None:
+    split_index(single, tmp_path / "sharded", 3)
+    shard_set = read_set(tmp_path / "sharded")
+    local = Searcher(ShardedIndex.open(tmp_path / "sharded"), HashEncoder())
+    remote_reader = ShardedIndex(
+        tmp_path / "sharded",
+        shard_set,
+        [_remote(tmp_path / "sharded" / name) for name in shard_set.shards],
+        first_fetch=5,  # second rounds travel too
+        parallel=True,
+    )
+    remote = Searcher(remote_reader, HashEncoder())
+    try:
+        for text in queries()[:25]:
+            for options in VARIANTS.values():
+                a = msgspec.to_builtins(local.search(text, **options))  # type: ignore[arg-type]
+                b = msgspec.to_builtins(remote.search(text, **options))  # type: ignore[arg-type]
+                a.pop("took_ms"), b.pop("took_ms")
+                assert a == b, (text, options)
+        assert remote_reader.second_rounds > 0 and CALLS
+        for doc_id in ("uk/001", "en/003", "copy-005"):
+            assert local.document(doc_id) == remote.document(doc_id)
+            assert local.similar(doc_id, k=5).hits == remote.similar(doc_id, k=5).hits
+        assert local.stats() == remote.stats()
+        with pytest.raises(NotFoundError) as missing:
+            remote.document("no/such")
+        with pytest.raises(NotFoundError) as expected:
+            local.document("no/such")
+        assert missing.value.one_line() == expected.value.one_line()
+        owner = remote_reader.shards[shard_set.shard_of("uk/001")]
+        assert np.array_equal(owner.document_vectors("uk/001"), local._reader.document_vectors("uk/001"))
+    finally:
+        local.close()
+        remote.close()

@@ -260,3 +260,26 @@ def test_serving_one_index_on_ray_is_refused_before_ray_starts(
     assert main(["serve", "--index", str(archive[0]), "--ray", "local"]) == 1
     err = capsys.readouterr().err.strip()
     assert "--ray serves a sharded archive" in err and err.count("\n") == 0
+
+
+def test_an_archive_served_in_process_answers_as_one_node_and_refuses_writes(
+    archive: tuple[Path, Path], single: TestClient[Litestar], tmp_path: Path
+) -> None:
+    settings = load_settings(
+        env={
+            "POSHUK_HOME": str(tmp_path / "home"),
+            "POSHUK_SERVICE_READ_ONLY": "true",
+            "POSHUK_SERVICE_RATE_LIMIT_BURST": "100000",
+            "POSHUK_SERVICE_CLIENT_TIME_SHARE": "0",
+        }
+    )
+    with TestClient(create_app(settings, archive[1], encoder=HashEncoder()), timeout=30) as sharded:
+        deadline = time.monotonic() + 60
+        while (ready := sharded.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.1)
+        assert ready.json()["read_only"] is True
+        asked = [("POST", "/v1/search", {"query": q, **v}) for q in queries()[:2] for v in _VARIANTS]
+        for method, path, body in [*asked, *_ERRORS]:
+            expected, got = _ask(single, method, path, body), _ask(sharded, method, path, body)
+            assert _same(expected, got), (path, body, got.text[:300])

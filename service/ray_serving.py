@@ -23,7 +23,9 @@ app's copy is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -72,6 +74,34 @@ def checked_archive(index_dir: Path) -> ShardSet:
             hint="split one with `poshuk index PATH --index DIR --shards N`, or serve one index without --ray",
         )
     return read_set(index_dir)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root``, read from /proc (empty where there is none): what a Ray
+    started by this process runs."""
+    parents: dict[int, int] = {}
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def stop_leftovers(pids: list[int]) -> None:
+    """Stop, by id, the processes a Ray started here left running after ``ray.shutdown()`` (observed:
+    a node's DashboardAgent and RuntimeEnvAgent outlive it and ignore SIGTERM)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class ShardServer:
@@ -194,6 +224,7 @@ def serve_on_ray(index_dir: Path, settings: Settings, address: str, *, encoder_d
             raise ConfigError(f"cannot join Ray at {address!r}: {exc}") from None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ours = descendants(os.getpid()) if started else []
     try:
         deploy(index_dir, settings, encoder_dimension=encoder_dimension)
         logger.info(
@@ -208,8 +239,10 @@ def serve_on_ray(index_dir: Path, settings: Settings, address: str, *, encoder_d
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        ours += descendants(os.getpid()) if started else []
         try:
             serve.shutdown()
         finally:
             if started:
                 ray.shutdown()
+                stop_leftovers(sorted(set(ours)))

@@ -11,7 +11,6 @@ Serve and Ray before it exits.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -27,36 +26,11 @@ LIFETIME_S = 240.0
 DIMENSION = 64  # HashEncoder()'s, which built the test's archive
 
 
-def _descendants(root: int) -> list[int]:
-    """Every process below ``root`` (read from /proc): what this script's Ray started."""
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
-
-
-def _kill_leftovers(pids: list[int]) -> None:
-    """``ray.shutdown`` can leave a node's agents running: stop those this script started, by id."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def main(index: str, port: str, shard_timeout_s: str) -> None:
     import ray
     from ray import serve
 
-    from service.ray_serving import deploy
+    from service.ray_serving import deploy, descendants, stop_leftovers
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -85,18 +59,18 @@ def main(index: str, port: str, shard_timeout_s: str) -> None:
         _temp_dir=temp,
         _node_ip_address="127.0.0.1",
     )
-    started = _descendants(os.getpid())
+    started = descendants(os.getpid())
     try:
         deploy(Path(index), settings, encoder_dimension=DIMENSION)
         print(json.dumps({"deployed": True, "temp": temp}), flush=True)
         stop.wait(LIFETIME_S)
     finally:
-        started += _descendants(os.getpid())
+        started += descendants(os.getpid())
         try:
             serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()
-            _kill_leftovers(sorted(set(started)))
+            stop_leftovers(sorted(set(started)))
 
 
 if __name__ == "__main__":

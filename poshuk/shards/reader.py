@@ -67,7 +67,10 @@ class ShardedIndex:
         self.shards = list(shards)
         self.first_fetch = first_fetch
         self.second_rounds = 0  # shards asked again for more BM25 candidates, since opening
-        self._pool = ThreadPoolExecutor(len(shards), thread_name_prefix="poshuk-shards") if parallel else None
+        # Three retrievers may fan out at once, each to every shard; the retrievers run in a pool of their
+        # own, so a task never waits for one queued behind it in the same pool.
+        self._pool = ThreadPoolExecutor(3 * len(shards), thread_name_prefix="poshuk-shards") if parallel else None
+        self._retrievers = ThreadPoolExecutor(3, thread_name_prefix="poshuk-retrievers") if parallel else None
 
     def _each(self, ask: Callable[[Shard], T]) -> list[T]:
         """``ask`` of every shard, in shard order."""
@@ -124,21 +127,29 @@ class ShardedIndex:
     # -- retrieval -----------------------------------------------------------------------
 
     def retrieve(self, query: RetrievalQuery) -> Candidates:
-        """Each retriever's candidates over all shards, ranked as one index ranks them."""
-        dense: list[Candidate] = []
-        if query.vector is not None:
-            only = RetrievalQuery(
-                terms=query.terms,
-                vector=query.vector,
-                filters=query.filters,
-                limit=query.limit,
-                evidence=query.evidence,
-            )
-            found = self._each(lambda shard: shard.retrieve(only).dense)
-            dense = _canonical([c for one in found for c in one], query.limit)
-        passages = self._lexical(query, "lexical") if query.lexical else []
-        articles = self._lexical(query, "article_lexical") if query.articles else []
+        """Each retriever's candidates over all shards, ranked as one index ranks them (the three
+        retrievers at once with ``parallel``)."""
+        steps: list[Callable[[], list[Candidate]]] = [
+            (lambda: self._dense(query)) if query.vector is not None else list,
+            (lambda: self._lexical(query, "lexical")) if query.lexical else list,
+            (lambda: self._lexical(query, "article_lexical")) if query.articles else list,
+        ]
+        if self._retrievers is None:
+            dense, passages, articles = (step() for step in steps)
+        else:
+            dense, passages, articles = (f.result() for f in [self._retrievers.submit(step) for step in steps])
         return Candidates(dense=dense, passages=passages, articles=articles)
+
+    def _dense(self, query: RetrievalQuery) -> list[Candidate]:
+        only = RetrievalQuery(
+            terms=query.terms,
+            vector=query.vector,
+            filters=query.filters,
+            limit=query.limit,
+            evidence=query.evidence,
+        )
+        found = self._each(lambda shard: shard.retrieve(only).dense)
+        return _canonical([c for one in found for c in one], query.limit)
 
     def _lexical(self, query: RetrievalQuery, table: str) -> list[Candidate]:
         if query.terms.empty:
@@ -151,7 +162,14 @@ class ShardedIndex:
         scoring = _Rescoring(self.shards, table, query.terms, phrases, stats, whole)
         first = min(self.first_fetch or query.limit, query.limit)
         asked = [first] * len(self.shards)
-        local = self._each(lambda shard: self._local(shard, query, table, first))
+
+        def fetch(n: int) -> list[Candidate]:
+            found = self._local(self.shards[n], query, table, asked[n])
+            if self._pool is not None:  # shards elsewhere: their rows' evidence in the same trip, not one per chunk
+                scoring.prime(n, [c.row for c in found])
+            return found
+
+        local = self._map(fetch, range(len(self.shards)))
         while True:
             merged = scoring.merged(local, query.limit)
             cut = merged[-1].score if len(merged) == query.limit else float("-inf")
@@ -165,7 +183,7 @@ class ShardedIndex:
             self.second_rounds += len(again)
             for n in again:
                 asked[n] *= _AGAIN
-            more = self._map(lambda n: self._local(self.shards[n], query, table, asked[n]), again)
+            more = self._map(fetch, again)
             for n, found in zip(again, more, strict=True):
                 local[n] = found
 
@@ -214,8 +232,9 @@ class ShardedIndex:
         return self._owner(doc_id).document_vectors(doc_id)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        for pool in (self._pool, self._retrievers):
+            if pool is not None:
+                pool.shutdown(wait=False)
         for shard in self.shards:
             shard.close()
 
@@ -271,6 +290,16 @@ class _Rescoring:
                     heapq.heapreplace(top, (g.score, -g.row))
             walking = going
         return _canonical(scored, limit)
+
+    def prime(self, n: int, rows: list[int]) -> None:
+        """Read the evidence of shard ``n``'s ``rows`` now (those not read yet)."""
+        lengths = self.read[n].lengths
+        wanted = [r for r in rows if r not in lengths]
+        if wanted:
+            found = self.shards[n].evidence(self.table, wanted)
+            self.read[n].texts.update(found.texts)
+            lengths.update(found.lengths)
+            lengths.update({r: 0 for r in wanted if r not in found.lengths})  # deleted meanwhile: not asked again
 
     def _scored(self, n: int, c: Candidate, ahead: list[Candidate]) -> Candidate | None:
         """``c`` of shard ``n`` with its global score, article and matched words (reading it and

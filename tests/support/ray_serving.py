@@ -33,7 +33,6 @@ def main(index: str, port: str, shard_timeout_s: str) -> None:
     from service.ray_serving import deploy, descendants, stop_leftovers
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def until_stdin_closes() -> None:
         sys.stdin.read()
@@ -59,6 +58,7 @@ def main(index: str, port: str, shard_timeout_s: str) -> None:
         _temp_dir=temp,
         _node_ip_address="127.0.0.1",
     )
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, whose own handler kills at once
     started = descendants(os.getpid())
     try:
         deploy(Path(index), settings, encoder_dimension=DIMENSION)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
+    from indexer.file_urls import checked_prefix
     from indexer.pipeline import find_sources, index_paths
     from poshuk.index.layout import refuse_sharded
     from poshuk.models import load_encoder
@@ -49,6 +50,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         require_ray()
         check_device(ray_options, settings)
     find_sources(args.paths)  # a missing path fails now, not after the model has loaded
+    if args.url_prefix is not None:
+        checked_prefix(args.url_prefix)  # so does a bad --url-prefix
     commands.quiet_model_loading()
     # With --ray the actors encode; this encoder counts tokens for chunking and names the model.
     encoder = load_encoder(settings if ray_options is None else msgspec.structs.replace(settings, device="cpu"))
@@ -67,6 +70,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             on_bad_record=report_bad,
             encode_groups=encode_groups,
+            url_prefix=args.url_prefix,
         )
     counts = report.counts
     total = f"; index now holds {counts.documents} documents, {counts.passages} passages" if counts else ""
@@ -252,6 +256,12 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         type=float,
         metavar="G",
         help="GPUs of each actor (default 0; needs POSHUK_ENCODER=torch and POSHUK_DEVICE=cuda)",
+    )
+    index.add_argument(
+        "--url-prefix",
+        metavar="URL",
+        help="where the files are published: a PDF (or .txt/.md/.html) without a url of its own gets URL + its "
+        "path under the folder given (or its name), so hits link to it, a PDF's at the page",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
     index.set_defaults(func=_cmd_index)

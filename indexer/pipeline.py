@@ -18,17 +18,25 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 from tqdm import tqdm
 
+from indexer.file_urls import checked_prefix, file_url
+from indexer.page_progress import PageBar
 from poshuk.analysis import LexicalSettings
 from poshuk.documents import Article, Passage
 from poshuk.encoder import Encoder
 from poshuk.errors import BadRecordError
+from poshuk.feed_reader import FEED_SUFFIXES
 from poshuk.index import Counts, IndexWriter, Upsert, last_change
 from poshuk.ingest import chunk_step, encode_step, normalise_article, to_upserts
 from poshuk.language import LanguageDetector
+from poshuk.pdf_reader import PageProgress
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import Settings
+
+RECORD_SUFFIXES = frozenset({".jsonl"}) | FEED_SUFFIXES
+"""Files of many records, each with its own url (or none): ``--url-prefix`` gives them none."""
 
 Group = list[tuple[Article, list[Passage]]]
 # Groups of chunked articles -> their upserts, in order: encoded here, or elsewhere (``--ray``).
@@ -69,11 +77,22 @@ def find_sources(paths: Sequence[Path]) -> list[tuple[Path, Path | None]]:
 
 
 def read_step(
-    sources: Sequence[tuple[Path, Path | None]], detector: LanguageDetector
+    sources: Sequence[tuple[Path, Path | None]],
+    detector: LanguageDetector,
+    on_page: PageProgress | None = None,
+    url_prefix: str | None = None,
 ) -> Iterator[Article | BadRecordError]:
-    """Every article (or bad record) in ``sources``, in order."""
+    """Every article (or bad record) in ``sources``, in order; ``on_page`` follows a PDF's pages.
+
+    With ``url_prefix`` (``indexer.file_urls``), an article of a file that gives no url of its own
+    gets the file's published address; JSONL and feed items are records, not files, and keep theirs.
+    """
     for source, root in sources:
-        yield from read_articles(source, detector=detector, root=root)
+        per_file = url_prefix is not None and source.suffix.lower() not in RECORD_SUFFIXES
+        for item in read_articles(source, detector=detector, root=root, on_page=on_page):
+            if per_file and url_prefix is not None and isinstance(item, Article) and item.url is None:
+                item = msgspec.structs.replace(item, url=file_url(url_prefix, source, root))
+            yield item
 
 
 def write_step(writer: IndexWriter, item: Upsert) -> None:
@@ -115,6 +134,7 @@ def index_paths(
     progress: bool = True,
     on_bad_record: Callable[[BadRecordError], None] | None = None,
     encode_groups: GroupEncoding | None = None,
+    url_prefix: str | None = None,
 ) -> IndexReport:
     """Index every article under ``paths`` into ``index_dir``; all or nothing.
 
@@ -122,23 +142,30 @@ def index_paths(
     the first one is raised and the index is left as it was. ``rebuild`` builds a
     new version from these sources alone and swaps it in when done. ``encode_groups``
     encodes the groups elsewhere (``indexer.ray_encoding``); ``encoder`` then only counts
-    tokens for chunking and names the model.
+    tokens for chunking and names the model. ``url_prefix``: where the files are published
+    (``indexer.file_urls``).
     """
     started = time.perf_counter()
     since = last_change(index_dir) if rebuild else None  # live writes from now on are carried into the rebuild
     sources = find_sources(paths)
+    url_prefix = None if url_prefix is None else checked_prefix(url_prefix)
     report = IndexReport()
     detector = LanguageDetector()
     articles: dict[str, Article] = {}
-    for item in tqdm(read_step(sources, detector), desc="reading", unit=" articles", disable=not progress):
-        if isinstance(item, BadRecordError):
-            if strict:
-                raise item
-            report.skipped.append(item)
-            if on_bad_record is not None:
-                on_bad_record(item)
-            continue
-        articles[item.id] = normalise_article(item, detector)  # a later record with the same id replaces it
+    with (
+        tqdm(desc="reading", unit=" articles", disable=not progress) as read_bar,
+        PageBar(enabled=progress) as page_bar,
+    ):
+        for item in read_step(sources, detector, page_bar, url_prefix):
+            read_bar.update()
+            if isinstance(item, BadRecordError):
+                if strict:
+                    raise item
+                report.skipped.append(item)
+                if on_bad_record is not None:
+                    on_bad_record(item)
+                continue
+            articles[item.id] = normalise_article(item, detector)  # a later record with the same id replaces it
     chunked = chunk_step(articles.values(), settings.chunking, encoder.count_tokens)
     total = sum(len(passages) for _, passages in chunked)
     # A group is one write transaction. Encoded elsewhere, groups are also the unit a pool of encoders

@@ -14,12 +14,21 @@ import msgspec
 
 
 class Candidate(NamedTuple):
-    """One passage (or, from article BM25, one article by its first passage) a retriever found."""
+    """One passage (or, from article BM25, one article unit by its first passage) a retriever found.
 
-    row: int  # the passage's row id; for an article, the row id of its first passage
+    An article unit is a whole article, or one page of a document with pages: a page is what a
+    hit points to there, so the article-level vote must tell a document's pages apart (issue 15)."""
+
+    row: int  # the passage's row id; for an article unit, the row id of its first passage
     doc_id: str
     score: float  # the retriever's raw score: cosine, or BM25 (higher is better)
     matched: tuple[str, ...] = ()  # the query terms (evidence units) it contains; () for dense
+    page: int | None = None  # the passage's (or unit's) page; None: not a document with pages
+
+    @property
+    def unit(self) -> tuple[str, int | None]:
+        """The article unit it belongs to: its article, or its page of a document with pages."""
+        return (self.doc_id, self.page)
 
 
 class RowGroup(NamedTuple):

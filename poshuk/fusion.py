@@ -11,6 +11,10 @@ A question's words are often spread over an article rather than packed into one
 passage, so a third list ranks whole *articles* by BM25 over all their terms, its
 votes scaled by the article's coverage; each vote goes to every candidate passage of
 that article (or, when none is a candidate, to the article's first passage).
+In a document with pages the unit of that vote is the page, not the document: a hit
+points to a page, and a vote for a whole 100-page document would lift all its pages
+alike (unlp2026 as documents with pages: page R@10 0.931 -> 0.937, no change elsewhere;
+``benchmarks/results/ranking-experiments.md``).
 """
 
 from __future__ import annotations
@@ -52,18 +56,18 @@ def fuse(candidates: Candidates, units: int, settings: FusionSettings) -> list[t
         if weight > 0.0:
             scores[c.row] = scores.get(c.row, 0.0) + weight / (settings.rrf_k + rank)
     if candidates.articles and settings.article_weight > 0.0:
-        doc_of = {c.row: c.doc_id for c in (*candidates.dense, *candidates.passages)}
-        rows_of: dict[str, list[int]] = {}
+        unit_of = {c.row: c.unit for c in (*candidates.dense, *candidates.passages)}
+        rows_of: dict[tuple[str, int | None], list[int]] = {}
         for row in scores:
-            doc = doc_of.get(row)
-            if doc is not None:
-                rows_of.setdefault(doc, []).append(row)
+            unit = unit_of.get(row)
+            if unit is not None:
+                rows_of.setdefault(unit, []).append(row)
         for rank, article in enumerate(candidates.articles, start=1):
             weight = settings.article_weight * _coverage(article, units) ** settings.article_coverage_power
             if weight <= 0.0:
                 continue
             vote = weight / (settings.rrf_k + rank)
-            for row in rows_of.get(article.doc_id) or [article.row]:
+            for row in rows_of.get(article.unit) or [article.row]:
                 scores[row] = scores.get(row, 0.0) + vote
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 

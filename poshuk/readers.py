@@ -1,4 +1,7 @@
-"""Source files -> ``Article``s: JSONL, plain text, Markdown, HTML, and RSS/Atom feeds.
+"""Source files -> ``Article``s: JSONL, plain text, Markdown, HTML, PDF, and RSS/Atom feeds.
+
+JSONL records of one page each (``doc_id`` + ``page``) are joined into documents with pages by
+``poshuk.page_records``, which says what is joined and what is refused.
 
 Readers yield ``BadRecordError`` objects instead of raising them, so one bad line in a
 million-line export costs one record, and the caller decides between skipping and
@@ -10,25 +13,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from poshuk.documents import Article, Page, clean_line, clean_text, normalise_id
+from poshuk.documents import Article, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError, ConfigError
 from poshuk.feed_reader import FEED_SUFFIXES, read_feed
-from poshuk.language import UNDETERMINED, LanguageDetector
-from poshuk.pdf_reader import read_pdf
+from poshuk.language import LanguageDetector
+from poshuk.page_records import PageJoiner, PageRecord
+from poshuk.pdf_reader import PageProgress, read_pdf
+from poshuk.records import article_from_record as article_from_record  # re-exported: the write API's
+from poshuk.records import finish_article, joined_article, page_record, paragraph_lines, record_fields
+from poshuk.records import parse_date as parse_date
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 """Larger .txt/.md/.html files (and JSONL lines) are bad records, not memory spikes."""
 
 SUPPORTED_SUFFIXES = frozenset({".jsonl", ".txt", ".md", ".html", ".htm", ".pdf"}) | FEED_SUFFIXES
 
-_STR_FIELDS = ("url", "source", "section")
-_LANG = re.compile(r"[a-z]{2,3}")
 _BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*(.*?)\s*#*\s*$")
@@ -82,8 +86,12 @@ def _walk(folder: Path, seen: set[Path], top: Path) -> Iterator[Path]:
             yield child
 
 
-def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None = None) -> Iterator[Record]:
+def read_articles(
+    path: Path, *, detector: LanguageDetector, root: Path | None = None, on_page: PageProgress | None = None
+) -> Iterator[Record]:
     """Articles of one source file, with a ``BadRecordError`` in place of each bad record.
+
+    ``on_page`` is told how far reading a PDF's pages has come (``poshuk.pdf_reader.PageProgress``).
 
     For .txt/.md/.html the id is the file stem, or the path relative to ``root``
     without its suffix (``world/2023/kirby``) when ``root`` is given, so files with the
@@ -101,8 +109,10 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
     source = str(path)
     if suffix == ".pdf":
         doc_id = _file_id(path, root)
-        found = read_pdf(path, doc_id, source) if doc_id else BadRecordError("cannot derive an id", source=source)
-        yield found if isinstance(found, BadRecordError) else _finish(msgspec.structs.asdict(found), detector)
+        found = (
+            read_pdf(path, doc_id, source, on_page) if doc_id else BadRecordError("cannot derive an id", source=source)
+        )
+        yield found if isinstance(found, BadRecordError) else finish_article(msgspec.structs.asdict(found), detector)
         return
     if suffix in FEED_SUFFIXES:
         data = _small_file(path, source)
@@ -110,7 +120,7 @@ def read_articles(path: Path, *, detector: LanguageDetector, root: Path | None =
             yield data
             return
         for item in read_feed(data, source):
-            yield item if isinstance(item, BadRecordError) else _finish(msgspec.structs.asdict(item), detector)
+            yield item if isinstance(item, BadRecordError) else finish_article(msgspec.structs.asdict(item), detector)
         return
     doc_id = _file_id(path, root)
     if not doc_id:
@@ -158,35 +168,41 @@ def _decode(data: bytes, source: str, line: int | None = None) -> str | BadRecor
     return clean_text(text.removeprefix("\ufeff"))
 
 
-def _finish(fields: dict[str, Any], detector: LanguageDetector) -> Article:
-    """Detect a missing language, then build the article."""
-    if not fields.get("lang"):
-        lang = detector.detect(f"{fields['title']}\n{fields['text']}")
-        fields["lang"] = None if lang == UNDETERMINED else lang
-    return Article(**fields)
-
-
 # --- JSONL ------------------------------------------------------------------------
 
 
 def _read_jsonl(path: Path, detector: LanguageDetector) -> Iterator[Record]:
+    """Whole records as they come; page records (``poshuk.page_records``) joined, at the end of the file."""
     source = str(path)
     records = 0
+    joiner = PageJoiner()
     try:
         with path.open("rb") as handle:
             for lineno, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue
                 records += 1
-                yield _jsonl_record(raw, lineno, source, detector)
+                found = _jsonl_record(raw, lineno, source, detector)
+                if isinstance(found, PageRecord):
+                    reason = joiner.add(found, lineno)
+                elif isinstance(found, Article):
+                    reason = joiner.whole(found.id, lineno)
+                else:
+                    reason = None
+                if reason is not None:
+                    yield BadRecordError(reason, source=source, line=lineno)
+                elif not isinstance(found, PageRecord):
+                    yield found
     except OSError as exc:
         yield BadRecordError(f"cannot read file: {exc.strerror or exc}", source=source)
         return
+    for joined in joiner.documents():
+        yield joined_article(joined, source, detector)
     if records == 0:
         yield BadRecordError("empty file", source=source)
 
 
-def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetector) -> Record:
+def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetector) -> Record | PageRecord:
     if len(raw) > MAX_FILE_BYTES:
         return BadRecordError(f"record larger than {MAX_FILE_BYTES} bytes", source=source, line=lineno)
     text = _decode(raw, source, lineno)
@@ -199,144 +215,14 @@ def _jsonl_record(raw: bytes, lineno: int, source: str, detector: LanguageDetect
     if not isinstance(obj, dict):
         return BadRecordError("expected a JSON object", source=source, line=lineno)
     try:
-        return _finish(_fields(obj), detector)
+        if obj.get("doc_id") is not None and obj.get("page") is not None:
+            return page_record(obj)
+        return finish_article(record_fields(obj), detector)
     except ValueError as exc:
         return BadRecordError(str(exc), source=source, line=lineno)
 
 
-def article_from_record(obj: dict[str, Any], detector: LanguageDetector) -> Article:
-    """One JSON object (a JSONL line, an HTTP write) -> ``Article``, exactly as ``poshuk index`` reads it.
-
-    Raises ``ValueError`` saying which field is wrong.
-    """
-    return _finish(_fields(obj), detector)
-
-
-def _fields(obj: dict[str, Any]) -> dict[str, Any]:
-    """Validate one JSON object into Article fields; unknown keys are ignored."""
-    raw_id = obj.get("id")
-    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        raw_id = str(raw_id)
-    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
-        raise ValueError("missing id")
-    if not isinstance(raw_id, str):
-        raise ValueError("'id' must be a string or an integer")
-    pages = _pages(obj.get("pages"))
-    text = obj.get("text")
-    if pages and text is not None:
-        raise ValueError("give 'text' or 'pages', not both")
-    if pages:
-        body = "\n\n".join(page.text for page in pages)
-    else:
-        if text is None:
-            raise ValueError("missing text (or pages)")
-        if not isinstance(text, str):
-            raise ValueError("'text' must be a string")
-        body = "\n\n".join(_lines(clean_text(text)))
-    if not body:
-        raise ValueError("empty text")
-    title = obj.get("title")
-    if title is not None and not isinstance(title, str):
-        raise ValueError("'title' must be a string")
-    fields: dict[str, Any] = {
-        "id": normalise_id(raw_id),
-        "title": clean_line(title or ""),
-        "text": body,
-    }
-    if not fields["id"]:
-        raise ValueError("the id is empty once control and invisible characters are removed")
-    for name in _STR_FIELDS:
-        value = obj.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"'{name}' must be a string")
-        fields[name] = (clean_line(value) or None) if value else None
-    fields["lang"] = _lang(obj.get("lang"))
-    fields["published_at"] = parse_date(obj.get("published_at"))
-    fields["tags"] = _tags(obj.get("tags"))
-    fields["pages"] = pages
-    return fields
-
-
-MAX_PAGES = 10_000
-
-
-def _pages(value: object) -> tuple[Page, ...]:
-    """``pages: [{"number": 1, "text": "..."}, ...]``: numbered pages, each its lines as paragraphs; pages
-    without text are left out (they hold no passage), and a document of only such pages is empty."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ValueError('\'pages\' must be a list of {"number", "text"} objects')
-    if len(value) > MAX_PAGES:
-        raise ValueError(f"'pages' lists {len(value)} pages; at most {MAX_PAGES} are allowed")
-    pages: list[Page] = []
-    seen: set[int] = set()
-    for n, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) - {"number", "text"}:
-            raise ValueError(f"page {n}: expected an object with 'number' and 'text'")
-        number, text = item.get("number"), item.get("text")
-        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-            raise ValueError(f"page {n}: 'number' must be a whole number from 1")
-        if number in seen:
-            raise ValueError(f"page {n}: page number {number} appears twice")
-        if not isinstance(text, str):
-            raise ValueError(f"page {n}: 'text' must be a string")
-        seen.add(number)
-        lines = _lines(clean_text(text))
-        if lines:
-            pages.append(Page(number=number, text="\n".join(lines)))
-    if value and not pages:
-        raise ValueError("every page is empty")
-    return tuple(pages)
-
-
-def _lang(value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError("'lang' must be a string")
-    code = value.strip().lower().replace("_", "-").split("-")[0]
-    if not _LANG.fullmatch(code):
-        raise ValueError(f"'lang' is not a language code: {value!r}")
-    return code
-
-
-def _tags(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise ValueError("'tags' must be a list of strings")
-    return tuple(dict.fromkeys(t for t in (clean_line(tag) for tag in value) if t))
-
-
-def parse_date(value: object) -> datetime | None:
-    """ISO 8601 date or date-time (``Z``, offsets, date-only) -> aware UTC datetime.
-
-    Naive values are taken as UTC. Anything else raises ``ValueError``.
-    """
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"unknown date format: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"unknown date format: {value!r}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC, 9999-12-31T23:59-14:00 in year 10000
-        raise ValueError(f"'published_at' {value!r} is out of range: in UTC it must fall in years 1 to 9999") from None
-
-
 # --- plain text and Markdown --------------------------------------------------------
-
-
-def _lines(text: str) -> list[str]:
-    """Non-empty lines, normalised: each is a paragraph (news exports put one per line)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return [line for line in (_SPACES.sub(" ", raw).strip() for raw in text.split("\n")) if line]
 
 
 def _from_lines(text: str, doc_id: str, source: str, detector: LanguageDetector, *, markdown: bool) -> Record:
@@ -351,11 +237,11 @@ def _from_lines(text: str, doc_id: str, source: str, detector: LanguageDetector,
         title = _md_inline(heading.group(1) if heading else title)
         paragraphs = _markdown_paragraphs(rest)
     else:
-        paragraphs = _lines(rest)
+        paragraphs = paragraph_lines(rest)
     if not title and not paragraphs:
         return BadRecordError("empty file", source=source)
     fields: dict[str, Any] = {"id": doc_id, "title": title, "text": "\n\n".join(paragraphs)}
-    return _finish(fields, detector)
+    return finish_article(fields, detector)
 
 
 def _markdown_paragraphs(text: str) -> list[str]:
@@ -430,4 +316,4 @@ def _from_html(data: bytes, doc_id: str, source: str, detector: LanguageDetector
         "source": getattr(doc, "sitename", None) or None,
         "published_at": published,
     }
-    return _finish(fields, detector)
+    return finish_article(fields, detector)

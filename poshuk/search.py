@@ -34,6 +34,7 @@ from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.ordering import Ordering, reorder
+from poshuk.page_hits import other_pages
 from poshuk.query import QueryTerms, analyse_query
 from poshuk.settings import Settings
 from poshuk.shards import ShardedIndex, is_sharded
@@ -215,9 +216,10 @@ class Searcher:
         if groups is not None and not ordering.is_relevance:
             ranked = reorder(ranked, {row: g.published_ts for row, g in groups.items()}, ordering, now)
         chosen = self._page(ranked, k=k, offset=offset, collapse=collapse, dedupe=dedupe, groups=groups)
+        pages = other_pages([(p.page, rows) for p, _, _, rows in chosen], self._reader.passages)
         hits = [
-            self._hit(offset + n, passage, score, others, terms if highlight else None)
-            for n, (passage, score, others) in enumerate(chosen, start=1)
+            self._hit(offset + n, passage, score, others, terms if highlight else None, more_pages)
+            for n, ((passage, score, others, _), more_pages) in enumerate(zip(chosen, pages, strict=True), start=1)
         ]
         sentences = self.semantic_highlights if semantic_highlights is None else semantic_highlights
         if highlight and sentences and vector is not None:
@@ -284,10 +286,11 @@ class Searcher:
         dedupe: bool = False,
         exclude: str | None = None,
         groups: dict[int, RowGroup] | None = None,
-    ) -> list[tuple[StoredPassage, float, int]]:
+    ) -> list[tuple[StoredPassage, float, int, list[int]]]:
         """(passage, score, other matching passages of the article, or of the cluster with
-        ``dedupe``) for one page. Only the page's passages are read whole: reading all 200
-        candidates' text was a fifth of a hybrid search (issue 14's profile)."""
+        ``dedupe``; the rows of those in the same article, best first) for one page. Only the
+        page's passages are read whole: reading all 200 candidates' text was a fifth of a hybrid
+        search (issue 14's profile)."""
         if not collapse and not dedupe and exclude is None:
             wanted = offset + k
             present: list[tuple[StoredPassage, float]] = []
@@ -297,23 +300,37 @@ class Searcher:
                 stored = self._reader.passages([row for row, _ in window])
                 present += [(stored[row], score) for row, score in window if row in stored]
                 start += len(window)
-            return [(passage, score, 0) for passage, score in present[offset : offset + k]]
+            return [(passage, score, 0, []) for passage, score in present[offset : offset + k]]
         if groups is None:
             groups = self._reader.groups([row for row, _ in ranked])
         best: dict[str, tuple[int, float]] = {}
         counts: dict[str, int] = {}
+        same_article: dict[str, list[int]] = {}  # the best row's article's other rows, for their pages
         for row, score in ranked:
             if row not in groups or groups[row][0] == exclude:
                 continue
             doc_id, cluster, _ = groups[row]
             key = (cluster or doc_id) if dedupe else doc_id
             counts[key] = counts.get(key, 0) + 1
-            best.setdefault(key, (row, score))
+            if key in best:
+                if groups[best[key][0]][0] == doc_id:
+                    same_article[key].append(row)
+            else:
+                best[key] = (row, score)
+                same_article[key] = []
         page = list(best.items())[offset : offset + k]
         stored = self._reader.passages([row for _, (row, _) in page])
-        return [(stored[row], score, counts[key] - 1) for key, (row, score) in page if row in stored]
+        return [(stored[row], score, counts[key] - 1, same_article[key]) for key, (row, score) in page if row in stored]
 
-    def _hit(self, rank: int, p: StoredPassage, score: float, others: int, terms: QueryTerms | None) -> Hit:
+    def _hit(
+        self,
+        rank: int,
+        p: StoredPassage,
+        score: float,
+        others: int,
+        terms: QueryTerms | None,
+        more_pages: list[int] | None = None,
+    ) -> Hit:
         spans = [] if terms is None else term_spans(p.text, terms, self._analyzer)
         return Hit(
             rank=rank,
@@ -331,6 +348,7 @@ class Searcher:
             other_matches=others,
             cluster=p.cluster,
             page=p.page,
+            other_pages=more_pages or [],
         )
 
     def _add_sentence_highlights(self, query_vector: Vectors, hits: list[Hit]) -> list[Hit]:
@@ -385,7 +403,7 @@ class Searcher:
         )
         ranked = [(c.row, c.score) for c in self._reader.retrieve(query).dense]
         chosen = self._page(ranked, k=k, offset=0, collapse=True, exclude=doc_id)
-        hits = [self._hit(n, passage, score, more, None) for n, (passage, score, more) in enumerate(chosen, start=1)]
+        hits = [self._hit(n, passage, score, more, None) for n, (passage, score, more, _) in enumerate(chosen, start=1)]
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(
             query=f"similar:{doc_id}",

@@ -77,6 +77,13 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     page: Annotated[int | None, _doc("The page the passage is on, for a document with pages (null for articles).")] = (
         None
     )
+    other_pages: Annotated[
+        list[int],
+        _doc(
+            "With `collapse`, for a document with pages: the pages its other matching passages are on, best "
+            "first, each once, without this hit's `page` (at most 10; empty without)."
+        ),
+    ] = []
 
 
 class FacetBucket(msgspec.Struct, frozen=True, kw_only=True):

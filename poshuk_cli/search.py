@@ -75,6 +75,8 @@ def format_result(result: SearchResult, *, bold: bool = False) -> str:
         date = f" {hit.published_at.date()}" if hit.published_at else ""
         date += f" p. {hit.page}" if hit.page is not None else ""
         more = f" (+{hit.other_matches} more in this article)" if hit.other_matches else ""
+        if hit.other_pages:  # a long document, collapsed: where else it matched
+            more = f" (+{hit.other_matches} more, also on p. {', '.join(str(n) for n in hit.other_pages)})"
         # printable(): indexed text reaches a terminal, which must show it, never obey it
         title, doc_id, text = printable(hit.title), printable(hit.doc_id), printable(hit.text)
         lines.append(f"{hit.rank:>2}. [{hit.score:.3f}] {title} ({doc_id}{date}){more}")

@@ -48,6 +48,7 @@ from poshuk.index.db import (
     has_articles,
     has_pages,
     last_seq,
+    page_column,
     passage_from_row,
     passage_select,
     rollback,
@@ -110,7 +111,8 @@ class Index:
         self._was_live = False
         with contextlib.suppress(IndexStoreError):
             self._was_live = live_version(self.index_dir) == folder
-        self._passage_select = passage_select(has_pages(self._readers.get()))
+        self.pages = has_pages(self._readers.get())  # whether passages record their page (read as NULL if not)
+        self._passage_select = passage_select(self.pages)
         self.vectors = VectorMirror(folder, self.manifest.model.dimension, approximate_above=approximate_above)
         try:
             self.vectors.load(self._readers.get(), passages=lambda: self.counts().passages)
@@ -196,8 +198,11 @@ class Index:
         with self._readers.snapshot() as conn:
             plan = FilterPlan(conn, query.filters, self.allowed_cache)
             dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence)
-            passages = passage_bm25(plan, query.terms, query.limit, evidence=query.evidence) if query.lexical else []
-            articles = article_bm25(plan, query.terms, query.limit, evidence=query.evidence) if query.articles else []
+            passages, articles = [], []
+            if query.lexical:
+                passages = passage_bm25(plan, query.terms, query.limit, evidence=query.evidence, pages=self.pages)
+            if query.articles:
+                articles = article_bm25(plan, query.terms, query.limit, evidence=query.evidence, pages=self.pages)
         return Candidates(dense=dense, passages=passages, articles=articles)
 
     def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool) -> list[Candidate]:
@@ -207,9 +212,18 @@ class Index:
         hits = self.vectors.nearest(plan.conn, vector, limit, plan.dense_selector(len(self.vectors)))
         if not evidence:
             return [Candidate(row, "", score) for row, score in hits]
-        found = select_in(plan.conn, "SELECT row_id, doc_id FROM passages WHERE row_id IN ({})", [r for r, _ in hits])
-        doc_of = {int(r): str(d) for r, d in found}
-        return [Candidate(row, doc_of[row], score) for row, score in hits if row in doc_of]
+        found = select_in(
+            plan.conn,
+            f"SELECT p.row_id, p.doc_id, {page_column(self.pages)} FROM passages p WHERE p.row_id IN ({{}})",
+            [r for r, _ in hits],
+        )
+        unit_of = {int(r): (str(d), page) for r, d, page in found}
+        out = []
+        for row, score in hits:
+            if row in unit_of:
+                doc_id, page = unit_of[row]
+                out.append(Candidate(row, doc_id, score, page=page))
+        return out
 
     def groups(self, rows: list[int]) -> dict[int, RowGroup]:
         """Article, story cluster and date of these rows: all a ranking needs to collapse by article

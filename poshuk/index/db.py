@@ -28,8 +28,9 @@ BUSY_TIMEOUT_MS = 10_000
 SQLITE_NAME = "meta.sqlite"
 _IN_CHUNK = 900  # ids per `IN (...)` list: under SQLite's variable limit (999 before 3.32)
 
-# Article-level BM25: one row per article holding the terms of all its passages, keyed by
-# the row id of its first passage (row ids are never reused, so the key is stable).
+# Article-level BM25: one row per article unit -- an article, or one page of a document with
+# pages -- holding the terms of all its passages, keyed by the row id of its first passage
+# (row ids are never reused, so the key is stable).
 ARTICLE_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS article_lexical USING fts5(
     terms, tokenize = "unicode61 remove_diacritics 0", prefix = '4'
@@ -283,9 +284,10 @@ def add_articles(conn: sqlite3.Connection) -> None:
 
     def change(conn: sqlite3.Connection) -> None:
         conn.execute(ARTICLE_SCHEMA.strip().rstrip(";"))
+        unit = "p.doc_id, p.page" if has_pages(conn) else "p.doc_id"  # an article, or a page of one (ARTICLE_SCHEMA)
         conn.execute(
             "INSERT INTO article_lexical (rowid, terms) SELECT min(p.row_id), group_concat(l.terms, ' ') "
-            "FROM passages p JOIN lexical l ON l.rowid = p.row_id GROUP BY p.doc_id"
+            f"FROM passages p JOIN lexical l ON l.rowid = p.row_id GROUP BY {unit}"
         )
 
     _upgrade(conn, has_articles, change)
@@ -331,11 +333,16 @@ def last_seq(conn: sqlite3.Connection) -> int:
     return int(last)
 
 
+def page_column(pages: bool) -> str:
+    """What a query over ``passages p`` selects as the page: the column, or NULL where it is absent."""
+    return "p.page" if pages else "NULL"
+
+
 def passage_select(pages: bool) -> str:
     """The SELECT that ``passage_from_row`` maps; ``pages``: whether the database has ``passages.page``."""
     return f"""
 SELECT p.row_id, p.passage_id, p.doc_id, p.ordinal, p.text,
-       d.title, d.url, d.source, d.published_at, d.lang, d.cluster, {"p.page" if pages else "NULL"}
+       d.title, d.url, d.source, d.published_at, d.lang, d.cluster, {page_column(pages)}
 FROM passages p JOIN documents d ON d.doc_id = p.doc_id
 """
 

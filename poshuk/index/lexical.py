@@ -1,4 +1,5 @@
-"""BM25 retrieval over SQLite FTS5: passages, and whole articles (all their passages' terms).
+"""BM25 retrieval over SQLite FTS5: passages, and article units (all the terms of an article's
+passages, or of one page's passages in a document with pages).
 
 Each retriever answers in one call with the candidates and the query terms each one
 contains, which is all fusion needs (coverage weighting) and all a shard must send.
@@ -16,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.candidates import Candidate
-from poshuk.index.db import has_articles, select_in
+from poshuk.index.db import has_articles, page_column, select_in
 from poshuk.index.plan import FilterPlan
 from poshuk.query import QueryTerms
 
@@ -43,9 +44,12 @@ def _ranked_among(
     return None
 
 
-def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True) -> list[Candidate]:
-    """The best ``limit`` passages by BM25, with their article and the query terms each contains
-    (without ``evidence``: rows and scores only, for a lexical-only ranking)."""
+def passage_bm25(
+    plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True, pages: bool = False
+) -> list[Candidate]:
+    """The best ``limit`` passages by BM25, with their article, page and the query terms each
+    contains (without ``evidence``: rows and scores only, for a lexical-only ranking); ``pages``:
+    whether the database has ``passages.page``."""
     if terms.empty:
         return []
     conn, match = plan.conn, terms.match_expression()
@@ -70,23 +74,26 @@ def passage_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: b
         return [Candidate(int(r), "", float(score)) for r, score in rows]
     found = select_in(
         conn,
-        "SELECT l.rowid, l.terms, p.doc_id FROM lexical l JOIN passages p ON p.row_id = l.rowid WHERE l.rowid IN ({})",
+        f"SELECT l.rowid, l.terms, p.doc_id, {page_column(pages)} FROM lexical l "
+        "JOIN passages p ON p.row_id = l.rowid WHERE l.rowid IN ({})",
         [int(r) for r, _ in rows],
     )
-    indexed = {int(r): (str(t), str(doc)) for r, t, doc in found}
+    indexed = {int(r): (str(t), str(doc), page) for r, t, doc, page in found}
     units_in = terms.finder()
     out = []
     for r, score in rows:
-        words, doc = indexed.get(int(r), ("", ""))
+        words, doc, page = indexed.get(int(r), ("", "", None))
         if doc:
-            out.append(Candidate(int(r), doc, float(score), units_in(words)))
+            out.append(Candidate(int(r), doc, float(score), units_in(words), page))
     return out
 
 
-def article_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True) -> list[Candidate]:
-    """The best ``limit`` articles by BM25 over all their terms (each as the row of its first
-    passage), with their id and the query terms each contains (without ``evidence``: rows and
-    scores only); [] for an index without article terms."""
+def article_bm25(
+    plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True, pages: bool = False
+) -> list[Candidate]:
+    """The best ``limit`` article units by BM25 over all their terms (each as the row of its first
+    passage), with their article, page and the query terms each contains (without ``evidence``:
+    rows and scores only); [] for an index without article terms."""
     if terms.empty:
         return []
     conn, match = plan.conn, terms.match_expression()
@@ -115,8 +122,15 @@ def article_bm25(plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: b
     if not evidence:
         return [Candidate(int(r), "", float(score)) for _, r, score in rows]
     found = select_in(
-        conn, "SELECT rowid, terms FROM article_lexical WHERE rowid IN ({})", [int(r) for _, r, _ in rows]
+        conn,
+        f"SELECT a.rowid, a.terms, {page_column(pages)} FROM article_lexical a "
+        "JOIN passages p ON p.row_id = a.rowid WHERE a.rowid IN ({})",
+        [int(r) for _, r, _ in rows],
     )
-    indexed = {int(r): str(t) for r, t in found}
+    indexed = {int(r): (str(t), page) for r, t, page in found}
     units_in = terms.finder()
-    return [Candidate(int(r), str(doc), float(score), units_in(indexed.get(int(r), ""))) for doc, r, score in rows]
+    out = []
+    for doc, r, score in rows:
+        words, page = indexed.get(int(r), ("", None))
+        out.append(Candidate(int(r), str(doc), float(score), units_in(words), page))
+    return out

@@ -145,7 +145,7 @@ class Stager:
         if mean is not None:
             self.staged.add(article.id, mean)
         added: list[int] = []
-        all_terms: list[str] = []
+        units: dict[int | None, list[tuple[int, str]]] = {}  # article unit (its page) -> its rows and terms
         for n, (passage, vector) in enumerate(zip(passages, vectors, strict=True)):
             values = (
                 None if item.rows is None else int(item.rows[n]),  # None: the next row id
@@ -162,9 +162,12 @@ class Stager:
             row = int(cursor.lastrowid or 0)
             added.append(row)
             terms = item.terms[n] if item.terms is not None else " ".join(self.analyzer.terms(passage.embed_text))
-            all_terms.append(terms)
+            units.setdefault(passage.page if self.pages else None, []).append((row, terms))
             db.execute("INSERT INTO lexical (rowid, terms) VALUES (?, ?)", (row, terms))
-        if self.articles and added:
-            db.execute("INSERT INTO article_lexical (rowid, terms) VALUES (?, ?)", (min(added), " ".join(all_terms)))
+        if self.articles:
+            db.executemany(
+                "INSERT INTO article_lexical (rowid, terms) VALUES (?, ?)",
+                [(min(r for r, _ in unit), " ".join(t for _, t in unit)) for unit in units.values()],
+            )
         self._log(article.id, "upsert", old_rows, added)
         return existed

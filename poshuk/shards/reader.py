@@ -311,9 +311,9 @@ class _Rescoring:
             lengths.update(found.lengths)
         if c.row not in texts:
             return None
-        indexed, doc = texts[c.row]
+        indexed, doc, page = texts[c.row]
         score = bm25.score(self.idfs, bm25.frequencies(indexed, self.wanted), lengths.get(c.row, 0), self.avgdl)
-        return Candidate(c.row, doc, score, self.units_in(indexed))
+        return Candidate(c.row, doc, score, self.units_in(indexed), page)
 
 
 def _factor(shard: bm25.TableStats, whole: bm25.TableStats) -> float:

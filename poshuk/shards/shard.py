@@ -19,23 +19,23 @@ from numpy.typing import NDArray
 from poshuk.candidates import ArticleFacts, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
-from poshuk.index.db import select_in
+from poshuk.index.db import page_column, select_in
 from poshuk.shards import bm25
 
 TABLES = ("lexical", "article_lexical")
-_EVIDENCE = {  # what the merge reads of a row it scores: its terms and article
-    "lexical": "SELECT l.rowid, l.terms, p.doc_id FROM lexical l JOIN passages p ON p.row_id = l.rowid "
-    "WHERE l.rowid IN ({})",
-    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id FROM article_lexical a JOIN passages p ON p.row_id = a.rowid "
-    "WHERE a.rowid IN ({})",
+_EVIDENCE = {  # what the merge reads of a row it scores: its terms, article and page ({page}: page_column)
+    "lexical": "SELECT l.rowid, l.terms, p.doc_id, {page} FROM lexical l JOIN passages p ON p.row_id = l.rowid "
+    "WHERE l.rowid IN ({{}})",
+    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id, {page} FROM article_lexical a "
+    "JOIN passages p ON p.row_id = a.rowid WHERE a.rowid IN ({{}})",
 }
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):
-    """What the merge reads of the rows it scores again: each row's indexed terms and article,
+    """What the merge reads of the rows it scores again: each row's indexed terms, article and page,
     and its length in tokens as FTS5 counted it. A row deleted meanwhile is absent."""
 
-    texts: dict[int, tuple[str, str]]  # row -> (indexed terms, doc_id)
+    texts: dict[int, tuple[str, str, int | None]]  # row -> (indexed terms, doc_id, page)
     lengths: dict[int, int]
 
 
@@ -92,7 +92,8 @@ class LocalShard:
 
     def evidence(self, table: str, rows: Sequence[int]) -> Evidence:
         conn, table = self.index.read(), _table(table)
-        texts = {int(r): (str(t), str(d)) for r, t, d in select_in(conn, _EVIDENCE[table], list(rows))}
+        sql = _EVIDENCE[table].format(page=page_column(self.index.pages))
+        texts = {int(r): (str(t), str(d), page) for r, t, d, page in select_in(conn, sql, list(rows))}
         return Evidence(texts=texts, lengths=bm25.lengths(conn, table, rows))
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:

@@ -55,6 +55,11 @@
       facetsLabel: "Уточнити результати",
       feedLink: "Стрічка Atom цього пошуку (спершу нові)",
       pageOf: (n) => `с. ${n}`,
+      otherPages: "Також у документі:",
+      showPage: (n) => `Показати текст с. ${n}`,
+      openPage: (n) => `Відкрити с. ${n} документа`,
+      pageLoading: "Завантажую сторінку…",
+      pageErrorTitle: "Не вдалося показати сторінку",
       alertSummary: "Сповіщати про нові статті за цим пошуком",
       alertKeyLabel: "Ключ API",
       alertSave: "Зберегти сповіщення",
@@ -133,6 +138,11 @@
       facetsLabel: "Narrow the results",
       feedLink: "Atom feed of this search (newest first)",
       pageOf: (n) => `p. ${n}`,
+      otherPages: "Also in this document:",
+      showPage: (n) => `Show the text of p. ${n}`,
+      openPage: (n) => `Open p. ${n} of the document`,
+      pageLoading: "Loading the page…",
+      pageErrorTitle: "Could not show the page",
       alertSummary: "Alert me to new articles for this search",
       alertKeyLabel: "API key",
       alertSave: "Save alert",
@@ -215,6 +225,8 @@
     seq: 0, // guards against an older, slower answer overwriting a newer one
     similar: new Map(), // doc_id -> {status: "loading"|"done"|"error", data, error}
     openSimilar: new Set(),
+    documents: new Map(), // doc_id -> Promise of the stored document (its pages' text), per search
+    openPages: new Set(), // "doc_id\u0000page" of the pages shown open under their hit
   };
 
   const t = () => MESSAGES[state.ui];
@@ -290,7 +302,7 @@
     }
   }
 
-  async function api(path, init) {
+  async function api(path, init, listField = "hits") {
     let response;
     try {
       response = await fetch(path, { headers: { Accept: "application/json" }, ...init });
@@ -308,7 +320,7 @@
       const title = body && typeof body.title === "string" ? body.title : null;
       throw new ApiError(response.status, title, detail);
     }
-    if (!body || !Array.isArray(body.hits)) throw new ApiError(-1, null, null);
+    if (!body || !Array.isArray(body[listField])) throw new ApiError(-1, null, null);
     return body;
   }
 
@@ -395,6 +407,8 @@
     state.response = { ...response, hits: response.hits.slice(0, PAGE_SIZE) };
     state.similar.clear();
     state.openSimilar.clear();
+    state.documents.clear();
+    state.openPages.clear();
     renderResults();
     els.results.removeAttribute("aria-busy");
     els.results.dataset.tookMs = String(response.took_ms);
@@ -464,6 +478,15 @@
     }
   }
 
+  // A document's page on the web: its address with #page=N, the PDF open parameter browsers' viewers honour.
+  function pageUrl(hit, page) {
+    const href = safeUrl(hit.url);
+    if (!href || !Number.isInteger(page)) return href;
+    const url = new URL(href);
+    url.hash = `page=${page}`;
+    return url.href;
+  }
+
   function formatDate(iso) {
     const date = new Date(iso);
     if (Number.isNaN(date.getTime())) return null;
@@ -477,7 +500,7 @@
   function titleNode(hit, tag, className) {
     const heading = el(tag, className);
     const title = hit.title || t().noTitle;
-    const href = safeUrl(hit.url);
+    const href = pageUrl(hit, hit.page);
     if (href) {
       const link = el("a", null, title);
       link.href = href;
@@ -503,7 +526,7 @@
       }
     }
     if (hit.source) parts.push(el("span", "source", hit.source));
-    if (Number.isInteger(hit.page)) parts.push(el("span", "page", t().pageOf(hit.page)));
+    if (Number.isInteger(hit.page)) parts.push(pageLabel(hit, hit.page));
     if (hit.lang) {
       const badge = el("span", "lang-badge", t().lang[hit.lang] || hit.lang);
       badge.lang = state.ui;
@@ -517,6 +540,101 @@
       meta.append(item, " ");
     });
     return meta;
+  }
+
+  // "p. 12": a link that opens the document at that page when it has an address, else the words alone.
+  function pageLabel(hit, page) {
+    const href = safeUrl(hit.url) ? pageUrl(hit, page) : null;
+    if (!href) return el("span", "page-no", t().pageOf(page));
+    const link = el("a", "page-no page-link", t().pageOf(page));
+    link.href = href;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.dataset.page = String(page);
+    link.setAttribute("aria-label", `${t().openPage(page)} ${t().opensInNewTab}`);
+    return link;
+  }
+
+  // A collapsed document's other pages with matches: each opens the document there (with an address)
+  // and shows that page's text here on demand (from GET /v1/documents/{id}, read once per search).
+  function otherPagesNode(hit) {
+    const m = t();
+    const box = el("div", "doc-pages");
+    const label = el("span", "doc-pages-label", m.otherPages);
+    label.id = `doc-pages-${hit.rank}`;
+    const list = el("ul", "doc-page-list");
+    list.setAttribute("aria-labelledby", label.id);
+    const panels = el("div", "page-panels");
+    for (const page of hit.other_pages) {
+      const item = el("li", "doc-page");
+      item.dataset.page = String(page);
+      const key = `${hit.doc_id}\u0000${page}`;
+      const open = state.openPages.has(key);
+      const toggle = el("button", "page-toggle", m.pageOf(page));
+      toggle.type = "button";
+      toggle.setAttribute("aria-label", m.showPage(page));
+      toggle.setAttribute("aria-expanded", String(open));
+      const panel = el("div", "page-text");
+      panel.id = `page-${hit.rank}-${page}`;
+      panel.dataset.page = String(page);
+      panel.hidden = !open;
+      toggle.setAttribute("aria-controls", panel.id);
+      toggle.addEventListener("click", () => togglePage(hit, page, key, toggle, panel));
+      if (open) fillPage(hit, page, panel);
+      item.append(toggle);
+      if (safeUrl(hit.url)) {
+        const link = pageLabel(hit, page);
+        link.className = "page-open";
+        link.textContent = "↗";
+        item.append(" ", link);
+      }
+      list.append(item);
+      panels.append(panel);
+    }
+    box.append(label, " ", list, panels);
+    return box;
+  }
+
+  function togglePage(hit, page, key, toggle, panel) {
+    const open = !state.openPages.has(key);
+    if (open) state.openPages.add(key);
+    else state.openPages.delete(key);
+    toggle.setAttribute("aria-expanded", String(open));
+    panel.hidden = !open;
+    if (open) fillPage(hit, page, panel);
+  }
+
+  async function fillPage(hit, page, panel) {
+    const m = t();
+    panel.dataset.state = "loading";
+    panel.setAttribute("aria-busy", "true");
+    panel.replaceChildren(el("p", "page-status", m.pageLoading));
+    if (!state.documents.has(hit.doc_id)) {
+      state.documents.set(hit.doc_id, documentOf(hit.doc_id));
+    }
+    const loading = state.documents.get(hit.doc_id);
+    let doc;
+    try {
+      doc = await loading;
+    } catch (err) {
+      if (state.documents.get(hit.doc_id) === loading) state.documents.delete(hit.doc_id); // a retry may work
+      panel.removeAttribute("aria-busy");
+      panel.dataset.state = "error";
+      const box = el("div", "error");
+      box.setAttribute("role", "alert");
+      panel.replaceChildren(box);
+      showError(box, m.pageErrorTitle, err);
+      return;
+    }
+    panel.removeAttribute("aria-busy");
+    panel.dataset.state = "done";
+    const heading = el("p", "page-heading", m.pageOf(page));
+    const texts = doc.passages.filter((p) => p.page === page).map((p) => el("p", "page-passage", p.text));
+    panel.replaceChildren(heading, ...texts);
+  }
+
+  function documentOf(docId) {
+    return api(`/v1/documents/${encodeURIComponent(docId)}`, { method: "GET" }, "passages");
   }
 
   // The passage with its highlight spans as <mark>. Offsets count Unicode code points
@@ -550,7 +668,8 @@
     const title = titleNode(hit, "h3", "result-title");
     title.id = `title-${hit.rank}`;
     article.append(title, metaNode(hit), passageNode(hit));
-    if (hit.other_matches > 0) article.append(el("p", "more-passages", t().morePassages(hit.other_matches)));
+    if (Array.isArray(hit.other_pages) && hit.other_pages.length) article.append(otherPagesNode(hit));
+    else if (hit.other_matches > 0) article.append(el("p", "more-passages", t().morePassages(hit.other_matches)));
 
     const panelId = `similar-${hit.rank}`;
     const open = state.openSimilar.has(hit.doc_id);

@@ -33,6 +33,7 @@ HIT_FIELDS = {
     "other_matches",
     "cluster",
     "page",
+    "other_pages",
 }
 RESULT_FIELDS = {"query", "took_ms", "model", "hits", "mode", "offset", "sort", "facets"}
 

@@ -122,6 +122,20 @@ def test_article_votes_go_to_every_candidate_passage_of_the_article() -> None:
     assert _fused([1, 2], {3: 1.0}, off, articles, doc_of) == _fused([1, 2], {3: 1.0}, off, None, doc_of)
 
 
+def test_in_a_document_with_pages_a_page_vote_goes_to_that_pages_passages_only() -> None:
+    settings = FusionSettings(rrf_k=10.0, article_weight=1.0, article_coverage_power=2.0)
+    found = Candidates(
+        dense=[Candidate(1, "report", 0.9, page=1), Candidate(2, "report", 0.8, page=12)],
+        passages=[Candidate(3, "report", 5.0, UNITS, page=12)],
+        articles=[Candidate(2, "report", 9.0, UNITS, page=12)],  # page 12's unit, keyed by its first row
+    )
+    fused = dict(fuse(found, len(UNITS), settings))
+    assert fused[1] == pytest.approx(1 / 11)  # page 1 of the same document gets no share of page 12's vote
+    assert fused[2] == pytest.approx(1 / 12 + 1 / 11)
+    assert fused[3] == pytest.approx(1 / 11 + 1 / 11)
+    assert [row for row, _ in fuse(found, len(UNITS), settings)] == [3, 2, 1]
+
+
 def test_an_article_without_candidate_passages_enters_by_its_first_passage() -> None:
     settings = FusionSettings()
     articles = [_c(40, "c", 1.0), _c(50, "d", 0.0)]

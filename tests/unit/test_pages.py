@@ -12,12 +12,14 @@ from poshuk.chunking import CONTEXT_CHARS, chunk_article, document_context
 from poshuk.documents import Article, Page
 from poshuk.encoder import HashEncoder
 from poshuk.errors import BadRecordError
-from poshuk.index import Index, IndexWriter, Upsert, live_version
+from poshuk.index import Index, IndexWriter, RetrievalQuery, Upsert, live_version
 from poshuk.language import LanguageDetector
+from poshuk.query import analyse_query
 from poshuk.readers import read_articles
 from poshuk.search import Searcher
 from poshuk.settings import ChunkingSettings
 from poshuk_cli.main import main
+from tests.support.consistency import check_index
 from tests.support.pdf import make_pdf
 
 ENCODER = HashEncoder()
@@ -139,6 +141,25 @@ def test_hits_and_documents_name_their_page(tmp_path: Path) -> None:
         assert [p.page for p in searcher.document("report").passages] == [1, 12]
     finally:
         searcher.close()
+
+
+def test_each_page_is_an_article_unit_of_its_own(tmp_path: Path) -> None:
+    """The article-level BM25 ranks a document's pages apart (one row per page), so its vote can
+    point to the page that holds the words, and every retriever's candidates carry their page."""
+    folder = _index(tmp_path / "index", REPORT, Article(id="news", title="News", text="Drones attacked the port."))
+    check_index(folder)  # one article row per page of the report, one for the news article
+    index = Index.open(folder)
+    try:
+        terms = analyse_query("drone production plant", index.analyzer)
+        vector = ENCODER.encode_queries(["drone production plant"])
+        found = index.retrieve(RetrievalQuery(terms=terms, vector=vector, limit=10, lexical=True, articles=True))
+        assert [(c.doc_id, c.page) for c in found.articles][:1] == [("report", 12)]
+        assert {(c.doc_id, c.page) for c in found.dense} == {("report", 1), ("report", 12), ("news", None)}
+        assert {(c.doc_id, c.page) for c in found.passages} >= {("report", 12)}
+        units = index.read().execute("SELECT count(*) FROM article_lexical").fetchone()[0]
+        assert units == 3
+    finally:
+        index.close()
 
 
 def test_an_index_from_before_pages_reads_without_them_and_gains_the_column_when_written(tmp_path: Path) -> None:

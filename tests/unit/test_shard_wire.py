@@ -66,3 +66,39 @@ def test_remote_shards_answer_as_local_ones(single: Path, tmp_path: Path) -> Non
     finally:
         local.close()
         remote.close()
+
+
+def test_remote_shards_carry_pages_as_one_index(tmp_path: Path) -> None:
+    """Documents with pages (issue 15): every candidate's page, and a collapsed hit's other pages,
+    come through the wire as one index gives them."""
+    from poshuk.documents import Article, Page
+    from tests.unit.test_pages import _index
+
+    pages = tuple(Page(n, f"Drone production page {n} at the plant in Kharkiv, war report {n}.") for n in range(1, 9))
+    docs = [Article(id="report", title="Annual report", text="", pages=pages)]
+    docs += [Article(id=f"news-{n}", title=f"News {n}", text=f"Drones attacked the port {n} times.") for n in range(9)]
+    single = _index(tmp_path / "single", *docs)
+    split_index(single, tmp_path / "sharded", 3)
+    shard_set = read_set(tmp_path / "sharded")
+    whole = Searcher(Index.open(single, read_only=True), HashEncoder())
+    remote = Searcher(
+        ShardedIndex(
+            tmp_path / "sharded",
+            shard_set,
+            [_remote(tmp_path / "sharded" / name) for name in shard_set.shards],
+            parallel=True,
+        ),
+        HashEncoder(),
+    )
+    try:
+        for options in ({}, {"collapse": True}, {"mode": "lexical"}, {"dedupe": True}):
+            a = msgspec.to_builtins(whole.search("drone production plant", **options))  # type: ignore[arg-type]
+            b = msgspec.to_builtins(remote.search("drone production plant", **options))  # type: ignore[arg-type]
+            a.pop("took_ms"), b.pop("took_ms")
+            assert a == b, options
+        collapsed = remote.search("drone production plant", collapse=True).hits
+        report = next(h for h in collapsed if h.doc_id == "report")
+        assert report.page is not None and report.other_pages
+    finally:
+        whole.close()
+        remote.close()

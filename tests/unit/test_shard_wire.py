@@ -92,8 +92,8 @@ def test_remote_shards_carry_pages_as_one_index(tmp_path: Path) -> None:
     )
     try:
         for options in ({}, {"collapse": True}, {"mode": "lexical"}, {"dedupe": True}):
-            a = msgspec.to_builtins(whole.search("drone production plant", **options))  # type: ignore[arg-type]
-            b = msgspec.to_builtins(remote.search("drone production plant", **options))  # type: ignore[arg-type]
+            a = msgspec.to_builtins(whole.search("drone production plant", **options))
+            b = msgspec.to_builtins(remote.search("drone production plant", **options))
             a.pop("took_ms"), b.pop("took_ms")
             assert a == b, options
         collapsed = remote.search("drone production plant", collapse=True).hits

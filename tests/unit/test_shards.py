@@ -233,7 +233,7 @@ def test_a_sharded_archive_is_not_taken_for_one_index(single: Path, tmp_path: Pa
     split_index(single, folder, 2)
     before = sorted(p.name for p in folder.iterdir())
     with pytest.raises(IndexNotFoundError, match="sharded archive"):
-        live_version(folder)  # what `poshuk serve` opens first: a clear refusal, not "no index"
+        live_version(folder)  # where one index is expected: a clear refusal, not "no index"
     with pytest.raises(IndexStoreError, match="sharded archive"):
         IndexWriter(folder, HashEncoder().identity, ChunkingSettings()).open()  # `poshuk index` into it
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing was created beside the shards

@@ -33,10 +33,12 @@ from poshuk.shards import read_set, split_index
 from poshuk_cli.main import main
 from service.app import create_app
 from tests.support.processes import cli_env
-from tests.support.serving import free_port
+from tests.support.repo import copy_index
+from tests.support.serving import ONE_BUSY_CLIENT, free_port, start_server, stop_server
 from tests.unit.test_shards import corpus, queries
 
 REPO = Path(__file__).resolve().parents[2]
+POSHUK = str(Path(sys.executable).with_name("poshuk"))
 SHARD_TIMEOUT_S = 3.0
 READY_S = 180.0
 _TOOK = re.compile(rb'"took_ms":[0-9.eE+-]+')
@@ -283,3 +285,57 @@ def test_an_archive_served_in_process_answers_as_one_node_and_refuses_writes(
         for method, path, body in [*asked, *_ERRORS]:
             expected, got = _ask(single, method, path, body), _ask(sharded, method, path, body)
             assert _same(expected, got), (path, body, got.text[:300])
+
+
+@pytest.mark.model
+def test_poshuk_serve_ray_local_answers_the_example_articles_as_poshuk_serve(
+    example_index_source: Path, tmp_path: Path
+) -> None:
+    """The README's cluster section on one machine: `poshuk serve --ray local` over the example articles
+    split into 3 shards, with the real model, answers as `poshuk serve` over the one index; Ctrl-C stops
+    it with exit code 0 and leaves no Ray process behind."""
+    single_dir = copy_index(example_index_source, tmp_path / "single")
+    split_index(single_dir, tmp_path / "archive", 3)
+    single = start_server(single_dir, tmp_path / "single.log", ONE_BUSY_CLIENT, args=("--read-only",))
+    port = free_port()
+    env = {**cli_env(), **ONE_BUSY_CLIENT, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    log = tmp_path / "ray.log"
+    with log.open("wb") as out:
+        ray_served = subprocess.Popen(
+            [POSHUK, "serve", "--index", str(tmp_path / "archive"), "--ray", "local", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        with httpx.Client(timeout=30.0) as client:
+            while True:
+                assert ray_served.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() - started < READY_S, log.read_text()[-3000:]
+                try:
+                    if client.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+            print(f"poshuk serve --ray local ready in {time.monotonic() - started:.1f} s")
+            for query in ("grain exports Odesa", "мед експорт", "переговори про зброю", "Kirby", "енергетика"):
+                for extra in ({}, {"mode": "lexical", "collapse": True}, {"dedupe": True, "k": 5}):
+                    body = {"query": query, **extra}
+                    expected = client.post(f"{single.base_url}/v1/search", json=body)
+                    got = client.post(f"{url}/v1/search", json=body)
+                    assert expected.status_code == 200 and expected.json()["hits"]
+                    assert _same(expected, got), (body, got.text[:300])
+    finally:
+        stop_server(single)
+        ray_served.send_signal(signal.SIGINT)
+        try:
+            code = ray_served.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            ray_served.kill()
+            ray_served.wait()
+            pytest.fail(f"poshuk serve --ray did not stop on SIGINT:\n{log.read_text()[-3000:]}")
+    assert code == 0, log.read_text()[-3000:]
+    assert _replica_pid("Ingress") is None and _replica_pid("Shard-shard-000") is None

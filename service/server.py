@@ -36,15 +36,13 @@ def check_model(index_dir: Path, settings: Settings) -> None:
 
 def serve_on_ray(index_dir: Path, settings: Settings, address: str) -> None:
     """``poshuk serve --ray``: the sharded archive at ``index_dir`` on Ray Serve (``service.ray_serving``),
-    after the same checks as ``serve`` (Ray's absence first, before anything starts)."""
+    after checks that raise before anything starts: an archive, Ray installed, the model it was built with."""
     from service.ray_serving import checked_archive, require_serve
     from service.ray_serving import serve_on_ray as run
 
     checked_archive(index_dir)
     require_serve()
-    check_model(
-        index_dir, msgspec.structs.replace(settings, service=msgspec.structs.replace(settings.service, read_only=True))
-    )
+    check_model(index_dir, _read_only(settings))
     run(index_dir, settings, address)
 
 

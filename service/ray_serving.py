@@ -1,8 +1,8 @@
 """``poshuk serve --index DIR --ray ADDRESS|local``: a sharded archive served by Ray Serve (issue 12).
 
-Deployments (``docs/scale-out-ray.md`` sections 4 and 6):
+Deployments (``../shared/docs/scale-out-ray.md`` sections 4 and 6):
 
-- ``Shard-NNN``, one per shard (replicas of one deployment cannot hold different data): opens
+- ``Shard-shard-NNN``, one per shard (replicas of one deployment cannot hold different data): opens
   ``DIR/shard-NNN`` read-only and answers the router's questions (``poshuk.shards.wire``:
   plain msgspec JSON as bytes both ways, never a pickle of our own objects).
 - ``Ingress``: the existing Litestar app (``service.app.create_app``) as Serve's ASGI ingress, with
@@ -105,7 +105,7 @@ def stop_leftovers(pids: list[int]) -> None:
 
 
 class ShardServer:
-    """The body of a ``Shard-NNN`` deployment: one shard folder, opened read-only."""
+    """The body of a ``Shard-shard-NNN`` deployment: one shard folder, opened read-only."""
 
     def __init__(self, folder: str, settings_json: bytes) -> None:
         settings = msgspec.json.decode(settings_json, type=Settings)
@@ -126,9 +126,14 @@ class _Caller:
         self.handle, self.name, self.timeout_s = handle, name, timeout_s
 
     def __call__(self, payload: bytes) -> bytes:
+        response = None
         try:
-            reply = self.handle.ask.remote(payload).result(timeout_s=self.timeout_s)
+            response = self.handle.ask.remote(payload)
+            reply = response.result(timeout_s=self.timeout_s)
         except Exception as exc:
+            if response is not None:  # no answer is awaited any more: do not leave it queued at the shard
+                with contextlib.suppress(Exception):
+                    response.cancel()
             raise ShardUnavailableError(
                 f"shard {self.name} did not answer within {self.timeout_s:g} s ({type(exc).__name__})",
                 hint="retry shortly; the service answers only with every shard",

@@ -217,6 +217,28 @@ def _replica_pid(deployment: str) -> int | None:
     return None
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _replicas_below(root: int) -> list[int]:
+    """The Serve replica processes a process started (through its Ray)."""
+    from service.ray_serving import descendants
+
+    found = []
+    for pid in descendants(root):
+        try:
+            if b"ServeReplica:poshuk:" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def test_a_killed_shard_fails_requests_fast_then_recovers(sharded_url: str, single: TestClient[Litestar]) -> None:
     pid = _replica_pid("Shard-shard-001")
     assert pid is not None, "no replica process for shard-001"
@@ -321,6 +343,8 @@ def test_poshuk_serve_ray_local_answers_the_example_articles_as_poshuk_serve(
                     pass
                 time.sleep(0.5)
             print(f"poshuk serve --ray local ready in {time.monotonic() - started:.1f} s")
+            replicas = _replicas_below(ray_served.pid)  # this service's own, not the module's other Ray
+            assert len(replicas) == 4, replicas  # 3 shards and the ingress
             for query in ("grain exports Odesa", "мед експорт", "переговори про зброю", "Kirby", "енергетика"):
                 for extra in ({}, {"mode": "lexical", "collapse": True}, {"dedupe": True, "k": 5}):
                     body = {"query": query, **extra}
@@ -338,4 +362,5 @@ def test_poshuk_serve_ray_local_answers_the_example_articles_as_poshuk_serve(
             ray_served.wait()
             pytest.fail(f"poshuk serve --ray did not stop on SIGINT:\n{log.read_text()[-3000:]}")
     assert code == 0, log.read_text()[-3000:]
-    assert _replica_pid("Ingress") is None and _replica_pid("Shard-shard-000") is None
+    left = [pid for pid in replicas if _running(pid)]
+    assert not left, f"replica processes left running: {left}"

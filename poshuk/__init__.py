@@ -33,6 +33,7 @@ from poshuk.errors import (
     NotFoundError,
     PoshukError,
     ServiceUnavailableError,
+    ShardUnavailableError,
     StorageFullError,
 )
 from poshuk.filters import Filters
@@ -126,6 +127,7 @@ __all__ = [
     "ServiceSettings",
     "ServiceUnavailableError",
     "Settings",
+    "ShardUnavailableError",
     "Span",
     "StorageFullError",
     "StoredDocument",

@@ -20,6 +20,7 @@ HTTP status in one handler. The tree::
         ├── IndexBusyError       another process holds the write lock too long
         ├── StorageFullError     the disk (or SQLite's size limit) is full: nothing was written (HTTP 507)
         ├── IndexReadOnlyError   a write reached an index opened read-only
+        ├── ShardUnavailableError  a shard of a sharded archive did not answer in time (HTTP 503)
         └── IndexRetiredError    a write reached a version that is no longer live
 """
 
@@ -112,6 +113,11 @@ class StorageFullError(IndexStoreError):
 
 class IndexReadOnlyError(IndexStoreError):
     """A write reached an index opened read-only (``poshuk serve --read-only``); nothing was written."""
+
+
+class ShardUnavailableError(IndexStoreError):
+    """A shard of a sharded archive did not answer in time (gone, restarting or overloaded): the search
+    is refused whole (HTTP 503), never answered from the other shards alone."""
 
 
 class IndexRetiredError(IndexStoreError):

@@ -140,6 +140,17 @@ class Searcher:
         return self._reader
 
     @property
+    def is_sharded(self) -> bool:
+        """Whether this searcher reads a sharded archive (no single index to refresh, snapshot or write)."""
+        return not isinstance(self._reader, Index)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused here: an index opened read-only, or any sharded archive (its writes
+        are not routed yet)."""
+        return self._reader.read_only if isinstance(self._reader, Index) else True
+
+    @property
     def encoder(self) -> Encoder:
         return self._encoder
 

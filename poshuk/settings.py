@@ -60,6 +60,15 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     request_timeout_s: Annotated[
         float, _doc("A request not answered within this many seconds gets 503 problem+json (0: no limit).", ge=0)
     ] = 30.0
+    shard_timeout_s: Annotated[
+        float,
+        _doc(
+            "A sharded archive served on Ray (`poshuk serve --ray`): seconds one shard may take to answer one "
+            "question before the request gets 503 problem+json `shard-unavailable` (never a partial answer).",
+            gt=0,
+            le=600,
+        ),
+    ] = 3.0
     rate_limit_per_second: Annotated[
         float,
         _doc(

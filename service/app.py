@@ -24,6 +24,7 @@ from litestar.openapi.spec import Components
 
 from poshuk.encoder import Encoder
 from poshuk.onnx_encoder import physical_cores
+from poshuk.search import IndexReader
 from poshuk.settings import Settings
 from service.alert_worker import AlertWorker
 from service.auth import SECURITY_SCHEMES, KeyRing, make_guard
@@ -89,12 +90,20 @@ def _package_version() -> str:
         return "0+unknown"
 
 
-def create_app(settings: Settings, index_dir: Path, *, encoder: Encoder | None = None) -> Litestar:
+def create_app(
+    settings: Settings,
+    index_dir: Path,
+    *,
+    encoder: Encoder | None = None,
+    reader: Callable[[], IndexReader] | None = None,
+) -> Litestar:
     """A new Poshuk HTTP app over the index at ``index_dir``.
 
-    ``encoder`` replaces the model named in ``settings`` (tests pass a ``HashEncoder``).
+    ``encoder`` replaces the model named in ``settings`` (tests pass a ``HashEncoder``);
+    ``reader`` opens what searches read in place of ``index_dir`` (the shards of an archive
+    served on Ray, ``service.ray_serving``).
     """
-    service_state = ServiceState(index_dir, settings, encoder)
+    service_state = ServiceState(index_dir, settings, encoder, reader)
     ring = KeyRing(settings.auth)
     limits = Limits(settings.service, ring)
     metrics = Metrics(service_state)

@@ -13,6 +13,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from service.server import serve
 
     commands.quiet_model_loading()
+    if args.ray is not None:
+        from service.server import serve_on_ray
+
+        serve_on_ray(args.index, settings_from(args), args.ray)
+        return 0
     serve(args.index, settings_from(args))
     return 0
 
@@ -36,6 +41,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="change no file in the index folder (a read-only mount): writes get 405 (service.read_only)",
+    )
+    serve.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="serve a sharded archive on Ray Serve: local (start Ray on this machine) or the cluster's address "
+        "(the ray extra); read-only, a deployment per shard",
     )
     serve.set_defaults(func=_cmd_serve)
 

@@ -19,6 +19,7 @@ method not allowed                         405     ``about:blank`` (+ ``Allow``)
 body over ``service.max_body_bytes``       413     ``.../problems/body-too-large``
 ``IndexNotReadyError``                     503     ``.../problems/not-ready``
 ``IndexBusyError``, ``IndexRetiredError``  503     ``.../problems/index-busy``
+``ShardUnavailableError``                  503     ``.../problems/shard-unavailable``
 ``StorageFullError`` (disk full)           507     ``.../problems/storage-full``
 ``ServiceProblem`` (keys and limits:       its     ``.../problems/<its slug>``
 401, 403, 405 read-only + ``Allow``,
@@ -60,6 +61,7 @@ from poshuk.errors import (
     InputError,
     InvalidQueryError,
     NotFoundError,
+    ShardUnavailableError,
     StorageFullError,
 )
 from poshuk.wire import FieldProblem, Problem
@@ -194,6 +196,15 @@ def problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response
         )
     if isinstance(exc, IndexReadOnlyError):  # the read-only guard refuses first; this is its backstop
         return _problem(request, 405, exc.one_line(), slug="read-only", title="Read-only deployment")
+    if isinstance(exc, ShardUnavailableError):  # a whole answer or none: never the other shards' part
+        return _problem(
+            request,
+            503,
+            exc.one_line(),
+            slug="shard-unavailable",
+            title="Shard unavailable",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, IndexBusyError | IndexRetiredError):
         return _problem(
             request, 503, exc.one_line(), slug="index-busy", title="Index busy", headers={"Retry-After": "1"}
@@ -256,7 +267,8 @@ _RESPONSE_DOCS = {
     409: "The body's `id` differs from the one in the path.",
     413: "Request body larger than the service's limit, or a batch with too many articles.",
     429: "Too many requests from this key (or client); `Retry-After` says when to try again.",
-    503: "The index is still loading or failed to load, is busy, or the request ran out of time "
+    503: "The index is still loading or failed to load, is busy, a shard of it did not answer, or the request "
+    "ran out of time "
     "(the detail says which; `Retry-After` when retrying helps).",
     507: "The server's disk is full; nothing was written.",
 }

@@ -78,7 +78,7 @@ class Lifecycle:
         if self._thread is not None:
             self._thread.join(timeout=10)
         searcher = self.state.current()
-        if searcher is not None:
+        if searcher is not None and not searcher.is_sharded:
             try:
                 searcher.index.snapshot()
             except Exception:
@@ -98,7 +98,7 @@ class Lifecycle:
     def tick(self) -> None:
         """One round of upkeep (the thread calls it; tests may too)."""
         searcher = self.state.current()
-        if searcher is not None:
+        if searcher is not None and not searcher.is_sharded:  # shards are read-only: nothing to catch up
             index = searcher.index
             index.refresh()
             if not index.is_live() or index.changed_underneath():

@@ -4,16 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import uvicorn
 
 from poshuk.errors import ModelMismatchError
 from poshuk.index import live_manifest
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
+from poshuk.shards import is_sharded, read_set
 from poshuk.vectors import set_search_threads
 from service.app import create_app
 from service.connections import bounded_protocol, raise_open_files_limit
 from service.logging_setup import log_config
+
+
+def _read_only(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, service=msgspec.structs.replace(settings.service, read_only=True))
+
+
+def check_model(index_dir: Path, settings: Settings) -> None:
+    """``ModelMismatchError`` unless ``settings.model`` is the model the index (or its first shard) was built with."""
+    folder = index_dir / read_set(index_dir).shards[0] if is_sharded(index_dir) else index_dir
+    built_with = live_manifest(folder, read_only=settings.service.read_only).model
+    model = resolve_model(settings.model, settings.home_path)
+    if model.weights_sha256 != built_with.weights_sha256:
+        raise ModelMismatchError(
+            f"index {index_dir} was built with model {built_with.name!r}, not {settings.model!r}",
+            hint=f"serve it with --model {built_with.name}, or rebuild the index",
+        )
+
+
+def serve_on_ray(index_dir: Path, settings: Settings, address: str) -> None:
+    """``poshuk serve --ray``: the sharded archive at ``index_dir`` on Ray Serve (``service.ray_serving``),
+    after checks that raise before anything starts: an archive, Ray installed, the model it was built with."""
+    from service.ray_serving import checked_archive, require_serve
+    from service.ray_serving import serve_on_ray as run
+
+    checked_archive(index_dir)
+    require_serve()
+    check_model(index_dir, _read_only(settings))
+    run(index_dir, settings, address)
 
 
 def serve(index_dir: Path, settings: Settings) -> None:
@@ -25,13 +55,9 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    built_with = live_manifest(index_dir, read_only=settings.service.read_only).model
-    model = resolve_model(settings.model, settings.home_path)
-    if model.weights_sha256 != built_with.weights_sha256:
-        raise ModelMismatchError(
-            f"index {index_dir} was built with model {built_with.name!r}, not {settings.model!r}",
-            hint=f"serve it with --model {built_with.name}, or rebuild the index",
-        )
+    if is_sharded(index_dir):  # its writes are not routed yet: served read-only, writes get 405
+        settings = _read_only(settings)
+    check_model(index_dir, settings)
     # One OpenMP thread per FAISS search by default: the service answers concurrent requests
     # in a thread pool, so the cores are already shared between searches (and the encoder);
     # an OpenMP team per search only adds contention and spin-waits. Measured on the 2-core

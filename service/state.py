@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from poshuk.alerts import ALERTS_NAME, Alerts
@@ -19,8 +20,9 @@ from poshuk.index import live_version
 from poshuk.integrity import check_integrity
 from poshuk.models import load_encoder
 from poshuk.query_encoding import for_serving
-from poshuk.search import Searcher
+from poshuk.search import IndexReader, Searcher
 from poshuk.settings import Settings
+from poshuk.shards import is_sharded, read_set
 from service.errors import IndexNotReadyError
 
 logger = logging.getLogger("poshuk.service")
@@ -34,10 +36,19 @@ class ServiceState:
     Thread-safe: the loader thread writes it, request threads read it.
     """
 
-    def __init__(self, index_dir: Path, settings: Settings, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        settings: Settings,
+        encoder: Encoder | None = None,
+        reader: Callable[[], IndexReader] | None = None,
+    ) -> None:
+        """``reader`` opens what the searcher reads in place of ``index_dir`` itself: a sharded
+        archive whose shards answer from elsewhere (``service.ray_serving``); they check their own files."""
         self.index_dir = index_dir
         self.settings = settings
         self._encoder = encoder
+        self._reader = reader
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._searcher: Searcher | None = None
@@ -63,10 +74,7 @@ class ServiceState:
                 cache_size=self.settings.query_cache_size,
                 batching=self.settings.service.batch_queries,
             )
-            # A damaged page lets SQLite open the file and fails only the queries that reach it:
-            # check every page first, so /readyz says what is wrong instead of "ready".
-            check_integrity(live_version(self.index_dir))
-            searcher = Searcher.open(self.index_dir, self.settings, encoder=encoder)
+            searcher = self._open(encoder)
             # One search before /readyz says yes: the model's first run allocates its buffers, so
             # the first real query would otherwise pay for it.
             searcher.search("warm-up", k=1, semantic_highlights=False)
@@ -93,6 +101,28 @@ class ServiceState:
                 stats.model,
             )
         self._done.set()
+
+    def _open(self, encoder: Encoder) -> Searcher:
+        if self._reader is not None:
+            reader = self._reader()
+            try:
+                return Searcher(
+                    reader,
+                    encoder,
+                    max_k=self.settings.service.max_k,
+                    allow_backend_mismatch=self.settings.allow_backend_mismatch,
+                )
+            except BaseException:
+                reader.close()
+                raise
+        # A damaged page lets SQLite open the file and fails only the queries that reach it:
+        # check every page first (of every shard), so /readyz says what is wrong instead of "ready".
+        if is_sharded(self.index_dir):
+            for name in read_set(self.index_dir).shards:
+                check_integrity(live_version(self.index_dir / name))
+        else:
+            check_integrity(live_version(self.index_dir))
+        return Searcher.open(self.index_dir, self.settings, encoder=encoder)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading finished (well or not); False on timeout."""

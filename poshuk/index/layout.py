@@ -82,7 +82,8 @@ def live_version(index_dir: Path) -> Path:
     if not current.is_file() and (index_dir / SET_NAME).is_file():
         raise IndexNotFoundError(
             f"{index_dir} is a sharded archive, not one index",
-            hint="search it with `poshuk search` or the library; serving and writing it are not built yet (issue 12)",
+            hint="search it with `poshuk search` or the library, serve it with `poshuk serve` (read-only); writing it "
+            "article by article is not built yet (issue 12)",
         )
     if not index_dir.is_dir() or not current.is_file():
         raise IndexNotFoundError(

@@ -5,13 +5,20 @@ order). BM25 candidates are scored again with the statistics of all shards (``bm
 shard is asked for more whenever a row it has not returned could still beat the last of the
 merged top (its local score bounds the global one: see ``_factor``). Passages, story groups
 and articles are read from the shard that holds them. Writes are not routed here yet.
+
+The shards are ``Shard``s: opened here (``LocalShard``, ``ShardedIndex.open``) or answering
+from other processes (``wire.RemoteShard``, a Ray Serve deployment each); the merge is the
+same. With ``parallel`` every question to all shards is asked of them at once (remote shards:
+one round trip of waiting, not one per shard).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,21 +27,18 @@ from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
-from poshuk.index.db import page_column, select_in
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
 from poshuk.shards.layout import ShardSet, read_set
+from poshuk.shards.shard import Evidence, LocalShard, Shard
+
+S = TypeVar("S")
+T = TypeVar("T")
 
 _AGAIN = 4  # a shard asked again returns this many times as many candidates
 _CHUNK = 64  # candidates whose terms are read at once while merging
 _SLACK = 1 + 1e-9  # bounds are compared with room for rounding
-_EVIDENCE = {  # what the merge reads of a row it scores: its terms, article and page ({page}: page_column)
-    "lexical": "SELECT l.rowid, l.terms, p.doc_id, {page} FROM lexical l JOIN passages p ON p.row_id = l.rowid "
-    "WHERE l.rowid IN ({{}})",
-    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id, {page} FROM article_lexical a "
-    "JOIN passages p ON p.row_id = a.rowid WHERE a.rowid IN ({{}})",
-}
 
 
 def _canonical(candidates: list[Candidate], limit: int) -> list[Candidate]:
@@ -45,10 +49,17 @@ class ShardedIndex:
     """The shards of ``index_dir`` (``DIR/SET``), each a normal index, read together."""
 
     def __init__(
-        self, index_dir: Path, shard_set: ShardSet, shards: Sequence[Index], *, first_fetch: int | None = None
+        self,
+        index_dir: Path,
+        shard_set: ShardSet,
+        shards: Sequence[Shard],
+        *,
+        first_fetch: int | None = None,
+        parallel: bool = False,
     ) -> None:
         """``first_fetch``: BM25 candidates asked of each shard at first (None: the query's limit;
-        tests make it small to exercise the second rounds)."""
+        tests make it small to exercise the second rounds). ``parallel``: ask all shards at once,
+        from a thread each (for shards in other processes)."""
         if len(shards) != len(shard_set.shards):
             raise IndexStoreError(f"{index_dir} lists {len(shard_set.shards)} shards, {len(shards)} are open")
         self.index_dir = index_dir
@@ -56,6 +67,20 @@ class ShardedIndex:
         self.shards = list(shards)
         self.first_fetch = first_fetch
         self.second_rounds = 0  # shards asked again for more BM25 candidates, since opening
+        # Three retrievers may fan out at once, each to every shard; the retrievers run in a pool of their
+        # own, so a task never waits for one queued behind it in the same pool.
+        self._pool = ThreadPoolExecutor(3 * len(shards), thread_name_prefix="poshuk-shards") if parallel else None
+        self._retrievers = ThreadPoolExecutor(3, thread_name_prefix="poshuk-retrievers") if parallel else None
+
+    def _each(self, ask: Callable[[Shard], T]) -> list[T]:
+        """``ask`` of every shard, in shard order."""
+        return self._map(ask, self.shards)
+
+    def _map(self, ask: Callable[[S], T], items: Sequence[S]) -> list[T]:
+        """``ask`` of each item, in order; all at once with ``parallel``."""
+        if self._pool is None or len(items) < 2:
+            return [ask(item) for item in items]
+        return list(self._pool.map(ask, items))
 
     @classmethod
     def open(
@@ -67,10 +92,11 @@ class ShardedIndex:
     ) -> ShardedIndex:
         """Every shard opened read-only: an archive's writes are not routed yet."""
         shard_set = read_set(index_dir)
-        shards: list[Index] = []
+        shards: list[Shard] = []
         try:
             for name in shard_set.shards:
-                shards.append(Index.open(index_dir / name, approximate_above=approximate_above, read_only=True))
+                index = Index.open(index_dir / name, approximate_above=approximate_above, read_only=True)
+                shards.append(LocalShard(index))
         except BaseException:
             for shard in shards:
                 shard.close()
@@ -91,7 +117,7 @@ class ShardedIndex:
             shard.check_model(identity, allow_backend_mismatch=allow_backend_mismatch)
 
     def counts(self) -> Counts:
-        each = [shard.counts() for shard in self.shards]
+        each = self._each(lambda shard: shard.counts())
         return Counts(
             documents=sum(c.documents for c in each),
             passages=sum(c.passages for c in each),
@@ -101,33 +127,49 @@ class ShardedIndex:
     # -- retrieval -----------------------------------------------------------------------
 
     def retrieve(self, query: RetrievalQuery) -> Candidates:
-        """Each retriever's candidates over all shards, ranked as one index ranks them."""
-        dense: list[Candidate] = []
-        if query.vector is not None:
-            only = RetrievalQuery(
-                terms=query.terms,
-                vector=query.vector,
-                filters=query.filters,
-                limit=query.limit,
-                evidence=query.evidence,
-            )
-            dense = _canonical([c for shard in self.shards for c in shard.retrieve(only).dense], query.limit)
-        passages = self._lexical(query, "lexical") if query.lexical else []
-        articles = self._lexical(query, "article_lexical") if query.articles else []
+        """Each retriever's candidates over all shards, ranked as one index ranks them (the three
+        retrievers at once with ``parallel``)."""
+        steps: list[Callable[[], list[Candidate]]] = [
+            (lambda: self._dense(query)) if query.vector is not None else list,
+            (lambda: self._lexical(query, "lexical")) if query.lexical else list,
+            (lambda: self._lexical(query, "article_lexical")) if query.articles else list,
+        ]
+        if self._retrievers is None:
+            dense, passages, articles = (step() for step in steps)
+        else:
+            dense, passages, articles = (f.result() for f in [self._retrievers.submit(step) for step in steps])
         return Candidates(dense=dense, passages=passages, articles=articles)
+
+    def _dense(self, query: RetrievalQuery) -> list[Candidate]:
+        only = RetrievalQuery(
+            terms=query.terms,
+            vector=query.vector,
+            filters=query.filters,
+            limit=query.limit,
+            evidence=query.evidence,
+        )
+        found = self._each(lambda shard: shard.retrieve(only).dense)
+        return _canonical([c for one in found for c in one], query.limit)
 
     def _lexical(self, query: RetrievalQuery, table: str) -> list[Candidate]:
         if query.terms.empty:
             return []
         phrases = bm25.phrases_of(query.terms)
-        stats = [bm25.table_stats(shard.read(), table, phrases) for shard in self.shards]
+        stats = self._each(lambda shard: shard.table_stats(table, phrases))
         whole = bm25.total(stats)
         if whole.rows == 0:
             return []
         scoring = _Rescoring(self.shards, table, query.terms, phrases, stats, whole)
         first = min(self.first_fetch or query.limit, query.limit)
         asked = [first] * len(self.shards)
-        local = [self._local(shard, query, table, first) for shard in self.shards]
+
+        def fetch(n: int) -> list[Candidate]:
+            found = self._local(self.shards[n], query, table, asked[n])
+            if self._pool is not None:  # shards elsewhere: their rows' evidence in the same trip, not one per chunk
+                scoring.prime(n, [c.row for c in found])
+            return found
+
+        local = self._map(fetch, range(len(self.shards)))
         while True:
             merged = scoring.merged(local, query.limit)
             cut = merged[-1].score if len(merged) == query.limit else float("-inf")
@@ -141,10 +183,12 @@ class ShardedIndex:
             self.second_rounds += len(again)
             for n in again:
                 asked[n] *= _AGAIN
-                local[n] = self._local(self.shards[n], query, table, asked[n])
+            more = self._map(fetch, again)
+            for n, found in zip(again, more, strict=True):
+                local[n] = found
 
     @staticmethod
-    def _local(shard: Index, query: RetrievalQuery, table: str, limit: int) -> list[Candidate]:
+    def _local(shard: Shard, query: RetrievalQuery, table: str, limit: int) -> list[Candidate]:
         """The shard's own top ``limit`` by its own BM25 (rows and local scores only)."""
         passages = table == "lexical"
         asked = RetrievalQuery(  # without evidence: the merge reads it for the rows it scores
@@ -162,23 +206,23 @@ class ShardedIndex:
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
         found: dict[int, StoredPassage] = {}
-        for shard in self.shards:
-            found.update(shard.passages(rows))
+        for part in self._each(lambda shard: shard.passages(rows)):
+            found.update(part)
         return found
 
     def groups(self, rows: list[int]) -> dict[int, RowGroup]:
         found: dict[int, RowGroup] = {}
-        for shard in self.shards:
-            found.update(shard.groups(rows))
+        for part in self._each(lambda shard: shard.groups(rows)):
+            found.update(part)
         return found
 
     def facts(self, rows: list[int]) -> dict[str, ArticleFacts]:
         found: dict[str, ArticleFacts] = {}
-        for shard in self.shards:
-            found.update(shard.facts(rows))
+        for part in self._each(lambda shard: shard.facts(rows)):
+            found.update(part)
         return found
 
-    def _owner(self, doc_id: str) -> Index:
+    def _owner(self, doc_id: str) -> Shard:
         return self.shards[self.shard_set.shard_of(doc_id)]
 
     def document(self, doc_id: str) -> StoredDocument:
@@ -188,6 +232,9 @@ class ShardedIndex:
         return self._owner(doc_id).document_vectors(doc_id)
 
     def close(self) -> None:
+        for pool in (self._pool, self._retrievers):
+            if pool is not None:
+                pool.shutdown(wait=False)
         for shard in self.shards:
             shard.close()
 
@@ -198,7 +245,7 @@ class _Rescoring:
 
     def __init__(
         self,
-        shards: list[Index],
+        shards: list[Shard],
         table: str,
         terms: QueryTerms,
         phrases: list[bm25.Phrase],
@@ -208,7 +255,7 @@ class _Rescoring:
         self.shards, self.table, self.units_in = shards, table, terms.finder()
         self.idfs, self.wanted, self.avgdl = whole.idf(), bm25.needles(phrases), whole.avgdl
         self.factors = [_factor(s, whole) for s in stats]
-        self.read: list[tuple[dict[int, tuple[str, str, int | None]], dict[int, int]]] = [({}, {}) for _ in shards]
+        self.read: list[Evidence] = [Evidence(texts={}, lengths={}) for _ in shards]
 
     def merged(self, local: list[list[Candidate]], limit: int) -> list[Candidate]:
         """The global top ``limit`` of the shards' lists, scored again with the global statistics.
@@ -244,17 +291,24 @@ class _Rescoring:
             walking = going
         return _canonical(scored, limit)
 
+    def prime(self, n: int, rows: list[int]) -> None:
+        """Read the evidence of shard ``n``'s ``rows`` now (those not read yet)."""
+        lengths = self.read[n].lengths
+        wanted = [r for r in rows if r not in lengths]
+        if wanted:
+            found = self.shards[n].evidence(self.table, wanted)
+            self.read[n].texts.update(found.texts)
+            lengths.update(found.lengths)
+            lengths.update({r: 0 for r in wanted if r not in found.lengths})  # deleted meanwhile: not asked again
+
     def _scored(self, n: int, c: Candidate, ahead: list[Candidate]) -> Candidate | None:
         """``c`` of shard ``n`` with its global score, article and matched words (reading it and
         the rows ``ahead`` of it first, unless already read)."""
-        texts, lengths = self.read[n]
+        texts, lengths = self.read[n].texts, self.read[n].lengths
         if c.row not in lengths:
-            rows = [x.row for x in ahead]
-            shard = self.shards[n]
-            conn = shard.read()
-            sql = _EVIDENCE[self.table].format(page=page_column(shard.pages))
-            texts.update({int(r): (str(t), str(d), page) for r, t, d, page in select_in(conn, sql, rows)})
-            lengths.update(bm25.lengths(conn, self.table, rows))
+            found = self.shards[n].evidence(self.table, [x.row for x in ahead])
+            texts.update(found.texts)
+            lengths.update(found.lengths)
         if c.row not in texts:
             return None
         indexed, doc, page = texts[c.row]

@@ -29,4 +29,4 @@ class HealthController(Controller):
         responses=problem_responses(503),
     )
     async def readyz(self, searcher: NamedDependency[Searcher]) -> ReadyResponse:
-        return ReadyResponse.from_stats(searcher.stats(), read_only=searcher.index.read_only)
+        return ReadyResponse.from_stats(searcher.stats(), read_only=searcher.read_only)

@@ -23,6 +23,7 @@ from poshuk.language import LanguageDetector
 from poshuk.search import Searcher
 from poshuk.settings import ChunkingSettings, Settings
 from poshuk.shards import ShardedIndex, bm25, bucket_of, read_set, split_index
+from poshuk.shards.shard import LocalShard
 
 UK = (
     "уряд рада війна фронт дрони атака енергетика світло зерно порт експорт Одеса Київ Харків Львів бюджет "
@@ -184,7 +185,9 @@ def test_each_shard_holds_whole_articles_by_bucket(single: Path, tmp_path: Path)
     assert read_set(tmp_path / "sharded") == shard_set
     sharded = ShardedIndex.open(tmp_path / "sharded")
     try:
-        for number, shard in enumerate(sharded.shards):
+        for number, part in enumerate(sharded.shards):
+            assert isinstance(part, LocalShard)
+            shard = part.index
             owned = [d for (d,) in shard.read().execute("SELECT doc_id FROM documents")]
             assert owned and all(shard_set.shard_of(d) == number for d in owned)
             orphans = shard.read().execute(
@@ -230,7 +233,7 @@ def test_a_sharded_archive_is_not_taken_for_one_index(single: Path, tmp_path: Pa
     split_index(single, folder, 2)
     before = sorted(p.name for p in folder.iterdir())
     with pytest.raises(IndexNotFoundError, match="sharded archive"):
-        live_version(folder)  # what `poshuk serve` opens first: a clear refusal, not "no index"
+        live_version(folder)  # where one index is expected: a clear refusal, not "no index"
     with pytest.raises(IndexStoreError, match="sharded archive"):
         IndexWriter(folder, HashEncoder().identity, ChunkingSettings()).open()  # `poshuk index` into it
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing was created beside the shards

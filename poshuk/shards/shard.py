@@ -1,0 +1,122 @@
+"""``Shard``: what the router (``ShardedIndex``) asks of one shard, wherever the shard is.
+
+The router merges; a shard answers plain questions about its own rows: candidates by its own
+ranking, its BM25 statistics, the terms and lengths of rows the merge scores again, and reads
+by row or by article. ``LocalShard`` answers them from an ``Index`` opened in this process;
+``poshuk.shards.wire.RemoteShard`` sends the same questions to a shard in another process
+(a Ray Serve deployment), so the merge code is one, whichever way the shards are reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from poshuk.candidates import ArticleFacts, Candidates, RowGroup
+from poshuk.encoder import ModelIdentity
+from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index.db import page_column, select_in
+from poshuk.shards import bm25
+
+TABLES = ("lexical", "article_lexical")
+_EVIDENCE = {  # what the merge reads of a row it scores: its terms, article and page ({page}: page_column)
+    "lexical": "SELECT l.rowid, l.terms, p.doc_id, {page} FROM lexical l JOIN passages p ON p.row_id = l.rowid "
+    "WHERE l.rowid IN ({{}})",
+    "article_lexical": "SELECT a.rowid, a.terms, p.doc_id, {page} FROM article_lexical a "
+    "JOIN passages p ON p.row_id = a.rowid WHERE a.rowid IN ({{}})",
+}
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """What the merge reads of the rows it scores again: each row's indexed terms, article and page,
+    and its length in tokens as FTS5 counted it. A row deleted meanwhile is absent."""
+
+    texts: dict[int, tuple[str, str, int | None]]  # row -> (indexed terms, doc_id, page)
+    lengths: dict[int, int]
+
+
+class Shard(Protocol):
+    """One shard of an archive, as the router reads it."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    def check_model(self, identity: ModelIdentity, *, allow_backend_mismatch: bool = False) -> None: ...
+
+    def counts(self) -> Counts: ...
+
+    def retrieve(self, query: RetrievalQuery) -> Candidates: ...
+
+    def table_stats(self, table: str, phrases: Sequence[bm25.Phrase]) -> bm25.TableStats: ...
+
+    def evidence(self, table: str, rows: Sequence[int]) -> Evidence: ...
+
+    def passages(self, rows: list[int]) -> dict[int, StoredPassage]: ...
+
+    def groups(self, rows: list[int]) -> dict[int, RowGroup]: ...
+
+    def facts(self, rows: list[int]) -> dict[str, ArticleFacts]: ...
+
+    def document(self, doc_id: str) -> StoredDocument: ...
+
+    def document_vectors(self, doc_id: str) -> NDArray[np.float32]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalShard:
+    """A shard opened in this process: ``Index``'s own reads, plus the two the merge adds."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.index.manifest
+
+    def check_model(self, identity: ModelIdentity, *, allow_backend_mismatch: bool = False) -> None:
+        self.index.check_model(identity, allow_backend_mismatch=allow_backend_mismatch)
+
+    def counts(self) -> Counts:
+        return self.index.counts()
+
+    def retrieve(self, query: RetrievalQuery) -> Candidates:
+        return self.index.retrieve(query)
+
+    def table_stats(self, table: str, phrases: Sequence[bm25.Phrase]) -> bm25.TableStats:
+        return bm25.table_stats(self.index.read(), _table(table), phrases)
+
+    def evidence(self, table: str, rows: Sequence[int]) -> Evidence:
+        conn, table = self.index.read(), _table(table)
+        sql = _EVIDENCE[table].format(page=page_column(self.index.pages))
+        texts = {int(r): (str(t), str(d), page) for r, t, d, page in select_in(conn, sql, list(rows))}
+        return Evidence(texts=texts, lengths=bm25.lengths(conn, table, rows))
+
+    def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
+        return self.index.passages(rows)
+
+    def groups(self, rows: list[int]) -> dict[int, RowGroup]:
+        return self.index.groups(rows)
+
+    def facts(self, rows: list[int]) -> dict[str, ArticleFacts]:
+        return self.index.facts(rows)
+
+    def document(self, doc_id: str) -> StoredDocument:
+        return self.index.document(doc_id)
+
+    def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
+        return self.index.document_vectors(doc_id)
+
+    def close(self) -> None:
+        self.index.close()
+
+
+def _table(name: str) -> str:
+    """``name`` if it is one of the two BM25 tables: it is put into SQL, and a remote caller names it."""
+    if name not in TABLES:
+        raise ValueError(f"no BM25 table {name!r}")
+    return name

@@ -79,6 +79,9 @@ def serve(index_dir: Path, settings: Settings) -> None:
         log_config=log_config(level),
         access_log=False,  # poshuk.access logs each request (service.metrics)
         lifespan="on",
+        # asyncio, not uvicorn's "auto": installing the ray extra brings uvloop, which would swap the
+        # event loop the connection cap and the descriptor-exhaustion logging were built and tested on.
+        loop="asyncio",
         server_header=False,
         http=bounded_protocol(limits),
         proxy_headers=bool(limits.trusted_proxies),

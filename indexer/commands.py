@@ -30,15 +30,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import find_sources, index_paths
     from poshuk.index.layout import refuse_sharded
     from poshuk.models import load_encoder
-    from poshuk.shards.layout import MAX_SHARDS, STAGING, split_index
+    from poshuk.shards.layout import MAX_SHARDS, STAGING, is_sharded, split_index
 
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise IndexStoreError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
 
     ray_options = _ray_options(args)
     target = args.index
-    if args.shards is None:
-        refuse_sharded(args.index)  # before the model loads
+    sharded = args.shards is None and is_sharded(args.index)  # written through its one writer (poshuk.shards.writer)
+    if args.shards is None and (args.rebuild or not sharded):
+        refuse_sharded(args.index)  # before the model loads: a sharded archive is rebuilt with --shards
     else:  # index into the archive's staging index, then split it (no encoding again)
         if (args.index / "CURRENT").exists():
             raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
@@ -81,7 +82,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
         f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
     )
-    if args.shards is None:
+    if args.shards is None and not sharded:
         _match_alerts(args.index)
     if report.skipped:
         print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)

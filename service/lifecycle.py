@@ -98,7 +98,9 @@ class Lifecycle:
     def tick(self) -> None:
         """One round of upkeep (the thread calls it; tests may too)."""
         searcher = self.state.current()
-        if searcher is not None and not searcher.is_sharded:  # shards are read-only: nothing to catch up
+        if searcher is not None and searcher.is_sharded and not searcher.read_only:
+            searcher.writer.refresh()  # another process's writes to the shards (`poshuk index`)
+        if searcher is not None and not searcher.is_sharded:
             index = searcher.index
             index.refresh()
             if not index.is_live() or index.changed_underneath():

@@ -1,0 +1,197 @@
+"""Writes to a sharded archive give what the same writes give one index (issue 12): the same
+searches answer alike in every mode, and rows, story clusters and acks are the same.
+
+One index and a 3-shard split of it take the same sequence of writes (new articles, copies and
+"translations" of articles on other shards, updates, deletes, mixed batches, a deleted story
+head); real SQLite, FAISS and FTS5 run, the encoder is the hash one.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from poshuk.documents import Article
+from poshuk.encoder import HashEncoder
+from poshuk.index import Index, IndexWriter, Upsert, WriteOutcome
+from poshuk.ingest import prepare
+from poshuk.language import LanguageDetector
+from poshuk.search import Searcher
+from poshuk.settings import ChunkingSettings, Settings
+from poshuk.shards import ShardedIndex, read_set, split_index
+from poshuk.shards.journal import JOURNAL_NAME
+from poshuk.shards.shard import LocalShard
+from tests.support.consistency import check_index
+from tests.unit.test_shards import VARIANTS, corpus, queries
+
+ENCODER = HashEncoder()
+
+
+def _prepare(articles: list[Article], analyzer_of: Searcher) -> list[Upsert]:
+    target = analyzer_of.writer
+    return prepare(articles, ENCODER, target.manifest.chunking, LanguageDetector(), target.analyzer)
+
+
+def _translation(base: Article, doc_id: str, lang: str) -> Article:
+    """The same words in another order, under another language: far apart by MinHash shingles,
+    next to each other by the hash encoder's bag of words -- what a translation looks like."""
+    rng = random.Random(doc_id)
+    words = base.text.split()
+    rng.shuffle(words)
+    return Article(id=doc_id, title=base.title, text=" ".join(words), lang=lang, source="Переклад")
+
+
+def _steps(base: list[Article]) -> list[tuple[list[Article], list[str]]]:
+    """(upserts, deletes) of each write, in order."""
+    fresh = corpus(90, seed=77)
+    by_id = {a.id: a for a in base}
+    rng = random.Random(3)
+    steps: list[tuple[list[Article], list[str]]] = []
+    batch = [msgspec.structs.replace(a, id=f"new/{a.id}") for a in fresh[:30]]
+    batch += [msgspec.structs.replace(by_id[d], id=f"dup/{d}") for d in ("uk/001", "en/003", "uk/010", "uk/020")]
+    batch += [_translation(by_id[d], f"tr/{d}", "uk" if by_id[d].lang == "en" else "en") for d in ("en/006", "uk/011")]
+    steps.append((batch, []))
+    for n, article in enumerate(fresh[30:45]):  # one at a time, as PUTs
+        steps.append(([msgspec.structs.replace(article, id=f"put/{n:02d}")], []))
+    # a copy of an article written in the same batch, on whichever shard it lands
+    steps.append(([fresh[50], msgspec.structs.replace(fresh[50], id="dup/in-batch")], []))
+    steps.append(([msgspec.structs.replace(by_id["uk/002"], text=fresh[46].text)], []))  # an update
+    steps.append(([msgspec.structs.replace(by_id["uk/004"], text=by_id["uk/008"].text)], []))  # becomes a copy
+    steps.append(([], ["uk/007"]))  # a DELETE
+    steps.append(([], ["uk/001"]))  # the head of a story: its copies keep its cluster id
+    steps.append(([msgspec.structs.replace(by_id["uk/001"], id="dup/after-head")], []))
+    steps.append(([], ["no-such-article"]))
+    mixed = [msgspec.structs.replace(a, id=f"mix/{a.id}") for a in rng.sample(fresh[55:90], 12)]
+    mixed.append(msgspec.structs.replace(by_id["en/009"], id="mix/copy-of-deleted"))  # its original goes here
+    steps.append((mixed, ["new/" + fresh[3].id, "put/04", "en/009"]))
+    steps.append(([_translation(fresh[60], "tr/late", "uk" if fresh[60].lang == "en" else "en")], []))
+    steps.append(([msgspec.structs.replace(fresh[61], id="put/03")], ["dup/uk/010"]))
+    return steps
+
+
+def _tables(
+    indexes: list[Index],
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+    documents, passages, articles = [], [], []
+    for index in indexes:
+        conn = index.read()
+        documents += conn.execute("SELECT doc_id, cluster, title, text, lang FROM documents").fetchall()
+        passages += conn.execute("SELECT row_id, passage_id, doc_id, ordinal, text, vector FROM passages").fetchall()
+        articles += conn.execute("SELECT rowid, terms FROM article_lexical").fetchall()
+    return sorted(documents), sorted(passages), sorted(articles)
+
+
+def _answers(searcher: Searcher) -> list[dict[str, object]]:
+    out = []
+    for text in queries(40, seed=9):
+        for name, options in VARIANTS.items():
+            answer = msgspec.to_builtins(searcher.search(text, **options))  # type: ignore[arg-type]
+            answer.pop("took_ms")
+            answer["variant"] = name
+            out.append(answer)
+    return out
+
+
+def _shards(searcher: Searcher) -> list[Index]:
+    reader = searcher._reader
+    assert isinstance(reader, ShardedIndex)
+    out = []
+    for shard in reader.shards:
+        assert isinstance(shard, LocalShard)
+        out.append(shard.index)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Article]]:
+    folder = tmp_path_factory.mktemp("base") / "index"
+    articles = corpus(120)
+    with IndexWriter(folder, ENCODER.identity, ChunkingSettings()) as writer:
+        writer.upsert_many(prepare(articles, ENCODER, ChunkingSettings(), LanguageDetector(), writer.index.analyzer))
+    return folder, articles
+
+
+def test_writes_to_three_shards_give_what_they_give_one_index(
+    base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
+) -> None:
+    one_dir, archive = tmp_path / "one", tmp_path / "archive"
+    shutil.copytree(base[0], one_dir)
+    split_index(base[0], archive, 3)
+    one = Searcher.open(one_dir, settings, encoder=ENCODER)
+    parts = Searcher.open(archive, settings, encoder=ENCODER)
+    try:
+        assert not parts.read_only
+        for upserts, deletes in _steps(base[1]):
+            prepared = _prepare(upserts, one)
+            expected: WriteOutcome = one.writer.write(prepared, deletes)
+            got = parts.writer.write(prepared, deletes)
+            assert (got.replaced, got.deleted) == (expected.replaced, expected.deleted)
+        shards = _shards(parts)
+        assert _tables(shards) == _tables([one.index])  # rows, clusters, vectors and terms alike
+        documents = _tables(shards)[0]
+        clusters = {d: c for d, c, *_ in documents}
+        owner = read_set(archive).shard_of
+        joined = [d for d, c in clusters.items() if c != d]
+        assert clusters["tr/en/006"] == "en/006" and clusters["tr/uk/011"] == "uk/011"  # translations
+        in_batch = corpus(90, seed=77)[50].id
+        assert clusters["dup/in-batch"] == clusters[in_batch] and in_batch not in joined  # copied in one batch
+        assert clusters["dup/after-head"] == "uk/001" and "uk/001" not in clusters  # a head deleted
+        assert clusters["mix/copy-of-deleted"] == "mix/copy-of-deleted"  # deleted in the same write
+        assert any(owner(d) != owner(clusters[d]) for d in joined)  # stories across shards
+        assert _answers(parts) == _answers(one)
+        for shard in read_set(archive).shards:
+            check_index(archive / shard)
+    finally:
+        one.close()
+        parts.close()
+    again = Searcher.open(archive, settings, encoder=ENCODER)  # what a restart reads
+    one = Searcher.open(one_dir, settings, encoder=ENCODER)
+    try:
+        assert _answers(again) == _answers(one)
+        row = again.writer.write(_prepare([corpus(3, seed=1)[0]], one), [])
+        assert row.seq > 0
+        rows = {r for (r,) in _shards(again)[0].read().execute("SELECT max(row_id) FROM passages")}
+        assert rows  # written after a reopen: still above every row one node gave
+        top = max(r for s in _shards(again) for (r,) in s.read().execute("SELECT row_id FROM passages"))
+        assert top > max(r for (r,) in one.index.read().execute("SELECT row_id FROM passages"))
+    finally:
+        again.close()
+        one.close()
+
+
+def test_a_write_cut_between_shards_is_finished_at_the_next_open(
+    base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
+) -> None:
+    """A write that committed on one shard and died before the next is in the journal; opening
+    the archive again applies it whole (upserts replace by id: applying twice is harmless)."""
+    one_dir, archive = tmp_path / "one", tmp_path / "archive"
+    shutil.copytree(base[0], one_dir)
+    split_index(base[0], archive, 3)
+    one = Searcher.open(one_dir, settings, encoder=ENCODER)
+    parts = Searcher.open(archive, settings, encoder=ENCODER)
+    batch = [msgspec.structs.replace(a, id=f"cut/{a.id}") for a in corpus(30, seed=8)]
+    prepared = _prepare(batch, one)
+    owners = {read_set(archive).shard_of(a.id) for a in batch}
+    assert len(owners) == 3
+    shards = _shards(parts)
+
+    def dies(*_args: object, **_kwargs: object) -> WriteOutcome:
+        raise OSError("the process died here")
+
+    shards[1].write = dies  # type: ignore[method-assign]  # shard 0 commits, shard 1 never does
+    with pytest.raises(OSError):
+        parts.writer.write(prepared, ["uk/002"])
+    parts.close()
+    assert (archive / JOURNAL_NAME).is_file()
+    one.writer.write(prepared, ["uk/002"])
+    again = Searcher.open(archive, settings, encoder=ENCODER)
+    try:
+        assert _tables(_shards(again)) == _tables([one.index])
+        assert _answers(again) == _answers(one)
+    finally:
+        again.close()
+        one.close()

@@ -30,7 +30,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import find_sources, index_paths
     from poshuk.index.layout import refuse_sharded
     from poshuk.models import load_encoder
-    from poshuk.shards.layout import MAX_SHARDS, STAGING, is_sharded, split_index
+    from poshuk.shards.layout import MAX_SHARDS, STAGING, is_sharded, refuse_written, split_index
 
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise IndexStoreError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
@@ -43,6 +43,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     else:  # index into the archive's staging index, then split it (no encoding again)
         if (args.index / "CURRENT").exists():
             raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
+        refuse_written(args.index)  # before anything is indexed into its staging index
         target = args.index / STAGING
     settings = settings_from(args)
     if ray_options is not None:

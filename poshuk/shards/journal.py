@@ -11,19 +11,49 @@ dropped but the last, which keeps the sequence number and the highest row id han
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from poshuk.documents import Article, Passage
-from poshuk.errors import IndexCorruptError
+from poshuk.errors import IndexBusyError, IndexCorruptError
 from poshuk.index import Upsert
 from poshuk.index.db import BUSY_TIMEOUT_MS
+from poshuk.index.layout import SET_NAME
 
 JOURNAL_NAME = "writes.sqlite"
+LOCK_TIMEOUT_S = 30.0  # how long a write waits for another process's write (a `poshuk index` group)
+
+
+@contextlib.contextmanager
+def archive_lock(index_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """The archive's write lock across processes: ``flock`` on its ``SET`` (the kernel releases it if
+    we die). A split replaces ``SET`` while holding it; writers then find ``SET`` changed."""
+    fd = os.open(index_dir / SET_NAME, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise IndexBusyError(
+                        f"the sharded archive {index_dir} is being written by another process",
+                        hint="retry in a moment",
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -33,6 +63,20 @@ CREATE TABLE IF NOT EXISTS entries (
     done INTEGER NOT NULL DEFAULT 0
 );
 """
+
+
+def has_writes(index_dir: Path) -> bool:
+    """Whether the archive was ever written through its writer (its staging index lacks those writes)."""
+    path = index_dir / JOURNAL_NAME
+    if not path.is_file():
+        return False
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return bool(db.execute("SELECT count(*) FROM entries").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return True  # unreadable: assume the worst
+    finally:
+        db.close()
 
 
 class _Logged(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,6 +25,7 @@ from poshuk.errors import IndexStoreError
 from poshuk.index import Index, IndexWriter, Upsert
 from poshuk.index.db import DOCUMENT_SELECT, article_from_row, has_pages
 from poshuk.index.layout import SET_NAME, Manifest
+from poshuk.shards.journal import archive_lock, has_writes
 
 BUCKETS = 4096
 FORMAT = 1
@@ -67,6 +68,19 @@ def read_set(index_dir: Path) -> ShardSet:
 
 
 STAGING = "staging"
+
+
+def refuse_written(index_dir: Path) -> None:
+    """``IndexStoreError`` if the archive took writes through its shards' writer: they are not in its
+    staging index, so splitting that again would lose them (carrying them over is not built yet)."""
+    if has_writes(index_dir):
+        raise IndexStoreError(
+            f"{index_dir} took writes through its shards since it was split: splitting its staging index "
+            "again would lose them",
+            hint="keep the shard count (index without --shards), or rebuild from the sources into a new folder",
+        )
+
+
 MAX_SHARDS = 256
 
 
@@ -124,6 +138,14 @@ def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     if (dest / "CURRENT").exists():
         raise IndexStoreError(f"{dest} holds one index: split it into a new folder")
     previous = read_set(dest) if is_sharded(dest) else None
+    if previous is None:
+        return _split(source_dir, dest, shards, None)
+    with archive_lock(dest):  # no write to the old shards from here to the new SET
+        refuse_written(dest)
+        return _split(source_dir, dest, shards, read_set(dest))
+
+
+def _split(source_dir: Path, dest: Path, shards: int, previous: ShardSet | None) -> ShardSet:
     shard_set = even_set(shards, 1 if previous is None else previous.generation + 1)
     for name in shard_set.shards:
         shutil.rmtree(dest / name, ignore_errors=True)  # a split that died before its SET: never live

@@ -19,10 +19,7 @@ A write that fails after step 3 (a full disk) is applied again by the next write
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,16 +28,13 @@ import msgspec
 from poshuk import dedupe
 from poshuk.analysis import Analyzer
 from poshuk.encoder import ModelIdentity, check_backend
-from poshuk.errors import IndexBusyError, ModelMismatchError
+from poshuk.errors import IndexBusyError, IndexRetiredError, ModelMismatchError
 from poshuk.index import Counts, Index, Manifest, Upsert, WriteOutcome
 from poshuk.index.clusters import Staged, centroid
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards.clusters import ClusterView
-from poshuk.shards.journal import JOURNAL_NAME, Entry, Journal
+from poshuk.shards.journal import JOURNAL_NAME, Entry, Journal, archive_lock
 from poshuk.shards.layout import ShardSet, read_set
-
-LOCK_NAME = "writes.lock"
-LOCK_TIMEOUT_S = 30.0  # how long a write waits for another process's write (a `poshuk index` group)
 
 
 class ShardedWriter:
@@ -60,25 +54,9 @@ class ShardedWriter:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """This process's lock, then the archive's (``flock``, released by the kernel if we die)."""
-        with self._lock:
-            fd = os.open(self.index_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                deadline = time.monotonic() + LOCK_TIMEOUT_S
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise IndexBusyError(
-                                f"the sharded archive {self.index_dir} is being written by another process",
-                                hint="retry in a moment",
-                            ) from None
-                        time.sleep(0.02)
-                yield
-            finally:
-                os.close(fd)  # releases the flock
+        """This process's lock, then the archive's."""
+        with self._lock, archive_lock(self.index_dir):
+            yield
 
     def _recover(self) -> None:
         """Apply again every logged write not marked done (a crash between its shards' transactions)."""
@@ -113,6 +91,10 @@ class ShardedWriter:
         then upserts in order). ``staged``: mean vectors a batch run keeps across its writes, as
         ``IndexWriter`` does. The outcome's ``seq`` is the journal's."""
         with self._locked():
+            if read_set(self.index_dir) != self.shard_set:  # re-sharded: these shards are retired
+                raise IndexRetiredError(
+                    f"the sharded archive {self.index_dir} was split again", hint="restart the service"
+                )
             self._recover()
             for shard in self.shards:
                 shard.refresh()  # another process's writes: the cluster search must see them

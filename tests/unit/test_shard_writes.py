@@ -133,7 +133,7 @@ def test_writes_to_three_shards_give_what_they_give_one_index(
         shards = _shards(parts)
         assert _tables(shards) == _tables([one.index])  # rows, clusters, vectors and terms alike
         documents = _tables(shards)[0]
-        clusters = {d: c for d, c, *_ in documents}
+        clusters = {str(d): str(c) for d, c, *_ in documents}
         owner = read_set(archive).shard_of
         joined = [d for d, c in clusters.items() if c != d]
         assert clusters["tr/en/006"] == "en/006" and clusters["tr/uk/011"] == "uk/011"  # translations
@@ -195,3 +195,57 @@ def test_a_write_cut_between_shards_is_finished_at_the_next_open(
     finally:
         again.close()
         one.close()
+
+
+def test_poshuk_index_into_an_archive_files_as_into_one_index(
+    base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
+) -> None:
+    """An incremental ``poshuk index`` run (several transactions, story centroids kept across them)
+    into a 3-shard archive leaves what it leaves in one index; a re-split would then lose those
+    writes (staging lacks them), so it is refused."""
+    from indexer.pipeline import index_paths
+    from poshuk.errors import IndexStoreError
+
+    one_dir, archive = tmp_path / "one", tmp_path / "archive"
+    shutil.copytree(base[0], one_dir)
+    split_index(base[0], archive, 3)
+    by_id = {a.id: a for a in base[1]}
+    fresh = [msgspec.structs.replace(a, id=f"run/{a.id}") for a in corpus(40, seed=21)]
+    fresh += [msgspec.structs.replace(by_id["uk/013"], id="run/dup"), _translation(by_id["en/012"], "run/tr", "uk")]
+    fresh.append(msgspec.structs.replace(fresh[2], id="run/dup-of-run"))  # a copy of an earlier group's article
+    source = tmp_path / "run.jsonl"
+    source.write_bytes(b"\n".join(msgspec.json.encode(a) for a in fresh) + b"\n")
+    small = msgspec.structs.replace(settings, batch_size=3)  # groups of 12: four transactions
+    for target in (one_dir, archive):
+        report = index_paths([source], target, encoder=ENCODER, settings=small, progress=False)
+        assert report.documents == len(fresh) and not report.skipped
+    one = Searcher.open(one_dir, settings, encoder=ENCODER)
+    parts = Searcher.open(archive, settings, encoder=ENCODER)
+    try:
+        tables = _tables(_shards(parts))
+        assert tables == _tables([one.index])
+        clusters = {str(d): str(c) for d, c, *_ in tables[0]}
+        assert clusters["run/dup"] == "uk/013" and clusters["run/tr"] == "en/012"
+        assert clusters["run/dup-of-run"] == clusters[fresh[2].id]
+        assert _answers(parts) == _answers(one)
+    finally:
+        one.close()
+        parts.close()
+    with pytest.raises(IndexStoreError, match="took writes"):
+        split_index(base[0], archive, 2)
+
+
+def test_a_writer_over_retired_shards_refuses(base: tuple[Path, list[Article]], tmp_path: Path) -> None:
+    """A split that replaced ``SET`` retires the open writer's shards: a write there would be lost."""
+    from poshuk.errors import IndexRetiredError
+
+    archive = tmp_path / "archive"
+    split_index(base[0], archive, 2)
+    reader = ShardedIndex.open(archive, writable=True)
+    try:
+        split_index(base[0], archive, 3)  # no write yet: the split is allowed, and replaces SET
+        assert reader.writer is not None
+        with pytest.raises(IndexRetiredError):
+            reader.writer.write([], ["uk/001"])
+    finally:
+        reader.close()

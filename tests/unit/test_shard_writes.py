@@ -249,3 +249,109 @@ def test_a_writer_over_retired_shards_refuses(base: tuple[Path, list[Article]], 
             reader.writer.write([], ["uk/001"])
     finally:
         reader.close()
+
+
+def _requests() -> list[tuple[str, str, dict[str, object]]]:
+    """(method, path, keywords) of a write session through the API, bad requests included."""
+    article = {"title": "Міська рада ухвалила бюджет", "text": "Депутати ухвалили бюджет.\n\nНа дороги.", "lang": "uk"}
+    batch = [
+        {"id": f"b-{n}", "title": f"Новина {n}", "text": f"Рада обговорила тролейбуси номер {n}."} for n in range(6)
+    ]
+    return [
+        ("PUT", "/v1/documents/w-1", {"json": article}),
+        ("PUT", "/v1/documents/w-1", {"json": {**article, "text": "Інший текст про дороги."}}),  # 200: replaced
+        ("POST", "/v1/documents", {"json": batch}),
+        ("POST", "/v1/documents", {"json": [*batch[:2], {"id": "b-9", "title": "x", "text": "Нова."}]}),
+        ("PUT", "/v1/documents/copy", {"json": {**batch[3], "id": None}}),
+        ("PUT", "/v1/documents/w-2", {"json": {**article, "id": "other"}}),  # 409
+        ("POST", "/v1/documents", {"json": []}),  # 400
+        ("DELETE", "/v1/documents/b-2", {}),
+        ("DELETE", "/v1/documents/b-2", {}),  # 404
+        ("DELETE", "/v1/documents/uk-001", {}),
+        ("GET", "/v1/documents/copy", {}),
+        ("GET", "/v1/search?q=тролейбуси&k=5&dedupe=true", {}),
+        ("GET", "/v1/search?q=бюджет дороги&k=5", {}),
+    ]
+
+
+def test_the_write_api_answers_on_an_archive_as_on_one_index(tmp_path: Path) -> None:
+    """The same PUT/POST/DELETE session against one index's service and a 3-shard archive's:
+    the same statuses and bodies (but the ack's ``seq``, the journal's there), the same reads after."""
+    from litestar.testing import TestClient
+
+    from service.app import create_app
+    from tests.support.app import AUTH, build_service_index, make_settings, service_state
+
+    build_service_index(tmp_path / "one", ENCODER)
+    split_index(tmp_path / "one", tmp_path / "archive", 3)
+    answers: list[list[tuple[int, object]]] = []
+    for folder in (tmp_path / "one", tmp_path / "archive"):
+        app = create_app(make_settings(tmp_path, service_rate_limit_burst="1000"), folder, encoder=ENCODER)
+        got: list[tuple[int, object]] = []
+        with TestClient(app) as client:
+            assert service_state(app).wait(10)
+            assert client.get("/readyz").json()["read_only"] is False
+            for method, path, options in _requests():
+                response = client.request(method, path, headers=AUTH, **options)  # type: ignore[arg-type]
+                body = response.json()
+                if isinstance(body, dict):
+                    body.pop("seq", None), body.pop("took_ms", None), body.pop("instance", None)
+                got.append((response.status_code, body))
+        answers.append(got)
+    assert [s for s, _ in answers[0]] == [201, 200, 200, 200, 201, 409, 400, 200, 404, 200, 200, 200, 200]
+    assert answers[1] == answers[0]
+
+
+def test_a_serving_archive_sees_what_another_writer_adds(tmp_path: Path) -> None:
+    """``poshuk index`` into an archive a service has open (the archive's lock orders the two writers):
+    the service's vectors catch up within a second (its upkeep refreshes the shards), and its own
+    next write gets rows above them."""
+    import time
+
+    from litestar.testing import TestClient
+
+    from indexer.pipeline import index_paths
+    from service.app import create_app
+    from tests.support.app import AUTH, build_service_index, make_settings, service_state
+
+    build_service_index(tmp_path / "one", ENCODER)
+    archive = tmp_path / "archive"
+    split_index(tmp_path / "one", archive, 3)
+    settings = make_settings(tmp_path, service_rate_limit_burst="1000")
+    app = create_app(settings, archive, encoder=ENCODER)
+    source = tmp_path / "more.jsonl"
+    source.write_text('{"id": "cli-1", "title": "Трамваї", "text": "Окремий процес записав новину про трамваї."}\n')
+    with TestClient(app) as client:
+        assert service_state(app).wait(10)
+        assert (
+            client.put("/v1/documents/w-1", json={"title": "Перша", "text": "Про мости."}, headers=AUTH).status_code
+            == 201
+        )
+        index_paths([source], archive, encoder=ENCODER, settings=settings, progress=False)
+        deadline = time.monotonic() + 3
+        dense = {"q": "Трамваї\nОкремий процес записав новину про трамваї.", "mode": "dense", "k": 1}
+        while [h["doc_id"] for h in client.get("/v1/search", params=dense).json()["hits"]] != ["cli-1"]:
+            assert time.monotonic() < deadline, "the service never saw the other writer's article"
+            time.sleep(0.1)
+        assert (
+            client.put("/v1/documents/w-2", json={"title": "Друга", "text": "Про дороги."}, headers=AUTH).status_code
+            == 201
+        )
+    reader = ShardedIndex.open(archive)
+    try:
+        first = {
+            doc: row
+            for shard in _shards_of(reader)
+            for doc, row in shard.read().execute("SELECT doc_id, min(row_id) FROM passages GROUP BY doc_id")
+        }
+    finally:
+        reader.close()
+    assert first["w-1"] < first["cli-1"] < first["w-2"]  # one counter, in the order of the writes
+
+
+def _shards_of(reader: ShardedIndex) -> list[Index]:
+    out = []
+    for shard in reader.shards:
+        assert isinstance(shard, LocalShard)
+        out.append(shard.index)
+    return out

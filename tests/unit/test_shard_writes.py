@@ -329,7 +329,11 @@ def test_a_serving_archive_sees_what_another_writer_adds(tmp_path: Path) -> None
         )
         index_paths([source], archive, encoder=ENCODER, settings=settings, progress=False)
         deadline = time.monotonic() + 3
-        dense = {"q": "Трамваї\nОкремий процес записав новину про трамваї.", "mode": "dense", "k": 1}
+        dense: dict[str, str | int] = {
+            "q": "Трамваї\nОкремий процес записав новину про трамваї.",
+            "mode": "dense",
+            "k": 1,
+        }
         while [h["doc_id"] for h in client.get("/v1/search", params=dense).json()["hits"]] != ["cli-1"]:
             assert time.monotonic() < deadline, "the service never saw the other writer's article"
             time.sleep(0.1)

@@ -240,7 +240,8 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="a sharded archive: index into DIR/staging, then split it into N shards that answer exactly as "
-        "one index (again over an archive: the new shards replace the old at once, nothing is encoded again)",
+        "one index (again over an archive: the new shards replace the old at once, nothing is encoded again; "
+        "refused once the shards took writes). Without --shards, an archive is written through its shards",
     )
     ray = index.add_argument_group("encoding on Ray (the ray extra)")
     ray.add_argument(

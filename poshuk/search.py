@@ -65,6 +65,8 @@ class IndexWrites(Protocol):
 
     def refresh(self) -> int: ...
 
+    def snapshot(self) -> object: ...
+
 
 class IndexReader(Protocol):
     """What a search reads: one index version (``Index``), or every shard of one (``ShardedIndex``)."""

@@ -78,9 +78,9 @@ class Lifecycle:
         if self._thread is not None:
             self._thread.join(timeout=10)
         searcher = self.state.current()
-        if searcher is not None and not searcher.is_sharded:
+        if searcher is not None and (not searcher.is_sharded or not searcher.read_only):
             try:
-                searcher.index.snapshot()
+                searcher.writer.snapshot()  # one index, or each shard of a writable archive
             except Exception:
                 logger.exception("cannot write the FAISS snapshot on shutdown")
         with self._retired_lock:

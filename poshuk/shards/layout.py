@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +23,8 @@ import numpy as np
 from poshuk.atomic import write_file
 from poshuk.documents import Passage
 from poshuk.errors import IndexStoreError
-from poshuk.index import Index, IndexWriter, Upsert
-from poshuk.index.db import DOCUMENT_SELECT, article_from_row, has_pages
+from poshuk.index import Index, IndexWriter, Upsert, live_version
+from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, article_from_row, connect, has_pages
 from poshuk.index.layout import SET_NAME, Manifest
 from poshuk.shards.journal import archive_lock, has_writes
 
@@ -130,6 +131,22 @@ def _upserts(source: Index) -> Iterator[Upsert]:
         )
 
 
+def _last_row(conn: sqlite3.Connection) -> int:
+    """The highest passage row id ever given (``AUTOINCREMENT``'s, deleted rows included)."""
+    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
+    return 0 if found is None else int(found[0])
+
+
+def _raise_last_row(shard_dir: Path, last_row: int) -> None:
+    conn = connect(live_version(shard_dir) / SQLITE_NAME)
+    try:
+        if conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'passages'", (last_row,)).rowcount:
+            return
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)", (last_row,))
+    finally:
+        conn.close()
+
+
 def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     """Split the live version of ``source_dir`` into ``shards`` shards under ``dest`` without
     encoding anything again: row ids, vectors, terms and story clusters are carried as they are,
@@ -153,6 +170,7 @@ def _split(source_dir: Path, dest: Path, shards: int, previous: ShardSet | None)
     writers: list[IndexWriter] = []
     try:
         manifest: Manifest = source.manifest
+        last_row = _last_row(source.read())
         for name in shard_set.shards:
             writers.append(IndexWriter(dest / name, manifest.model, manifest.chunking, manifest.lexical))
             writers[-1].open()
@@ -173,6 +191,8 @@ def _split(source_dir: Path, dest: Path, shards: int, previous: ShardSet | None)
         raise
     finally:
         source.close()
+    for name in shard_set.shards:  # the next row a write gets is one node's next, deleted rows counted
+        _raise_last_row(dest / name, last_row)
     write_file(dest / SET_NAME, msgspec.json.encode(shard_set))
     for name in [] if previous is None else previous.shards:
         shutil.rmtree(dest / name, ignore_errors=True)

@@ -300,6 +300,13 @@ def test_the_write_api_answers_on_an_archive_as_on_one_index(tmp_path: Path) -> 
         answers.append(got)
     assert [s for s, _ in answers[0]] == [201, 200, 200, 200, 201, 409, 400, 200, 404, 200, 200, 200, 200]
     assert answers[1] == answers[0]
+    read_only = make_settings(tmp_path, service_read_only="true")
+    app = create_app(read_only, tmp_path / "archive", encoder=ENCODER)
+    with TestClient(app) as client:  # --read-only: the archive's writes are refused as one index's are
+        assert service_state(app).wait(10)
+        assert client.get("/readyz").json()["read_only"] is True
+        refused = client.put("/v1/documents/w-3", json={"title": "x", "text": "y"}, headers=AUTH)
+        assert refused.status_code == 405 and refused.json()["type"].endswith("/read-only")
 
 
 def test_a_serving_archive_sees_what_another_writer_adds(tmp_path: Path) -> None:
@@ -359,3 +366,26 @@ def _shards_of(reader: ShardedIndex) -> list[Index]:
         assert isinstance(shard, LocalShard)
         out.append(shard.index)
     return out
+
+
+def test_a_split_keeps_the_next_row_after_deleted_ones(
+    base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
+) -> None:
+    """The source deleted its last rows: the shards still give the next write one node's row ids."""
+    one_dir, archive = tmp_path / "one", tmp_path / "archive"
+    shutil.copytree(base[0], one_dir)
+    one = Searcher.open(one_dir, settings, encoder=ENCODER)
+    try:
+        (last,) = one.index.read().execute("SELECT doc_id FROM passages ORDER BY row_id DESC LIMIT 1").fetchone()
+        one.writer.write([], [last])
+        split_index(one_dir, archive, 3)
+        parts = Searcher.open(archive, settings, encoder=ENCODER)
+        try:
+            prepared = _prepare([corpus(2, seed=4)[1]], one)
+            one.writer.write(prepared, [])
+            parts.writer.write(prepared, [])
+            assert _tables(_shards(parts)) == _tables([one.index])
+        finally:
+            parts.close()
+    finally:
+        one.close()

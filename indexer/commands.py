@@ -38,8 +38,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
     ray_options = _ray_options(args)
     target = args.index
     sharded = args.shards is None and is_sharded(args.index)  # written through its one writer (poshuk.shards.writer)
-    if args.shards is None and (args.rebuild or not sharded):
-        refuse_sharded(args.index)  # before the model loads: a sharded archive is rebuilt with --shards
+    if args.shards is None:
+        if args.rebuild or not sharded:
+            refuse_sharded(args.index)  # before the model loads: a sharded archive is rebuilt with --shards
     else:  # index into the archive's staging index, then split it (no encoding again)
         if (args.index / "CURRENT").exists():
             raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")

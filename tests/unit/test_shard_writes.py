@@ -387,3 +387,31 @@ def test_a_split_keeps_the_next_row_after_deleted_ones(
             parts.close()
     finally:
         one.close()
+
+
+@pytest.mark.usefixtures("hash_model")
+def test_the_index_command_writes_an_archive_as_one_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``poshuk index PATH --index ARCHIVE`` (no --shards, no --rebuild): through the shards, searched as
+    one index that took the same command."""
+    import json
+
+    from poshuk_cli.main import main
+
+    articles = Path(__file__).resolve().parents[2] / "examples" / "articles"
+    first, then = [str(articles / "news.jsonl")], [str(articles / n) for n in ("en-009.txt", "uk-019.txt")]
+    assert main(["index", *first, "--index", str(tmp_path / "one"), "--no-progress"]) == 0
+    assert main(["index", *first, "--index", str(tmp_path / "arc"), "--shards", "3", "--no-progress"]) == 0
+    assert main(["index", *then, "--index", str(tmp_path / "one"), "--no-progress"]) == 0
+    assert main(["index", *then, "--index", str(tmp_path / "arc"), "--no-progress"]) == 0
+    assert "index now holds" in capsys.readouterr().out
+    assert (tmp_path / "arc" / JOURNAL_NAME).is_file()  # written through the shards, not into staging
+    for query in ("мед експорт", "grain exports Odesa", "Kirby"):
+        answers = []
+        for folder in ("one", "arc"):
+            assert main(["search", query, "--index", str(tmp_path / folder), "--json", "--collapse"]) == 0
+            answer = json.loads(capsys.readouterr().out)
+            answer.pop("took_ms")
+            answers.append(answer)
+        assert answers[0] == answers[1] and answers[0]["hits"]
+    assert main(["index", *then, "--index", str(tmp_path / "arc"), "--rebuild", "--no-progress"]) == 1
+    assert "sharded archive" in capsys.readouterr().err

@@ -152,10 +152,11 @@ class Searcher:
 
     @property
     def index(self) -> Index:
-        """The open index version (writers use it through ``poshuk.ingest``); a sharded archive
-        is not written through one searcher."""
+        """The open index version; a sharded archive has none (its writes go through ``writer``)."""
         if not isinstance(self._reader, Index):
-            raise IndexReadOnlyError(f"{self.index_dir} is sharded: its writes are routed to the shards (issue 12)")
+            raise IndexReadOnlyError(
+                f"{self.index_dir} is sharded: it has no one index (its writes go through its writer)"
+            )
         return self._reader
 
     @property

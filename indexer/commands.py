@@ -30,18 +30,21 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import find_sources, index_paths
     from poshuk.index.layout import refuse_sharded
     from poshuk.models import load_encoder
-    from poshuk.shards.layout import MAX_SHARDS, STAGING, split_index
+    from poshuk.shards.layout import MAX_SHARDS, STAGING, is_sharded, refuse_written, split_index
 
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise IndexStoreError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
 
     ray_options = _ray_options(args)
     target = args.index
+    sharded = args.shards is None and is_sharded(args.index)  # written through its one writer (poshuk.shards.writer)
     if args.shards is None:
-        refuse_sharded(args.index)  # before the model loads
+        if args.rebuild or not sharded:
+            refuse_sharded(args.index)  # before the model loads: a sharded archive is rebuilt with --shards
     else:  # index into the archive's staging index, then split it (no encoding again)
         if (args.index / "CURRENT").exists():
             raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
+        refuse_written(args.index)  # before anything is indexed into its staging index
         target = args.index / STAGING
     settings = settings_from(args)
     if ray_options is not None:
@@ -81,7 +84,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
         f"({report.docs_per_second:.1f} docs/s, {report.passages_per_second:.1f} passages/s){total}"
     )
-    if args.shards is None:
+    if args.shards is None and not sharded:
         _match_alerts(args.index)
     if report.skipped:
         print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)
@@ -238,7 +241,8 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="a sharded archive: index into DIR/staging, then split it into N shards that answer exactly as "
-        "one index (again over an archive: the new shards replace the old at once, nothing is encoded again)",
+        "one index (again over an archive: the new shards replace the old at once, nothing is encoded again; "
+        "refused once the shards took writes). Without --shards, an archive is written through its shards",
     )
     ray = index.add_argument_group("encoding on Ray (the ray extra)")
     ray.add_argument(

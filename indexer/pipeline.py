@@ -34,6 +34,8 @@ from poshuk.language import LanguageDetector
 from poshuk.pdf_reader import PageProgress
 from poshuk.readers import iter_sources, read_articles
 from poshuk.settings import Settings
+from poshuk.shards.layout import is_sharded
+from poshuk.shards.writer import ShardedBatchWriter
 
 RECORD_SUFFIXES = frozenset({".jsonl"}) | FEED_SUFFIXES
 """Files of many records, each with its own url (or none): ``--url-prefix`` gives them none."""
@@ -95,12 +97,12 @@ def read_step(
             yield item
 
 
-def write_step(writer: IndexWriter, item: Upsert) -> None:
+def write_step(writer: IndexWriter | ShardedBatchWriter, item: Upsert) -> None:
     """Upsert one article (replacing any earlier version of it) in the writer's open batch."""
     writer.upsert_many([item])
 
 
-def write_group(writer: IndexWriter, upserts: Sequence[Upsert]) -> None:
+def write_group(writer: IndexWriter | ShardedBatchWriter, upserts: Sequence[Upsert]) -> None:
     """Upsert a group of articles as one transaction (durable when this returns)."""
     for item in upserts:
         write_step(writer, item)
@@ -171,15 +173,19 @@ def index_paths(
     # A group is one write transaction. Encoded elsewhere, groups are also the unit a pool of encoders
     # shares out, so they are smaller there: a run of 200 articles must still keep several actors busy.
     batch_docs = max(1, settings.batch_size * (4 if encode_groups is None else 1))
-    writer = IndexWriter(
-        index_dir,
-        encoder.identity,
-        settings.chunking,
-        rebuild=rebuild,
-        prepare=lambda carried: _reencode(carried, encoder, settings),
-        since=since,
-        approximate_above=settings.approximate_above,
-    )
+    writer: IndexWriter | ShardedBatchWriter
+    if is_sharded(index_dir) and not rebuild:  # the archive's one write path (poshuk.shards.writer)
+        writer = ShardedBatchWriter(index_dir, encoder.identity, approximate_above=settings.approximate_above)
+    else:
+        writer = IndexWriter(
+            index_dir,
+            encoder.identity,
+            settings.chunking,
+            rebuild=rebuild,
+            prepare=lambda carried: _reencode(carried, encoder, settings),
+            since=since,
+            approximate_above=settings.approximate_above,
+        )
     # One thread owns the writer from open to commit or abort (SQLite keeps a connection in the thread
     # that opened it) and writes group i while this thread encodes group i + 1. The encoder stays here,
     # so its errors and Ctrl-C land as before, between encoder batches, and never wait for a whole group.
@@ -189,7 +195,7 @@ def index_paths(
     ):
         try:
             io.submit(writer.open).result()
-            analyzer = writer.index.analyzer
+            analyzer = writer.analyzer
             writing: Future[None] | None = None
             groups = [chunked[start : start + batch_docs] for start in range(0, len(chunked), batch_docs)]
             encoded = (

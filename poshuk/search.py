@@ -32,7 +32,7 @@ from poshuk.facets import count_facets
 from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
-from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.ordering import Ordering, reorder
 from poshuk.page_hits import other_pages
 from poshuk.query import QueryTerms, analyse_query
@@ -49,6 +49,23 @@ from poshuk.wire import SearchResult as SearchResult
 from poshuk.wire import Sort as Sort
 
 SENTENCE_HIGHLIGHT_HITS = 3  # hits per page whose best sentence is found by meaning
+
+
+class IndexWrites(Protocol):
+    """What a write needs: the index's chunking and lexical settings (``poshuk.ingest.prepare``), and
+    one durable write (``Index.write``, or a sharded archive's ``ShardedWriter.write``)."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def analyzer(self) -> Analyzer: ...
+
+    def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome: ...
+
+    def refresh(self) -> int: ...
+
+    def snapshot(self) -> object: ...
 
 
 class IndexReader(Protocol):
@@ -110,7 +127,9 @@ class Searcher:
         set_search_threads(settings.service.faiss_threads)
         reader: IndexReader
         if is_sharded(index_dir):
-            reader = ShardedIndex.open(index_dir, approximate_above=settings.approximate_above)
+            reader = ShardedIndex.open(
+                index_dir, approximate_above=settings.approximate_above, writable=not settings.service.read_only
+            )
         else:
             reader = Index.open(
                 index_dir, approximate_above=settings.approximate_above, read_only=settings.service.read_only
@@ -133,11 +152,25 @@ class Searcher:
 
     @property
     def index(self) -> Index:
-        """The open index version (writers use it through ``poshuk.ingest``); a sharded archive
-        is not written through one searcher."""
+        """The open index version; a sharded archive has none (its writes go through ``writer``)."""
         if not isinstance(self._reader, Index):
-            raise IndexReadOnlyError(f"{self.index_dir} is sharded: its writes are routed to the shards (issue 12)")
+            raise IndexReadOnlyError(
+                f"{self.index_dir} is sharded: it has no one index (its writes go through its writer)"
+            )
         return self._reader
+
+    @property
+    def writer(self) -> IndexWrites:
+        """Where writes go: the open index version, or a sharded archive's one writer
+        (``poshuk.shards.writer``); ``IndexReadOnlyError`` for an archive opened read-only."""
+        if isinstance(self._reader, Index):
+            return self._reader
+        if isinstance(self._reader, ShardedIndex) and self._reader.writer is not None:
+            return self._reader.writer
+        raise IndexReadOnlyError(
+            f"{self.index_dir} is open read-only: it cannot be written",
+            hint="write with a process that opens the index writable (not `poshuk serve --read-only` or --ray)",
+        )
 
     @property
     def is_sharded(self) -> bool:
@@ -146,9 +179,11 @@ class Searcher:
 
     @property
     def read_only(self) -> bool:
-        """Whether writes are refused here: an index opened read-only, or any sharded archive (its writes
-        are not routed yet)."""
-        return self._reader.read_only if isinstance(self._reader, Index) else True
+        """Whether writes are refused here: an index or archive opened read-only, or shards answering
+        from elsewhere (Ray Serve: its writes are not routed yet)."""
+        if isinstance(self._reader, Index):
+            return self._reader.read_only
+        return not (isinstance(self._reader, ShardedIndex) and self._reader.writer is not None)
 
     @property
     def encoder(self) -> Encoder:

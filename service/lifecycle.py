@@ -78,9 +78,9 @@ class Lifecycle:
         if self._thread is not None:
             self._thread.join(timeout=10)
         searcher = self.state.current()
-        if searcher is not None and not searcher.is_sharded:
+        if searcher is not None and (not searcher.is_sharded or not searcher.read_only):
             try:
-                searcher.index.snapshot()
+                searcher.writer.snapshot()  # one index, or each shard of a writable archive
             except Exception:
                 logger.exception("cannot write the FAISS snapshot on shutdown")
         with self._retired_lock:
@@ -98,7 +98,9 @@ class Lifecycle:
     def tick(self) -> None:
         """One round of upkeep (the thread calls it; tests may too)."""
         searcher = self.state.current()
-        if searcher is not None and not searcher.is_sharded:  # shards are read-only: nothing to catch up
+        if searcher is not None and searcher.is_sharded and not searcher.read_only:
+            searcher.writer.refresh()  # another process's writes to the shards (`poshuk index`)
+        if searcher is not None and not searcher.is_sharded:
             index = searcher.index
             index.refresh()
             if not index.is_live() or index.changed_underneath():

@@ -55,8 +55,6 @@ def serve(index_dir: Path, settings: Settings) -> None:
     cheap; the model itself loads after the server starts, and ``/readyz`` says when
     searches can be answered.
     """
-    if is_sharded(index_dir):  # its writes are not routed yet: served read-only, writes get 405
-        settings = _read_only(settings)
     check_model(index_dir, settings)
     # One OpenMP thread per FAISS search by default: the service answers concurrent requests
     # in a thread pool, so the cores are already shared between searches (and the encoder);

@@ -93,8 +93,8 @@ def _find_translation(
 ) -> tuple[float, str] | None:
     candidates = set(staged.nearest(mean, dedupe.CANDIDATE_PASSAGES))
     if len(mirror):
-        _, ids = mirror.search(mean[None, :], dedupe.CANDIDATE_PASSAGES)
-        rows = [int(i) for i in ids[0] if i >= 0]
+        # the canonical top (ties by row id), so that a sharded archive's writer finds the same (poshuk.shards)
+        rows = [row for row, _ in mirror.nearest(db, mean[None, :], dedupe.CANDIDATE_PASSAGES, None)]
         if rows:
             marks = ",".join("?" * len(rows))
             for (doc,) in db.execute(f"SELECT DISTINCT doc_id FROM passages WHERE row_id IN ({marks})", rows):

@@ -71,8 +71,8 @@ def refuse_sharded(index_dir: Path) -> None:
     """``IndexStoreError`` for a sharded archive where one index is to be written."""
     if (index_dir / SET_NAME).is_file():
         raise IndexStoreError(
-            f"{index_dir} is a sharded archive: writing it through its shards is not built yet (issue 12)",
-            hint="add --shards N: its staging index takes the articles, and the shards are split again",
+            f"{index_dir} is a sharded archive, not one index: it is written through its shards' one writer",
+            hint="index into it without --rebuild, or rebuild it with --rebuild --shards N",
         )
 
 

@@ -26,7 +26,7 @@ from types import TracebackType
 import numpy as np
 from numpy.typing import NDArray
 
-from poshuk.analysis import LexicalSettings
+from poshuk.analysis import Analyzer, LexicalSettings
 from poshuk.documents import Article, Passage
 from poshuk.encoder import ModelIdentity, check_backend
 from poshuk.errors import IndexBusyError, IndexNotFoundError, IndexRetiredError, IndexStoreError, ModelMismatchError
@@ -139,6 +139,11 @@ class IndexWriter:
         if self._index is None:
             raise IndexStoreError("index writer is not open")
         return self._index
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The index's lexical analysis, for the terms of what is written."""
+        return self.index.analyzer
 
     def begin(self) -> Stager:
         """The open batch's stager, opening a batch (taking the write lock) if none is open."""

@@ -3,6 +3,7 @@
 - ``layout``  the ``SET`` file (which shard owns which bucket of article ids) and ``split_index``
 - ``bm25``    FTS5's BM25 with statistics summed over the shards, to the last bit
 - ``reader``  ``ShardedIndex``: what ``Searcher`` reads, over every shard at once
+- ``writer``  ``ShardedWriter``: the archive's one write path (with ``clusters`` and ``journal``)
 
 Each shard is a normal index folder written by ``IndexWriter``; rows keep the ids one node
 gave them, so every tie broken by row id breaks alike. Distribution (Ray) comes on top.

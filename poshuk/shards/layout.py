@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import numpy as np
 from poshuk.atomic import write_file
 from poshuk.documents import Passage
 from poshuk.errors import IndexStoreError
-from poshuk.index import Index, IndexWriter, Upsert
-from poshuk.index.db import DOCUMENT_SELECT, article_from_row, has_pages
+from poshuk.index import Index, IndexWriter, Upsert, live_version
+from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, article_from_row, connect, has_pages
 from poshuk.index.layout import SET_NAME, Manifest
+from poshuk.shards.journal import archive_lock, has_writes
 
 BUCKETS = 4096
 FORMAT = 1
@@ -67,6 +69,19 @@ def read_set(index_dir: Path) -> ShardSet:
 
 
 STAGING = "staging"
+
+
+def refuse_written(index_dir: Path) -> None:
+    """``IndexStoreError`` if the archive took writes through its shards' writer: they are not in its
+    staging index, so splitting that again would lose them (carrying them over is not built yet)."""
+    if has_writes(index_dir):
+        raise IndexStoreError(
+            f"{index_dir} took writes through its shards since it was split: splitting its staging index "
+            "again would lose them",
+            hint="keep the shard count (index without --shards), or rebuild from the sources into a new folder",
+        )
+
+
 MAX_SHARDS = 256
 
 
@@ -116,6 +131,22 @@ def _upserts(source: Index) -> Iterator[Upsert]:
         )
 
 
+def _last_row(conn: sqlite3.Connection) -> int:
+    """The highest passage row id ever given (``AUTOINCREMENT``'s, deleted rows included)."""
+    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
+    return 0 if found is None else int(found[0])
+
+
+def _raise_last_row(shard_dir: Path, last_row: int) -> None:
+    conn = connect(live_version(shard_dir) / SQLITE_NAME)
+    try:
+        if conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'passages'", (last_row,)).rowcount:
+            return
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)", (last_row,))
+    finally:
+        conn.close()
+
+
 def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     """Split the live version of ``source_dir`` into ``shards`` shards under ``dest`` without
     encoding anything again: row ids, vectors, terms and story clusters are carried as they are,
@@ -124,6 +155,14 @@ def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     if (dest / "CURRENT").exists():
         raise IndexStoreError(f"{dest} holds one index: split it into a new folder")
     previous = read_set(dest) if is_sharded(dest) else None
+    if previous is None:
+        return _split(source_dir, dest, shards, None)
+    with archive_lock(dest):  # no write to the old shards from here to the new SET
+        refuse_written(dest)
+        return _split(source_dir, dest, shards, read_set(dest))
+
+
+def _split(source_dir: Path, dest: Path, shards: int, previous: ShardSet | None) -> ShardSet:
     shard_set = even_set(shards, 1 if previous is None else previous.generation + 1)
     for name in shard_set.shards:
         shutil.rmtree(dest / name, ignore_errors=True)  # a split that died before its SET: never live
@@ -131,6 +170,7 @@ def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
     writers: list[IndexWriter] = []
     try:
         manifest: Manifest = source.manifest
+        last_row = _last_row(source.read())
         for name in shard_set.shards:
             writers.append(IndexWriter(dest / name, manifest.model, manifest.chunking, manifest.lexical))
             writers[-1].open()
@@ -151,6 +191,8 @@ def split_index(source_dir: Path, dest: Path, shards: int) -> ShardSet:
         raise
     finally:
         source.close()
+    for name in shard_set.shards:  # the next row a write gets is one node's next, deleted rows counted
+        _raise_last_row(dest / name, last_row)
     write_file(dest / SET_NAME, msgspec.json.encode(shard_set))
     for name in [] if previous is None else previous.shards:
         shutil.rmtree(dest / name, ignore_errors=True)

@@ -4,7 +4,9 @@ Dense candidates merge by ``(-score, row)``, exactly (each shard's top is alread
 order). BM25 candidates are scored again with the statistics of all shards (``bm25``); a
 shard is asked for more whenever a row it has not returned could still beat the last of the
 merged top (its local score bounds the global one: see ``_factor``). Passages, story groups
-and articles are read from the shard that holds them. Writes are not routed here yet.
+and articles are read from the shard that holds them. Opened ``writable``, its ``writer``
+(``poshuk.shards.writer``) writes the same shards in this process: a write is searchable when
+it returns.
 
 The shards are ``Shard``s: opened here (``LocalShard``, ``ShardedIndex.open``) or answering
 from other processes (``wire.RemoteShard``, a Ray Serve deployment each); the merge is the
@@ -32,6 +34,7 @@ from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
 from poshuk.shards.layout import ShardSet, read_set
 from poshuk.shards.shard import Evidence, LocalShard, Shard
+from poshuk.shards.writer import ShardedWriter, open_shards
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -67,6 +70,7 @@ class ShardedIndex:
         self.shards = list(shards)
         self.first_fetch = first_fetch
         self.second_rounds = 0  # shards asked again for more BM25 candidates, since opening
+        self.writer: ShardedWriter | None = None  # set by ``open(writable=True)``; None: read-only
         # Three retrievers may fan out at once, each to every shard; the retrievers run in a pool of their
         # own, so a task never waits for one queued behind it in the same pool.
         self._pool = ThreadPoolExecutor(3 * len(shards), thread_name_prefix="poshuk-shards") if parallel else None
@@ -89,24 +93,41 @@ class ShardedIndex:
         *,
         approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
         first_fetch: int | None = None,
+        writable: bool = False,
     ) -> ShardedIndex:
-        """Every shard opened read-only: an archive's writes are not routed yet."""
-        shard_set = read_set(index_dir)
-        shards: list[Shard] = []
-        try:
-            for name in shard_set.shards:
-                index = Index.open(index_dir / name, approximate_above=approximate_above, read_only=True)
-                shards.append(LocalShard(index))
-        except BaseException:
-            for shard in shards:
-                shard.close()
-            raise
+        """Every shard opened in this process: read-only, or ``writable`` with a ``writer`` over
+        the same shards (which first applies any write a crash left half done)."""
+        writer: ShardedWriter | None = None
+        if writable:
+            shard_set, indexes = open_shards(index_dir, approximate_above=approximate_above)
+            try:
+                writer = ShardedWriter(index_dir, shard_set, indexes)
+            except BaseException:
+                for index in indexes:
+                    index.close()
+                raise
+            shards: list[Shard] = [LocalShard(index) for index in indexes]
+        else:
+            shard_set = read_set(index_dir)
+            shards = []
+            try:
+                for name in shard_set.shards:
+                    index = Index.open(index_dir / name, approximate_above=approximate_above, read_only=True)
+                    shards.append(LocalShard(index))
+            except BaseException:
+                for shard in shards:
+                    shard.close()
+                raise
         models = {(s.manifest.model.name, s.manifest.model.weights_sha256) for s in shards}
         if len(models) > 1:
             for shard in shards:
                 shard.close()
+            if writer is not None:
+                writer.close()
             raise IndexStoreError(f"the shards of {index_dir} were built with different models")
-        return cls(index_dir, shard_set, shards, first_fetch=first_fetch)
+        opened = cls(index_dir, shard_set, shards, first_fetch=first_fetch)
+        opened.writer = writer
+        return opened
 
     @property
     def manifest(self) -> Manifest:
@@ -235,6 +256,8 @@ class ShardedIndex:
         for pool in (self._pool, self._retrievers):
             if pool is not None:
                 pool.shutdown(wait=False)
+        if self.writer is not None:
+            self.writer.close()
         for shard in self.shards:
             shard.close()
 

@@ -21,6 +21,7 @@ from litestar.params import Body, Parameter
 
 from poshuk.alerts import MAX_MATCHES, Alerts
 from poshuk.settings import ServiceSettings
+from poshuk.shards.layout import is_sharded
 from poshuk.wire import Alert, AlertMatches
 from service.atom import MEDIA_TYPE, alert_feed
 from service.auth import KEYED, OWNER, owner_of
@@ -45,6 +46,14 @@ def alerts_provider(state: ServiceState, limits: ServiceSettings) -> Callable[[]
                 "Read-only service",
                 "this service is read-only (service.read_only) and keeps no saved searches; "
                 "use a service that opens the index writable",
+                headers={"Allow": ""},
+            )
+        if is_sharded(state.index_dir):  # writable since issue 12's sharded writes, but matching reads one index
+            raise ServiceProblem(
+                405,
+                "read-only",
+                "No saved searches here",
+                "a sharded archive keeps no saved searches yet; save them on an unsharded index",
                 headers={"Allow": ""},
             )
         return state.alerts()

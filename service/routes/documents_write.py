@@ -7,7 +7,9 @@ durable SQLite transaction (``Index.write``). The answer is sent only after that
 transaction committed with ``synchronous=FULL``: a 2xx survives ``kill -9`` the next
 instant, and searches in this process already see it. Upserts replace every passage of
 the article. A write that reaches a version a rebuild has just retired is redone on
-the new version, so it is not lost. A read-only service (``service.read_only``) answers
+the new version, so it is not lost. On a sharded archive the same routes go through its
+one writer (``poshuk.shards.writer``): durable on the answer too, but a batch spanning
+shards can be seen half applied for a moment. A read-only service (``service.read_only``) answers
 the three document writes 405 (``service.read_only``).
 """
 
@@ -84,7 +86,7 @@ def _apply(lifecycle: Lifecycle, searcher: Searcher, upserts: list[Upsert], dele
     """One durable write; redone on the new version if a rebuild retired this one meanwhile."""
     for _attempt in range(WRITE_ATTEMPTS):
         try:
-            result = searcher.index.write(upserts, deletes)
+            result = searcher.writer.write(upserts, deletes)  # one index, or a sharded archive's writer
             lifecycle.written(len(upserts), len(result.deleted))
             return result
         except IndexRetiredError:
@@ -104,8 +106,8 @@ def _upsert(
 ) -> tuple[WriteOutcome, WriteResult]:
     """Encode (no lock held), then write; the write says which ids it replaced."""
     articles = _articles(items, path_id, lifecycle.detector)
-    index = searcher.index
-    upserts = prepare(articles, searcher.encoder, index.manifest.chunking, lifecycle.detector, index.analyzer)
+    target = searcher.writer
+    upserts = prepare(articles, searcher.encoder, target.manifest.chunking, lifecycle.detector, target.analyzer)
     result = _apply(lifecycle, searcher, upserts, [])
     response = WriteResult(
         ids=[u.article.id for u in upserts], passages=sum(len(u.passages) for u in upserts), seq=result.seq

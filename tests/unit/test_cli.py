@@ -254,9 +254,9 @@ def test_index_with_shards_splits_and_searches_as_one_index(tmp_path: Path, caps
     capsys.readouterr()
     for argv, message in (
         (
-            ["index", str(articles), "--index", str(tmp_path / "arc"), "--no-progress"],
+            ["index", str(articles), "--index", str(tmp_path / "arc"), "--rebuild", "--no-progress"],
             "sharded archive",
-        ),  # no --shards: refused
+        ),  # --rebuild without --shards: refused (without --rebuild it writes through the shards)
         (["index", str(articles), "--index", str(tmp_path / "one"), "--shards", "2"], "holds one index"),
         (["index", str(articles), "--index", str(tmp_path / "new"), "--shards", "0"], "between 1 and 256"),
     ):

@@ -1,0 +1,199 @@
+"""``kill -9`` of a server writing a 3-shard archive, mid-stream of PUTs and shard-spanning batches.
+
+The server is a real process on 127.0.0.1 (the hash encoder in place of the model). Every write
+it acknowledged must be there, whole, after the restart (which finishes any write the kill cut
+between shards); a write never answered is absent or whole; every shard passes the consistency
+check; row ids stay unique across shards.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from poshuk.encoder import HashEncoder
+from poshuk.index import Index, IndexWriter
+from poshuk.ingest import prepare
+from poshuk.language import LanguageDetector
+from poshuk.settings import ChunkingSettings
+from poshuk.shards import read_set, split_index
+from poshuk.shards.journal import JOURNAL_NAME, Journal
+from service.auth import new_key
+from tests.support.consistency import check_index
+from tests.support.serving import free_port
+from tests.unit.test_shards import corpus
+
+pytestmark = [pytest.mark.e2e]
+
+KEY, KEY_HASH = new_key()
+AUTH = {"Authorization": f"Bearer {KEY}"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Served:
+    def __init__(self, index_dir: Path, config: Path, log: Path) -> None:
+        self.log = log
+        self.base_url = ""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
+        env.update(PYTHONUNBUFFERED="1", POSHUK_CONFIG=str(config))
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.support.hash_serve", str(index_dir), str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, log.read_text(errors="replace")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        self.kill()
+        pytest.fail(f"server not ready:\n{log.read_text(errors='replace')}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=60) == 0, self.log.read_text(errors="replace")
+
+
+@dataclass
+class WriteLog:
+    sent: dict[str, dict[str, object]] = field(default_factory=dict)
+    acked: dict[str, int | None] = field(default_factory=dict)  # id -> passages acknowledged (a PUT's)
+    failures: list[str] = field(default_factory=list)
+
+
+def _article(rng: random.Random, n: int) -> dict[str, object]:
+    words = ["бюджет", "дороги", "школи", "тролейбуси", "Одеса", "порт", "зерно", "енергетика"]
+    paragraphs = [
+        f"Абзац {p} новини {n}: міська рада обговорила {rng.choice(words)} і ухвалила рішення {rng.randint(1, 9999)}."
+        for p in range(rng.randint(1, 4))
+    ]
+    return {"title": f"Новина {n}", "text": "\n\n".join(paragraphs), "lang": "uk"}
+
+
+def _stream(base_url: str, log: WriteLog, stop: threading.Event, rng: random.Random) -> None:
+    """PUTs and batches of four (over several shards) one after another, until the server dies."""
+    with httpx.Client(base_url=base_url, timeout=30.0, headers=AUTH) as client:
+        while not stop.is_set():
+            n = len(log.sent)
+            batch = rng.random() < 0.4
+            ids = [f"w-{n + i:05d}" for i in range(4 if batch else 1)]
+            bodies = {doc_id: _article(rng, n + i) for i, doc_id in enumerate(ids)}
+            log.sent.update(bodies)
+            try:
+                if batch:
+                    response = client.post("/v1/documents", json=[{"id": d, **b} for d, b in bodies.items()])
+                else:
+                    response = client.put(f"/v1/documents/{ids[0]}", json=bodies[ids[0]])
+            except httpx.TransportError:
+                return  # killed: never acknowledged
+            if response.status_code not in (200, 201):
+                log.failures.append(f"{ids}: {response.status_code} {response.text}")
+                continue
+            answer = response.json()
+            for doc_id in answer["ids"]:
+                log.acked[doc_id] = None if batch else answer["passages"]
+
+
+def _check(base_url: str, log: WriteLog) -> int:
+    """Every acknowledged write whole and searchable; unacknowledged ones absent or whole. Unacked present."""
+    present = 0
+    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+        for doc_id, body in log.sent.items():
+            response = client.get(f"/v1/documents/{doc_id}")
+            if doc_id in log.acked:
+                assert response.status_code == 200, f"acknowledged write {doc_id} was lost"
+            elif response.status_code == 404:
+                continue
+            else:
+                present += 1
+            stored = response.json()
+            assert stored["title"] == body["title"]
+            assert [line for line in stored["text"].splitlines() if line] == [
+                line for line in str(body["text"]).splitlines() if line
+            ]
+            passages = stored["passages"]
+            assert passages and [p["ordinal"] for p in passages] == list(range(len(passages)))
+            if log.acked.get(doc_id) is not None:
+                assert len(passages) == log.acked[doc_id]
+        for doc_id in list(log.acked)[-5:]:
+            found = client.get("/v1/search", params={"q": str(log.sent[doc_id]["text"]), "k": 3, "mode": "lexical"})
+            assert doc_id in {h["doc_id"] for h in found.json()["hits"]}, f"{doc_id} is not searchable"
+    return present
+
+
+def test_kill_9_mid_stream_loses_no_acknowledged_write_to_a_sharded_archive(tmp_path: Path) -> None:
+    encoder = HashEncoder()
+    single, archive = tmp_path / "single", tmp_path / "archive"
+    with IndexWriter(single, encoder.identity, ChunkingSettings()) as writer:
+        writer.upsert_many(prepare(corpus(40), encoder, ChunkingSettings(), LanguageDetector(), writer.index.analyzer))
+    split_index(single, archive, 3)
+    config = tmp_path / "poshuk.toml"
+    config.write_text(
+        f'[auth]\nkeys = ["{KEY_HASH}"]\n\n[service]\nrate_limit_per_second = 0\nclient_time_share = 0\n',
+        encoding="utf-8",
+    )
+    kills, articles = random.Random(12), random.Random(13)
+    log = WriteLog()
+    cut: set[str] = set()
+    server_log = tmp_path / "server.log"
+    for _round in range(3):
+        server = Served(archive, config, server_log)
+        stop = threading.Event()
+        writer_thread = threading.Thread(target=_stream, args=(server.base_url, log, stop, articles), daemon=True)
+        acked_before = len(log.acked)
+        writer_thread.start()
+        deadline = time.monotonic() + 30
+        while len(log.acked) < acked_before + 5:  # the stream flows
+            assert time.monotonic() < deadline and writer_thread.is_alive(), log.failures
+            time.sleep(0.02)
+        time.sleep(kills.uniform(0.0, 1.0))
+        server.kill()
+        stop.set()
+        writer_thread.join(timeout=30)
+        journal = Journal(archive / JOURNAL_NAME, encoder.identity.dimension)
+        cut.update(u.article.id for entry in journal.unfinished() for u in entry.upserts)  # logged, not all written
+        journal.close()
+    server = Served(archive, config, server_log)  # opening finishes a write the kill cut between shards
+    try:
+        unacked_present = _check(server.base_url, log)
+        with httpx.Client(base_url=server.base_url, timeout=30.0) as client:  # a logged write is finished whole
+            assert all(client.get(f"/v1/documents/{doc_id}").status_code == 200 for doc_id in cut)
+    finally:
+        server.stop()
+    assert not log.failures, log.failures
+    assert len(log.acked) >= 15, f"too few writes to mean anything: {len(log.acked)}"
+    assert unacked_present <= 3 * 4  # at most the request in flight at each kill
+    rows: list[int] = []
+    for name in read_set(archive).shards:
+        check_index(archive / name)
+        shard = Index.open(archive / name, read_only=True)
+        try:
+            rows += [r for (r,) in shard.read().execute("SELECT row_id FROM passages")]
+        finally:
+            shard.close()
+    assert len(rows) == len(set(rows))  # one counter for all shards

@@ -1,7 +1,7 @@
 """``ShardedWriter``: writes to a sharded archive, with one node's rows, clusters and durability.
 
 Each request (a PUT, a DELETE, a batch, a group of ``poshuk index``), under the archive's write
-lock (``DIR/writes.lock``: one writer at a time across processes):
+lock (a ``flock`` on ``DIR/SET``: one writer at a time across processes):
 
 1. finish any write a crash left half done (``journal``);
 2. decide each upsert's story cluster as one index would (``clusters.ClusterView``) and give

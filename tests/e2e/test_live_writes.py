@@ -10,7 +10,6 @@ keeps every write it acknowledged.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
@@ -26,7 +25,8 @@ import pytest
 
 from service.auth import new_key
 from tests.support.consistency import check_index
-from tests.support.serving import READY_TIMEOUT, free_port
+from tests.support.served import Served, server_env
+from tests.support.serving import READY_TIMEOUT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -34,13 +34,6 @@ POSHUK = str(Path(sys.executable).with_name("poshuk"))
 KEY, KEY_HASH = new_key()
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SEED = 20230831
-
-
-def _env(config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["POSHUK_CONFIG"] = str(config)
-    return env
 
 
 def _jsonl(path: Path, prefix: str, count: int) -> Path:
@@ -63,7 +56,7 @@ def base_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
         timeout=600,
-        env=_env(config),
+        env=server_env(config),
     )
     assert done.returncode == 0, done.stderr
     return index_dir
@@ -83,39 +76,9 @@ def live_index(base_index: Path, tmp_path: Path) -> tuple[Path, Path]:
     return index_dir, config
 
 
-class Served:
-    def __init__(self, index_dir: Path, config: Path, log: Path) -> None:
-        self.log = log
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [POSHUK, "serve", "--index", str(index_dir), "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=_env(config),
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                assert self.process.poll() is None, self.log.read_text(errors="replace")
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        self.kill()
-        pytest.fail(f"server not ready:\n{self.log.read_text(errors='replace')}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        assert self.process.wait(timeout=60) == 0, self.log.read_text(errors="replace")
+def _serve(index_dir: Path, config: Path, log: Path) -> Served:
+    command = [POSHUK, "serve", "--index", str(index_dir), "--port", "{port}"]
+    return Served(command, config, log, ready_s=READY_TIMEOUT)
 
 
 @dataclass
@@ -188,7 +151,7 @@ def test_kill_9_during_a_stream_of_writes_loses_no_acknowledged_write(
     log = WriteLog()
     server_log = tmp_path / "server.log"
     for _round in range(2):
-        server = Served(index_dir, config, server_log)
+        server = _serve(index_dir, config, server_log)
         stop = threading.Event()
         writer = threading.Thread(
             target=_stream_writes, args=(server.base_url, log, len(log.sent), stop, articles), daemon=True
@@ -204,7 +167,7 @@ def test_kill_9_during_a_stream_of_writes_loses_no_acknowledged_write(
         stop.set()
         writer.join(timeout=60)
     check_index(index_dir)  # the files alone, as a fresh process reads them
-    server = Served(index_dir, config, server_log)
+    server = _serve(index_dir, config, server_log)
     try:
         unacked_present = _check_writes(server.base_url, log)
     finally:
@@ -243,7 +206,7 @@ def test_rebuild_while_serving_fails_no_request_and_keeps_live_writes(
 ) -> None:
     index_dir, config = live_index
     small_source = _jsonl(tmp_path / "rebuild.jsonl", "r", 6)
-    server = Served(index_dir, config, tmp_path / "server.log")
+    server = _serve(index_dir, config, tmp_path / "server.log")
     old_version = httpx.get(f"{server.base_url}/readyz").json()["version"]
     stop = threading.Event()
     loads = [Load(), Load()]
@@ -260,7 +223,7 @@ def test_rebuild_while_serving_fails_no_request_and_keeps_live_writes(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(config),
+            env=server_env(config),
         )
         deadline = time.monotonic() + 300
         while not list((index_dir / "versions").glob("tmp-*")):  # the rebuild has begun: writes from now on count
@@ -307,7 +270,7 @@ def test_writes_searches_and_health_do_not_wait_for_a_long_poshuk_index(
     """While `poshuk index` writes 1,000 articles into the live version, an HTTP write waits for
     at most one of its batches (target: under 2 s) and searches and health checks not at all."""
     index_dir, config = live_index
-    server = Served(index_dir, config, tmp_path / "server.log")
+    server = _serve(index_dir, config, tmp_path / "server.log")
     bulk = tmp_path / "bulk.jsonl"
     with bulk.open("w", encoding="utf-8") as fh:
         for n in range(1000):
@@ -319,7 +282,7 @@ def test_writes_searches_and_health_do_not_wait_for_a_long_poshuk_index(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(config),
+        env=server_env(config),
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:

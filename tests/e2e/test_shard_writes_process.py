@@ -8,10 +8,7 @@ check; row ids stay unique across shards.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +27,7 @@ from poshuk.shards import read_set, split_index
 from poshuk.shards.journal import JOURNAL_NAME, Journal
 from service.auth import new_key
 from tests.support.consistency import check_index
-from tests.support.serving import free_port
+from tests.support.served import Served
 from tests.unit.test_shards import corpus
 
 pytestmark = [pytest.mark.e2e]
@@ -40,43 +37,9 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Served:
-    def __init__(self, index_dir: Path, config: Path, log: Path) -> None:
-        self.log = log
-        self.base_url = ""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSHUK_") or k == "POSHUK_HOME"}
-        env.update(PYTHONUNBUFFERED="1", POSHUK_CONFIG=str(config))
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.hash_serve", str(index_dir), str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + 60
-        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                assert self.process.poll() is None, log.read_text(errors="replace")
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-        self.kill()
-        pytest.fail(f"server not ready:\n{log.read_text(errors='replace')}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        assert self.process.wait(timeout=60) == 0, self.log.read_text(errors="replace")
+def _serve(archive: Path, config: Path, log: Path) -> Served:
+    command = [sys.executable, "-m", "tests.support.hash_serve", str(archive), "{port}"]
+    return Served(command, config, log, cwd=ROOT)
 
 
 @dataclass
@@ -162,7 +125,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_to_a_sharded_archive(tmp_
     cut: set[str] = set()
     server_log = tmp_path / "server.log"
     for _round in range(3):
-        server = Served(archive, config, server_log)
+        server = _serve(archive, config, server_log)
         stop = threading.Event()
         writer_thread = threading.Thread(target=_stream, args=(server.base_url, log, stop, articles), daemon=True)
         acked_before = len(log.acked)
@@ -178,7 +141,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_to_a_sharded_archive(tmp_
         journal = Journal(archive / JOURNAL_NAME, encoder.identity.dimension)
         cut.update(u.article.id for entry in journal.unfinished() for u in entry.upserts)  # logged, not all written
         journal.close()
-    server = Served(archive, config, server_log)  # opening finishes a write the kill cut between shards
+    server = _serve(archive, config, server_log)  # opening finishes a write the kill cut between shards
     try:
         unacked_present = _check(server.base_url, log)
         with httpx.Client(base_url=server.base_url, timeout=30.0) as client:  # a logged write is finished whole

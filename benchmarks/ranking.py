@@ -28,11 +28,9 @@ import ast
 import collections
 import importlib.util
 import math
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -44,6 +42,7 @@ from poshuk.analysis import Analyzer
 from poshuk.candidates import Candidate, Candidates
 from poshuk.fusion import FusionSettings, fuse
 from poshuk.index import Index, RetrievalQuery
+from poshuk.index.db import select_in
 from poshuk.query import QueryTerms, Unit, analyse_query
 
 DEPTH = 200
@@ -115,7 +114,7 @@ def _rm3(index: Index, terms: QueryTerms, passages: list[Candidate]) -> list[Can
     if not top:
         return passages
     conn = index.read()
-    texts = dict(_rows(conn, "SELECT rowid, terms FROM lexical WHERE rowid IN ({})", [c.row for c in top]))
+    texts = dict(select_in(conn, "SELECT rowid, terms FROM lexical WHERE rowid IN ({})", [c.row for c in top]))
     total = conn.execute("SELECT count(*) FROM lexical").fetchone()[0]
     weights: dict[str, float] = collections.defaultdict(float)
     for c in top:
@@ -140,15 +139,11 @@ def _rm3(index: Index, terms: QueryTerms, passages: list[Candidate]) -> list[Can
     ranked = sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:DEPTH]
     known = {c.row: c for c in [*extra, *passages]}
     finder = terms.finder()
-    indexed = dict(_rows(conn, "SELECT rowid, terms FROM lexical WHERE rowid IN ({})", [r for r, _ in ranked]))
+    indexed = dict(select_in(conn, "SELECT rowid, terms FROM lexical WHERE rowid IN ({})", [r for r, _ in ranked]))
     return [
         Candidate(row, known[row].doc_id, score, finder(str(indexed.get(row, ""))), known[row].page)
         for row, score in ranked
     ]
-
-
-def _rows(conn: sqlite3.Connection, sql: str, ids: list[int]) -> list[Any]:
-    return conn.execute(sql.format(",".join(str(int(i)) for i in ids) or "NULL")).fetchall()
 
 
 def retrieve_all(bench: BenchSet, ws: Workspace, stopwords: frozenset[str] | None) -> list[Retrieved]:

@@ -32,7 +32,8 @@ from poshuk.facets import count_facets
 from poshuk.filters import Filters
 from poshuk.fusion import FusionSettings, fuse
 from poshuk.highlight import sentence_span, term_spans
-from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
+from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index import IndexWrites as IndexWrites
 from poshuk.ordering import Ordering, reorder
 from poshuk.page_hits import other_pages
 from poshuk.query import QueryTerms, analyse_query
@@ -49,23 +50,6 @@ from poshuk.wire import SearchResult as SearchResult
 from poshuk.wire import Sort as Sort
 
 SENTENCE_HIGHLIGHT_HITS = 3  # hits per page whose best sentence is found by meaning
-
-
-class IndexWrites(Protocol):
-    """What a write needs: the index's chunking and lexical settings (``poshuk.ingest.prepare``), and
-    one durable write (``Index.write``, or a sharded archive's ``ShardedWriter.write``)."""
-
-    @property
-    def manifest(self) -> Manifest: ...
-
-    @property
-    def analyzer(self) -> Analyzer: ...
-
-    def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome: ...
-
-    def refresh(self) -> int: ...
-
-    def snapshot(self) -> object: ...
 
 
 class IndexReader(Protocol):
@@ -169,7 +153,7 @@ class Searcher:
             return self._reader.writer
         raise IndexReadOnlyError(
             f"{self.index_dir} is open read-only: it cannot be written",
-            hint="write with a process that opens the index writable (not `poshuk serve --read-only` or --ray)",
+            hint="write with a process that opens the index writable (not `poshuk serve --read-only`)",
         )
 
     @property
@@ -179,8 +163,8 @@ class Searcher:
 
     @property
     def read_only(self) -> bool:
-        """Whether writes are refused here: an index or archive opened read-only, or shards answering
-        from elsewhere (Ray Serve: its writes are not routed yet)."""
+        """Whether writes are refused here: an index or archive opened read-only (also an archive served
+        on Ray Serve with no Writer: ``--read-only``)."""
         if isinstance(self._reader, Index):
             return self._reader.read_only
         return not (isinstance(self._reader, ShardedIndex) and self._reader.writer is not None)

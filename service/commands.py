@@ -46,7 +46,7 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         "--ray",
         metavar="ADDRESS",
         help="serve a sharded archive on Ray Serve: local (start Ray on this machine) or the cluster's address "
-        "(the ray extra); read-only, a deployment per shard",
+        "(the ray extra): a deployment per shard, and one writer unless --read-only",
     )
     serve.set_defaults(func=_cmd_serve)
 

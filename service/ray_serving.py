@@ -3,16 +3,26 @@
 Deployments (``../shared/docs/scale-out-ray.md`` sections 4 and 6):
 
 - ``Shard-shard-NNN``, one per shard (replicas of one deployment cannot hold different data): opens
-  ``DIR/shard-NNN`` read-only and answers the router's questions (``poshuk.shards.wire``:
-  plain msgspec JSON as bytes both ways, never a pickle of our own objects).
+  ``DIR/shard-NNN`` (changing no file with ``service.read_only``) and answers the router's
+  questions (``poshuk.shards.wire``: plain msgspec JSON as bytes both ways, never a pickle of our
+  own objects).
+- ``Writer``, one replica (unless ``service.read_only``): the archive's one ``ShardedWriter``
+  (``poshuk.shards.writer``: global row ids, story clusters across shards, the journal; durable
+  on the answer), over every shard opened in its process -- so it holds every shard's vectors, as
+  ``poshuk index`` into the archive does, and shares each shard's SQLite file with that shard's
+  replica, which SQLite's WAL allows on one host only. Its questions: ``poshuk.shards.writer_wire``.
 - ``Ingress``: the existing Litestar app (``service.app.create_app``) as Serve's ASGI ingress, with
   the encoder and the router: a ``ShardedIndex`` over ``RemoteShard``s, so ranking, merging,
   paging and highlights are the in-process code, and the answers are one node's. Same routes,
-  schemas, errors, page, metrics, auth and limits. An article's reads go to its owner shard.
+  schemas, errors, page, metrics, auth and limits. An article's reads go to its owner shard; a
+  write is encoded here (``poshuk.ingest.prepare``), written by the Writer, then taken in by its
+  owner shards before the answer, so it is searchable when the request returns.
 
 A shard that does not answer within ``service.shard_timeout_s`` fails the request with 503
-problem+json ``shard-unavailable``, never a partial answer. Writes are refused with the read-only
-405 (``service.read_only`` is forced on): writes to a sharded archive are a later step of issue 12.
+problem+json ``shard-unavailable``, never a partial answer; so does a Writer that does not answer
+within ``service.request_timeout_s`` (the write may still have been made: writes replace by id, so
+a retry is safe). ``service.read_only`` (``--read-only``) deploys no Writer and opens every shard
+changing no file: writes get the read-only 405.
 
 Serve's pitfalls, handled here: a handle's ``.result()`` raises inside an event loop, so the
 shards are only asked from threads (the app's loader thread and its ``sync_to_thread`` routes;
@@ -43,6 +53,8 @@ from poshuk.settings import Settings
 from poshuk.shards import ShardedIndex, ShardSet, is_sharded, read_set
 from poshuk.shards.shard import LocalShard
 from poshuk.shards.wire import RemoteShard, answer
+from poshuk.shards.writer import ShardedWriter, open_shards
+from poshuk.shards.writer_wire import RemoteWriter, answer_write
 from poshuk.vectors import set_search_threads
 
 logger = logging.getLogger("poshuk.service")
@@ -105,25 +117,58 @@ def stop_leftovers(pids: list[int]) -> None:
 
 
 class ShardServer:
-    """The body of a ``Shard-shard-NNN`` deployment: one shard folder, opened read-only."""
+    """The body of a ``Shard-shard-NNN`` deployment: one shard folder, which only the Writer writes."""
 
     def __init__(self, folder: str, settings_json: bytes) -> None:
         settings = msgspec.json.decode(settings_json, type=Settings)
         set_search_threads(settings.service.faiss_threads)  # one thread: the scores one node gives
         check_integrity(live_version(Path(folder)))
-        index = Index.open(Path(folder), approximate_above=settings.approximate_above, read_only=True)
+        read_only = settings.service.read_only  # writable: the Writer's changes are read as they commit
+        index = Index.open(Path(folder), approximate_above=settings.approximate_above, read_only=read_only)
         self.shard = LocalShard(index)
 
     def ask(self, payload: bytes) -> bytes:
         return answer(self.shard, payload)
 
 
-class _Caller:
-    """Bytes to one shard deployment and back, within ``timeout_s``; any failure of the trip
-    (timeout, dead replica, no replica) is ``ShardUnavailableError``."""
+class WriterServer:
+    """The body of the ``Writer`` deployment: the archive's one writer, over its shards opened writable
+    (first applying any write a crash left half done)."""
 
-    def __init__(self, handle: Any, name: str, timeout_s: float) -> None:
-        self.handle, self.name, self.timeout_s = handle, name, timeout_s
+    def __init__(self, index_dir: str, settings_json: bytes) -> None:
+        settings = msgspec.json.decode(settings_json, type=Settings)
+        set_search_threads(settings.service.faiss_threads)  # the story clusters one node decides
+        shard_set, shards = open_shards(Path(index_dir), approximate_above=settings.approximate_above)
+        try:
+            self.writer = ShardedWriter(Path(index_dir), shard_set, shards)
+        except BaseException:
+            for shard in shards:
+                shard.close()
+            raise
+
+    def ask(self, payload: bytes) -> bytes:
+        return answer_write(self.writer, payload)
+
+    def __del__(self) -> None:
+        """Serve stops the replica: each shard's FAISS snapshot (a fast next start), then close."""
+        writer = getattr(self, "writer", None)
+        if writer is None:
+            return
+        try:
+            writer.snapshot()
+        except Exception:
+            logger.exception("cannot write the shards' FAISS snapshots")
+        writer.close()
+        for shard in writer.shards:
+            shard.close()
+
+
+class _Caller:
+    """Bytes to one deployment (a shard, the writer) and back, within ``timeout_s``; any failure of
+    the trip (timeout, dead replica, no replica) is ``ShardUnavailableError``."""
+
+    def __init__(self, handle: Any, name: str, timeout_s: float | None) -> None:
+        self.handle, self.name, self.timeout_s = handle, name, timeout_s  # None: no limit
 
     def __call__(self, payload: bytes) -> bytes:
         response = None
@@ -134,9 +179,11 @@ class _Caller:
             if response is not None:  # no answer is awaited any more: do not leave it queued at the shard
                 with contextlib.suppress(Exception):
                     response.cancel()
+            within = "" if self.timeout_s is None else f" within {self.timeout_s:g} s"
             raise ShardUnavailableError(
-                f"shard {self.name} did not answer within {self.timeout_s:g} s ({type(exc).__name__})",
-                hint="retry shortly; the service answers only with every shard",
+                f"{self.name} did not answer{within} ({type(exc).__name__})",
+                hint="retry shortly; the service answers only with every shard (a write may have been made: "
+                "writes replace by id, so retrying one is safe)",
             ) from None
         return bytes(reply)
 
@@ -159,24 +206,36 @@ class IngressServer:
     """The body of the ``Ingress`` deployment: the Litestar app over the remote shards."""
 
     def __init__(
-        self, settings_json: bytes, index_dir: str, *handles: Any, encoder_dimension: int | None = None
+        self,
+        settings_json: bytes,
+        index_dir: str,
+        *handles: Any,
+        writer: Any = None,
+        encoder_dimension: int | None = None,
     ) -> None:
         self.settings = msgspec.json.decode(settings_json, type=Settings)
         self.index_dir = Path(index_dir)
         self.shard_set = read_set(self.index_dir)
         self.handles = handles
+        self.writer = writer  # the Writer deployment's handle; None: read-only
         self.encoder: Encoder | None = None if encoder_dimension is None else HashEncoder(dimension=encoder_dimension)
 
     def open_shards(self) -> ShardedIndex:
         """The router (called in the app's loader thread): waits for each shard's first answer, then
         holds every later question to ``service.shard_timeout_s``."""
         callers = [
-            _Caller(handle, name, LOAD_WAIT_S) for handle, name in zip(self.handles, self.shard_set.shards, strict=True)
+            _Caller(handle, f"shard {name}", LOAD_WAIT_S)
+            for handle, name in zip(self.handles, self.shard_set.shards, strict=True)
         ]
         shards = [RemoteShard(caller) for caller in callers]
         for caller in callers:
             caller.timeout_s = self.settings.service.shard_timeout_s
-        return ShardedIndex(self.index_dir, self.shard_set, shards, parallel=True)
+        router = ShardedIndex(self.index_dir, self.shard_set, shards, parallel=True)
+        if self.writer is not None:
+            timeout_s = self.settings.service.request_timeout_s or None  # 0: no limit
+            call = _Caller(self.writer, "the archive's writer", timeout_s)
+            router.writer = RemoteWriter(call, self.shard_set, shards)
+        return router
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         from service.app import create_app
@@ -191,7 +250,6 @@ def deploy(index_dir: Path, settings: Settings, *, encoder_dimension: int | None
     the model."""
     serve = require_serve()
     shard_set = checked_archive(index_dir)
-    settings = msgspec.structs.replace(settings, service=msgspec.structs.replace(settings.service, read_only=True))
     settings_json = msgspec.json.encode(settings)
     quiet = {"enable_access_log": False, "log_level": "WARNING"}  # poshuk.access logs each request
     shard_class = serve.deployment(ShardServer, ray_actor_options={"num_cpus": 1}, logging_config=quiet)
@@ -202,7 +260,11 @@ def deploy(index_dir: Path, settings: Settings, *, encoder_dimension: int | None
     ingress_class = serve.deployment(
         serve.ingress()(IngressServer), name="Ingress", ray_actor_options={"num_cpus": 1}, logging_config=quiet
     )
-    app = ingress_class.bind(settings_json, str(index_dir), *shards, encoder_dimension=encoder_dimension)
+    writer = None
+    if not settings.service.read_only:
+        writer_class = serve.deployment(WriterServer, ray_actor_options={"num_cpus": 1}, logging_config=quiet)
+        writer = writer_class.options(name="Writer").bind(str(index_dir), settings_json)
+    app = ingress_class.bind(settings_json, str(index_dir), *shards, writer=writer, encoder_dimension=encoder_dimension)
     serve.start(http_options={"host": settings.service.host, "port": settings.service.port})
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=quiet)
 
@@ -220,7 +282,7 @@ def serve_on_ray(index_dir: Path, settings: Settings, address: str, *, encoder_d
         try:
             ray.init(
                 address=LOCAL if local else address,
-                num_cpus=len(shard_set.shards) + 2 if local else None,  # a replica each, whatever the cores
+                num_cpus=len(shard_set.shards) + 3 if local else None,  # a replica each, whatever the cores
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 log_to_driver=False,

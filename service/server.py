@@ -42,7 +42,7 @@ def serve_on_ray(index_dir: Path, settings: Settings, address: str) -> None:
 
     checked_archive(index_dir)
     require_serve()
-    check_model(index_dir, _read_only(settings))
+    check_model(index_dir, _read_only(settings))  # reading the manifest changes no file
     run(index_dir, settings, address)
 
 

@@ -13,7 +13,7 @@ One concept per module:
 - ``writer``   ``IndexWriter``: ``poshuk index``'s batches, new versions and their swap
 """
 
-from poshuk.index.core import Index, RetrievalQuery, WriteOutcome
+from poshuk.index.core import Index, IndexWrites, RetrievalQuery, WriteOutcome
 from poshuk.index.db import Counts, StoredDocument, StoredPassage
 from poshuk.index.layout import (
     Manifest,
@@ -32,6 +32,7 @@ __all__ = [
     "Counts",
     "Index",
     "IndexWriter",
+    "IndexWrites",
     "Manifest",
     "RetrievalQuery",
     "StoredDocument",

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -55,7 +56,7 @@ from poshuk.index.db import (
     select_in,
     storage_error,
 )
-from poshuk.index.layout import index_dir_of, live_version, read_manifest
+from poshuk.index.layout import Manifest, index_dir_of, live_version, read_manifest
 from poshuk.index.lexical import article_bm25, passage_bm25
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
@@ -85,6 +86,26 @@ class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     replaced: tuple[str, ...] = ()  # upserted ids that replaced an article (HTTP 200, not 201)
     deleted: tuple[str, ...] = ()  # deleted ids that were there (the others: 404)
+
+
+class IndexWrites(Protocol):
+    """What a write needs: the index's chunking and lexical settings (``poshuk.ingest.prepare``), and
+    one durable write (``Index.write``, a sharded archive's ``ShardedWriter.write``, or its writer in
+    another process: ``poshuk.shards.writer_wire.RemoteWriter``)."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def analyzer(self) -> Analyzer: ...
+
+    def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome: ...
+
+    def refresh(self) -> int: ...
+
+    def snapshot(self) -> object: ...
+
+    def close(self) -> None: ...
 
 
 class Index:

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
-from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index import Counts, Index, IndexWrites, Manifest, RetrievalQuery, StoredDocument, StoredPassage
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
@@ -70,7 +70,7 @@ class ShardedIndex:
         self.shards = list(shards)
         self.first_fetch = first_fetch
         self.second_rounds = 0  # shards asked again for more BM25 candidates, since opening
-        self.writer: ShardedWriter | None = None  # set by ``open(writable=True)``; None: read-only
+        self.writer: IndexWrites | None = None  # ``open(writable=True)``'s, or a writer elsewhere; None: read-only
         # Three retrievers may fan out at once, each to every shard; the retrievers run in a pool of their
         # own, so a task never waits for one queued behind it in the same pool.
         self._pool = ThreadPoolExecutor(3 * len(shards), thread_name_prefix="poshuk-shards") if parallel else None

@@ -65,6 +65,8 @@ class Shard(Protocol):
 
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]: ...
 
+    def refresh(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -110,6 +112,10 @@ class LocalShard:
 
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
         return self.index.document_vectors(doc_id)
+
+    def refresh(self) -> int:
+        """Take in the changes another process (the archive's writer) committed; how many."""
+        return self.index.refresh()
 
     def close(self) -> None:
         self.index.close()

@@ -103,6 +103,17 @@ class AskDocumentVectors(msgspec.Struct, frozen=True, tag="document-vectors"):
     doc_id: str
 
 
+class AskRefresh(msgspec.Struct, frozen=True, tag="refresh"):
+    pass
+
+
+class Refreshed(msgspec.Struct, frozen=True, kw_only=True):
+    """A shard after taking in the writer's changes: how many, and its counts now."""
+
+    applied: int
+    counts: Counts
+
+
 Ask = (
     AskManifest
     | AskCheckModel
@@ -115,6 +126,7 @@ Ask = (
     | AskFacts
     | AskDocument
     | AskDocumentVectors
+    | AskRefresh
 )
 
 
@@ -191,13 +203,21 @@ def _value(shard: Shard, ask: Ask) -> Any:
             return shard.document(doc_id)
         case AskDocumentVectors(doc_id):
             return _Matrix.of(shard.document_vectors(doc_id))
+        case AskRefresh():
+            applied = shard.refresh()
+            return Refreshed(applied=applied, counts=shard.counts())
     raise AssertionError(f"unhandled question {ask!r}")  # pragma: no cover - the union is matched whole
 
 
 def answer(shard: Shard, payload: bytes) -> bytes:
     """The encoded ``Reply`` of ``shard`` to one encoded question."""
+    return reply(lambda: _value(shard, _ASK.decode(payload)))
+
+
+def reply(compute: Callable[[], Any]) -> bytes:
+    """The encoded ``Reply`` carrying what ``compute`` returns, or the error it raised."""
     try:
-        value = _value(shard, _ASK.decode(payload))
+        value = compute()
     except errors.PoshukError as exc:
         kind = type(exc).__name__ if type(exc).__name__ in _PASSED_ON else "PoshukError"
         return msgspec.json.encode(Reply(failure=Failure(kind=kind, message=exc.message, hint=exc.hint)))
@@ -210,12 +230,25 @@ class ShardError(RuntimeError):
     """A shard failed with an error that is not one of Poshuk's (a bug there): HTTP 500."""
 
 
+def ask(call: Callable[[bytes], bytes], question: msgspec.Struct, into: type[T]) -> T:
+    """``question`` through ``call``; its answer decoded as ``into``, or the error it carried raised
+    again (a Poshuk error as itself; any other as ``ShardError``)."""
+    answered = _REPLY.decode(call(msgspec.json.encode(question)))
+    if answered.failure is not None:
+        failure = answered.failure
+        known = _PASSED_ON.get(failure.kind)
+        if known is None:
+            raise ShardError(failure.message)
+        raise known(failure.message, hint=failure.hint)
+    return msgspec.json.decode(answered.value, type=into)
+
+
 class RemoteShard:
     """A ``Shard`` reached through ``call`` (bytes to its ``answer`` and back).
 
-    Its manifest and counts are read once, when it connects: a shard served this way is opened
-    read-only, so neither changes while it serves, and they are then free to read (``/readyz``
-    and ``/metrics`` ask from the event loop, where no blocking call may run).
+    Its manifest is read once, when it connects, and its counts then and at each ``refresh`` (after
+    a write, and at the service's upkeep): they are free to read (``/readyz`` and ``/metrics`` ask
+    from the event loop, where no blocking call may run).
     """
 
     def __init__(self, call: Callable[[bytes], bytes]) -> None:
@@ -223,15 +256,8 @@ class RemoteShard:
         self._manifest = self._ask(AskManifest(), Manifest)
         self._counts = self._ask(AskCounts(), Counts)
 
-    def _ask(self, ask: Ask, into: type[T]) -> T:
-        reply = _REPLY.decode(self._call(msgspec.json.encode(ask)))
-        if reply.failure is not None:
-            failure = reply.failure
-            known = _PASSED_ON.get(failure.kind)
-            if known is None:
-                raise ShardError(failure.message)
-            raise known(failure.message, hint=failure.hint)
-        return msgspec.json.decode(reply.value, type=into)
+    def _ask(self, question: Ask, into: type[T]) -> T:
+        return ask(self._call, question, into)
 
     @property
     def manifest(self) -> Manifest:
@@ -275,6 +301,12 @@ class RemoteShard:
 
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
         return self._ask(AskDocumentVectors(doc_id), _Matrix).array()
+
+    def refresh(self) -> int:
+        """Have the shard take in the changes its writer committed; how many."""
+        refreshed = self._ask(AskRefresh(), Refreshed)
+        self._counts = refreshed.counts
+        return refreshed.applied
 
     def close(self) -> None:
         """Nothing to close here: the shard's own process owns its files."""

@@ -1,7 +1,9 @@
 """``poshuk serve --ray``: a 3-shard archive on Ray Serve answers over HTTP byte for byte as the
 single-node service over the same articles in one index (only ``took_ms`` and the request id
-differ), routes article reads to the owner shard, and a killed shard replica fails requests
-fast (503 ``shard-unavailable``) or not at all -- never a hang, never a partial answer.
+differ), routes article reads to the owner shard, takes writes through its one Writer deployment
+with one node's answers after them, and a killed shard or writer replica fails requests fast
+(503 ``shard-unavailable``) or not at all -- never a hang, never a partial answer, never a lost
+acknowledged write.
 
 Ray runs in a process of its own (``tests.support.ray_serving``), with the HashEncoder; the
 single-node service is the same Litestar app in-process (Litestar's TestClient).
@@ -10,10 +12,12 @@ single-node service is the same Litestar app in-process (Litestar's TestClient).
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,18 +36,21 @@ from poshuk.settings import ChunkingSettings, load_settings
 from poshuk.shards import read_set, split_index
 from poshuk_cli.main import main
 from service.app import create_app
+from tests.support.app import AUTH, KEY_HASH
 from tests.support.processes import cli_env
 from tests.support.repo import copy_index
 from tests.support.serving import ONE_BUSY_CLIENT, free_port, start_server, stop_server
+from tests.support.write_stream import WriteLog, check_writes, stream_writes
 from tests.unit.test_shards import corpus, queries
 
 REPO = Path(__file__).resolve().parents[2]
 POSHUK = str(Path(sys.executable).with_name("poshuk"))
 SHARD_TIMEOUT_S = 3.0
+WRITE_TIMEOUT_S = 10.0  # the service's request time limit, so its writer's
 READY_S = 180.0
 _TOOK = re.compile(rb'"took_ms":[0-9.eE+-]+')
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # a hang fails, never blocks CI
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]  # a hang fails, never blocks CI
 
 _VARIANTS: list[dict[str, Any]] = [
     {"k": 10},
@@ -93,6 +100,8 @@ def sharded_url(archive: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "OMP_NUM_THREADS": "1",
+        "POSHUK_AUTH_KEYS": KEY_HASH,
+        "POSHUK_SERVICE_REQUEST_TIMEOUT_S": str(WRITE_TIMEOUT_S),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -132,11 +141,11 @@ def sharded_url(archive: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def single(archive: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient[Litestar]]:
-    """The single-node service over the one index, read-only as the sharded one is."""
+    """The single-node service over the one index, writable with the same key as the sharded one."""
     settings = load_settings(
         env={
             "POSHUK_HOME": str(tmp_path_factory.mktemp("home")),
-            "POSHUK_SERVICE_READ_ONLY": "true",
+            "POSHUK_AUTH_KEYS": KEY_HASH,
             "POSHUK_SERVICE_RATE_LIMIT_BURST": "100000",
             "POSHUK_SERVICE_CLIENT_TIME_SHARE": "0",
         }
@@ -195,14 +204,83 @@ def test_the_sharded_service_answers_byte_for_byte_as_one_node(
         assert not differ, f"{len(differ)} of {len(asked)} answers differ, e.g. {differ[:3]}"
         assert found >= 45
         statuses = {s for s in (_ask(client, m, p, b).status_code for m, p, b in _ERRORS)}
-        assert statuses == {400, 404, 405}  # the errors were errors, not all the same one
+        assert statuses == {400, 401, 404}  # the errors were errors, not all the same one
         ready = client.get("/readyz").json()
-        assert ready["read_only"] is True and ready["passages"] == single.get("/readyz").json()["passages"]
+        assert ready["read_only"] is False and ready["passages"] == single.get("/readyz").json()["passages"]
         assert "poshuk_http_requests" in client.get("/metrics").text
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     shard_set = read_set(archive[1])
     assert len({shard_set.shard_of(doc) for doc in _ARTICLES}) > 1  # the reads above reached several owners
+
+
+_BATCH = [
+    {
+        "id": f"batch/{n}",
+        "title": f"Пакет {n}: зерновий коридор",
+        "text": f"Абзац перший статті {n} про зерно й порт Одеса.\n\nАбзац другий: експорт меду {n}.",
+        "lang": "uk",
+        "source": "Batch News",
+    }
+    for n in range(1, 5)
+]
+_WRITES: list[tuple[str, str, Any]] = [  # (method, path, body): in this order on both services
+    (
+        "PUT",
+        "/v1/documents/new/ray-1",
+        {"title": "Ракетний удар по енергетиці", "text": "Тролейбуси Одеси стали через знеструмлення.", "lang": "uk"},
+    ),
+    (
+        "PUT",
+        "/v1/documents/uk/001",
+        {"title": "Заміна статті", "text": "Зерно й мед замість переговорів.", "lang": "uk"},
+    ),
+    ("POST", "/v1/documents", _BATCH),
+    ("DELETE", "/v1/documents/en/003", None),
+    ("DELETE", "/v1/documents/no-such-article", None),
+]
+
+
+def _without_seq(response: httpx.Response) -> tuple[int, Any]:
+    """A write's status and answer, less its ``seq`` (one index's change number, the archive's journal's)."""
+    if not response.content:
+        return response.status_code, None
+    body = response.json()
+    if isinstance(body, dict):
+        body.pop("seq", None)
+    return response.status_code, body
+
+
+def test_writes_go_through_the_writer_and_answer_as_one_node_after(
+    sharded_url: str, single: TestClient[Litestar], archive: tuple[Path, Path]
+) -> None:
+    """PUTs (a new article, a replaced one), a batch over several shards and DELETEs through the Writer
+    deployment: the same answers as one node's, each searchable when its request returns, and every
+    search and read afterwards byte for byte the one node's."""
+    shard_set = read_set(archive[1])
+    assert len({shard_set.shard_of(str(a["id"])) for a in _BATCH}) > 1  # the batch spans shards
+    with httpx.Client(base_url=sharded_url, timeout=30.0, headers=AUTH) as client:
+        for method, path, body in _WRITES:
+            expected = single.request(method, path, json=body, headers=AUTH)
+            got = client.request(method, path, json=body)
+            assert _without_seq(expected) == _without_seq(got), (method, path, got.text[:300])
+            if method == "PUT":  # searchable on the answer, with no wait
+                found = client.post("/v1/search", json={"query": body["text"], "k": 3, "mode": "lexical"})
+                assert path.removeprefix("/v1/documents/") in {h["doc_id"] for h in found.json()["hits"]}
+        assert [client.get(f"/v1/documents/{d}").status_code for d in ("new/ray-1", "en/003")] == [200, 404]
+        asked: list[tuple[str, str, Any]] = [
+            ("POST", "/v1/search", {"query": q, **v}) for q in queries()[:4] for v in _VARIANTS
+        ]
+        asked += [("POST", "/v1/search", {"query": str(a["text"]), "k": 10}) for a in _BATCH[:2]]
+        for doc in ("new/ray-1", "uk/001", "en/003", "batch/3"):
+            asked += [("GET", f"/v1/documents/{doc}", None), ("GET", f"/v1/similar/{doc}", {"k": "5"})]
+        differ = [
+            (m, p, b, got.text[:200])
+            for m, p, b in asked
+            if not _same(_ask(single, m, p, b), got := _ask(client, m, p, b))
+        ]
+        assert not differ, f"{len(differ)} of {len(asked)} answers differ after the writes, e.g. {differ[:2]}"
+        assert client.get("/readyz").json()["passages"] == single.get("/readyz").json()["passages"]
 
 
 def _replica_pid(deployment: str) -> int | None:
@@ -304,9 +382,12 @@ def test_an_archive_served_in_process_answers_as_one_node_and_refuses_writes(
             time.sleep(0.1)
         assert ready.json()["read_only"] is True
         asked = [("POST", "/v1/search", {"query": q, **v}) for q in queries()[:2] for v in _VARIANTS]
-        for method, path, body in [*asked, *_ERRORS]:
+        reads = [(m, p, b) for m, p, b in _ERRORS if m in ("GET", "POST")]  # the writable single one refuses writes 401
+        for method, path, body in [*asked, *reads]:
             expected, got = _ask(single, method, path, body), _ask(sharded, method, path, body)
             assert _same(expected, got), (path, body, got.text[:300])
+        refused = sharded.put("/v1/documents/new-one", json={"title": "t", "text": "x"}, headers=AUTH)
+        assert refused.status_code == 405 and "read-only" in refused.json()["detail"]
 
 
 @pytest.mark.model
@@ -344,7 +425,7 @@ def test_poshuk_serve_ray_local_answers_the_example_articles_as_poshuk_serve(
                 time.sleep(0.5)
             print(f"poshuk serve --ray local ready in {time.monotonic() - started:.1f} s")
             replicas = _replicas_below(ray_served.pid)  # this service's own, not the module's other Ray
-            assert len(replicas) == 4, replicas  # 3 shards and the ingress
+            assert len(replicas) == 5, replicas  # 3 shards, the writer and the ingress
             for query in ("grain exports Odesa", "мед експорт", "переговори про зброю", "Kirby", "енергетика"):
                 for extra in ({}, {"mode": "lexical", "collapse": True}, {"dedupe": True, "k": 5}):
                     body = {"query": query, **extra}
@@ -364,3 +445,37 @@ def test_poshuk_serve_ray_local_answers_the_example_articles_as_poshuk_serve(
     assert code == 0, log.read_text()[-3000:]
     left = [pid for pid in replicas if _running(pid)]
     assert not left, f"replica processes left running: {left}"
+
+
+def test_a_killed_writer_loses_no_acknowledged_write(sharded_url: str) -> None:
+    """kill -9 of the Writer replica mid-stream of PUTs and batches: each request succeeds or fails
+    with 503 within the request time limit (``shard-unavailable``, or the service's own time limit),
+    Serve starts a new Writer,
+    which finishes any write the kill cut between shards, and every acknowledged write is there
+    whole and searchable. Last in this module: its writes go to the sharded service only, and the tests
+    above compare that service with the single-node one."""
+    pid = _replica_pid("Writer")
+    assert pid is not None, "no Writer replica process"
+    log, stop = WriteLog(), threading.Event()
+    stream = threading.Thread(target=stream_writes, args=(sharded_url, log, stop, random.Random(21), AUTH), daemon=True)
+    stream.start()
+    deadline = time.monotonic() + 60
+    while len(log.acked) < 5:
+        assert time.monotonic() < deadline and stream.is_alive(), log.failures
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)  # a process of the service this module started
+    killed, acked_at_kill = time.monotonic(), len(log.acked)
+    while time.monotonic() - killed < 90:  # until a new Writer has acknowledged writes
+        new = _replica_pid("Writer")
+        if new not in (None, pid) and len(log.acked) >= acked_at_kill + 5:
+            break
+        assert stream.is_alive(), "a write hung past the client's 30 s"
+        time.sleep(0.2)
+    stop.set()
+    stream.join(timeout=60)
+    print(f"writes: {len(log.acked)} acknowledged, {len(log.failures)} refused around the kill")
+    assert len(log.acked) >= acked_at_kill + 5, f"no new Writer took writes within 90 s: {log.failures[-3:]}"
+    kinds = [re.findall(r"problems/([a-z-]+)", f)[:1] for f in log.failures]
+    print(f"refused as: {kinds}")
+    assert all(" 503 " in f for f in log.failures), log.failures[:3]  # the writer's or the request's time limit
+    check_writes(sharded_url, log)

@@ -12,7 +12,6 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ from poshuk.shards.journal import JOURNAL_NAME, Journal
 from service.auth import new_key
 from tests.support.consistency import check_index
 from tests.support.served import Served
+from tests.support.write_stream import WriteLog, check_writes, stream_writes
 from tests.unit.test_shards import corpus
 
 pytestmark = [pytest.mark.e2e]
@@ -40,73 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _serve(archive: Path, config: Path, log: Path) -> Served:
     command = [sys.executable, "-m", "tests.support.hash_serve", str(archive), "{port}"]
     return Served(command, config, log, cwd=ROOT)
-
-
-@dataclass
-class WriteLog:
-    sent: dict[str, dict[str, object]] = field(default_factory=dict)
-    acked: dict[str, int | None] = field(default_factory=dict)  # id -> passages acknowledged (a PUT's)
-    failures: list[str] = field(default_factory=list)
-
-
-def _article(rng: random.Random, n: int) -> dict[str, object]:
-    words = ["бюджет", "дороги", "школи", "тролейбуси", "Одеса", "порт", "зерно", "енергетика"]
-    paragraphs = [
-        f"Абзац {p} новини {n}: міська рада обговорила {rng.choice(words)} і ухвалила рішення {rng.randint(1, 9999)}."
-        for p in range(rng.randint(1, 4))
-    ]
-    return {"title": f"Новина {n}", "text": "\n\n".join(paragraphs), "lang": "uk"}
-
-
-def _stream(base_url: str, log: WriteLog, stop: threading.Event, rng: random.Random) -> None:
-    """PUTs and batches of four (over several shards) one after another, until the server dies."""
-    with httpx.Client(base_url=base_url, timeout=30.0, headers=AUTH) as client:
-        while not stop.is_set():
-            n = len(log.sent)
-            batch = rng.random() < 0.4
-            ids = [f"w-{n + i:05d}" for i in range(4 if batch else 1)]
-            bodies = {doc_id: _article(rng, n + i) for i, doc_id in enumerate(ids)}
-            log.sent.update(bodies)
-            try:
-                if batch:
-                    response = client.post("/v1/documents", json=[{"id": d, **b} for d, b in bodies.items()])
-                else:
-                    response = client.put(f"/v1/documents/{ids[0]}", json=bodies[ids[0]])
-            except httpx.TransportError:
-                return  # killed: never acknowledged
-            if response.status_code not in (200, 201):
-                log.failures.append(f"{ids}: {response.status_code} {response.text}")
-                continue
-            answer = response.json()
-            for doc_id in answer["ids"]:
-                log.acked[doc_id] = None if batch else answer["passages"]
-
-
-def _check(base_url: str, log: WriteLog) -> int:
-    """Every acknowledged write whole and searchable; unacknowledged ones absent or whole. Unacked present."""
-    present = 0
-    with httpx.Client(base_url=base_url, timeout=30.0) as client:
-        for doc_id, body in log.sent.items():
-            response = client.get(f"/v1/documents/{doc_id}")
-            if doc_id in log.acked:
-                assert response.status_code == 200, f"acknowledged write {doc_id} was lost"
-            elif response.status_code == 404:
-                continue
-            else:
-                present += 1
-            stored = response.json()
-            assert stored["title"] == body["title"]
-            assert [line for line in stored["text"].splitlines() if line] == [
-                line for line in str(body["text"]).splitlines() if line
-            ]
-            passages = stored["passages"]
-            assert passages and [p["ordinal"] for p in passages] == list(range(len(passages)))
-            if log.acked.get(doc_id) is not None:
-                assert len(passages) == log.acked[doc_id]
-        for doc_id in list(log.acked)[-5:]:
-            found = client.get("/v1/search", params={"q": str(log.sent[doc_id]["text"]), "k": 3, "mode": "lexical"})
-            assert doc_id in {h["doc_id"] for h in found.json()["hits"]}, f"{doc_id} is not searchable"
-    return present
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_write_to_a_sharded_archive(tmp_path: Path) -> None:
@@ -127,7 +60,9 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_to_a_sharded_archive(tmp_
     for _round in range(3):
         server = _serve(archive, config, server_log)
         stop = threading.Event()
-        writer_thread = threading.Thread(target=_stream, args=(server.base_url, log, stop, articles), daemon=True)
+        writer_thread = threading.Thread(
+            target=stream_writes, args=(server.base_url, log, stop, articles, AUTH), daemon=True
+        )
         acked_before = len(log.acked)
         writer_thread.start()
         deadline = time.monotonic() + 30
@@ -143,7 +78,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_to_a_sharded_archive(tmp_
         journal.close()
     server = _serve(archive, config, server_log)  # opening finishes a write the kill cut between shards
     try:
-        unacked_present = _check(server.base_url, log)
+        unacked_present = check_writes(server.base_url, log)
         with httpx.Client(base_url=server.base_url, timeout=30.0) as client:  # a logged write is finished whole
             assert all(client.get(f"/v1/documents/{doc_id}").status_code == 200 for doc_id in cut)
     finally:

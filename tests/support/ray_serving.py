@@ -1,10 +1,10 @@
 """Serve a sharded archive on a Ray started here, with the HashEncoder, until stdin closes.
 
 A script, not a fixture: Ray wants the main thread and starts processes that outlive a test that
-fails, so the test runs this in a process of its own. It prints one JSON line once the deployments
-are up (the app may still be loading: wait for ``/readyz``), then serves until its stdin closes,
-SIGTERM, or ``LIFETIME_S`` (a watchdog: a test that died must not leave Ray running), and stops
-Serve and Ray before it exits.
+fails, so the test runs this in a process of its own. It serves writes from the keys in
+``POSHUK_AUTH_KEYS``. It prints one JSON line once the deployments are up (the app may still be
+loading: wait for ``/readyz``), then serves until its stdin closes, SIGTERM, or ``LIFETIME_S`` (a
+watchdog: a test that died must not leave Ray running), and stops Serve and Ray before it exits.
 
     python -m tests.support.ray_serving INDEX PORT SHARD_TIMEOUT_S
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from poshuk.settings import load_settings
 
-LIFETIME_S = 240.0
+LIFETIME_S = 420.0
 DIMENSION = 64  # HashEncoder()'s, which built the test's archive
 
 
@@ -47,6 +47,7 @@ def main(index: str, port: str, shard_timeout_s: str) -> None:
             "POSHUK_SERVICE_SHARD_TIMEOUT_S": shard_timeout_s,
             "POSHUK_SERVICE_RATE_LIMIT_BURST": "100000",
             "POSHUK_SERVICE_CLIENT_TIME_SHARE": "0",
+            **{k: v for k, v in os.environ.items() if k in ("POSHUK_AUTH_KEYS", "POSHUK_SERVICE_REQUEST_TIMEOUT_S")},
         }
     )
     temp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # short: Ray's socket paths have a length limit

@@ -26,7 +26,7 @@ INTERNAL = {
     "poshuk.index.layout.Manifest": "the index folder's bookkeeping, read through Searcher.manifest",
     "poshuk.fusion.FusionSettings": "a tuning knob of Searcher, set by benchmarks; its fields may change",
     "poshuk.search.IndexReader": "what Searcher reads (one Index, or a ShardedIndex); Searcher.open picks it",
-    "poshuk.search.IndexWrites": "where Searcher.writer sends writes (one Index, or a sharded archive's writer)",
+    "poshuk.index.core.IndexWrites": "where Searcher.writer sends writes (one Index, or a sharded archive's writer)",
 }
 
 

@@ -178,3 +178,15 @@ def tagged(name: str, value: str) -> dict[int, str]:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return found
+
+
+def names(pids: list[int]) -> dict[str, int]:
+    """How many of ``pids`` run each program: the first word of the command line (Ray's workers set it,
+    e.g. ``ray::ServeReplica:poshuk:Shard-shard-000``), or the executable's name."""
+    counts: dict[str, int] = {}
+    for pid in pids:
+        first = _read(f"/proc/{pid}/cmdline").split("\0")[0].split(" ")[0]
+        if first:
+            name = first if first.startswith("ray::") else Path(first).name
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))

@@ -32,7 +32,7 @@ from benchmarks.datasets import SETS, BenchSet
 from benchmarks.latency import Options, Target, load_cells, poshuk_target, server_env
 from benchmarks.latency_report import Cell
 from benchmarks.machine import machine, versions
-from benchmarks.serverproc import Server, background_cpu_per_s, pss_mb, rss_mb, serve, tagged, tree
+from benchmarks.serverproc import Server, background_cpu_per_s, names, pss_mb, rss_mb, serve, tagged, tree
 from benchmarks.sharded_served_report import SINGLE, ServedReport, ServerRun
 from benchmarks.workspace import Workspace
 from benchmarks.wrk import find_wrk, request_path, wrk_version
@@ -128,7 +128,7 @@ def _run_one(
         cells = load_cells(server, target, name, "off", rnd, pool, lopts, tmp, background_per_s=idle)
         answers = _answers(server.base, checks)
         outside |= _outside(server, tag)
-        processes = len(tree(server.pid))
+        members, carrying = tree(server.pid), tagged(TAG, tag)
     leftovers = _stop_leftovers(tag)
     same = [a == b for a, b in zip(answers, reference or [], strict=False)]
     run = ServerRun(
@@ -140,7 +140,9 @@ def _run_one(
         rss_mb_ready=round(rss, 1),
         pss_mb_ready=round(pss, 1),
         idle_cpu_ms_per_s=round(1000 * idle, 1),
-        processes=processes,
+        processes=len(members),
+        programs=names(members),
+        tagged=len(carrying),
         outside_tree=[f"{pid} {comm}" for pid, comm in sorted(outside.items())],
         leftovers=leftovers,
         checked=len(same),
@@ -149,8 +151,8 @@ def _run_one(
     )
     _log(
         f"[{name} r{rnd} {target.system}] {run.identical}/{run.checked} answers as the single server's; "
-        f"{processes} processes, {len(outside)} outside the tree, {len(leftovers)} left after stop; "
-        f"idle {run.idle_cpu_ms_per_s} CPU ms/s"
+        f"{run.processes} processes ({run.tagged} tagged), {len(outside)} outside the tree, "
+        f"{len(leftovers)} left after stop; idle {run.idle_cpu_ms_per_s} CPU ms/s"
     )
     return run, cells, answers
 

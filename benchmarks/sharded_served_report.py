@@ -30,7 +30,9 @@ class ServerRun(msgspec.Struct, frozen=True, kw_only=True):
     rss_mb_ready: float  # VmRSS summed over the process tree (shared pages counted in each process)
     pss_mb_ready: float  # proportional set size of the tree (shared pages counted once)
     idle_cpu_ms_per_s: float  # the tree's CPU while no request comes (Ray's controller and raylet tick)
-    processes: int  # in the server's process tree
+    processes: int  # in the server's process tree, after the load
+    programs: dict[str, int] = {}  # ... by program (Ray's workers by their title: ray::ServeReplica:poshuk:...)
+    tagged: int = 0  # processes then carrying the server's tag in their environment (tree or not)
     outside_tree: list[str] = []  # processes started under this server but not in its tree ("pid name")
     leftovers: list[str] = []  # processes of this server still alive after it stopped (then killed)
     checked: int = 0  # queries whose answer was compared with the single server's first run
@@ -124,7 +126,7 @@ def _cells_table(report: ServedReport, name: str) -> list[str]:
 
 def _starts_table(report: ServedReport) -> list[str]:
     lines = [
-        "| set | server | round | ready s | RSS MB | PSS MB | idle CPU ms/s | processes | outside the tree "
+        "| set | server | round | ready s | RSS MB | PSS MB | idle CPU ms/s | processes / tagged | outside the tree "
         "| left after stop | same answers |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -137,7 +139,7 @@ def _starts_table(report: ServedReport) -> list[str]:
             f"{s.rss_mb_ready:.0f}",
             f"{s.pss_mb_ready:.0f}",
             f"{s.idle_cpu_ms_per_s:.0f}",
-            str(s.processes),
+            f"{s.processes} / {s.tagged}",
             str(len(s.outside_tree)),
             str(len(s.leftovers)),
             "reference" if s.server == SINGLE and not s.checked else f"{s.identical}/{s.checked}",
@@ -184,6 +186,14 @@ def render(report: ServedReport) -> str:
     if outside:
         lines += ["", "Processes started under a server but outside its process tree (their CPU is not counted):"]
         lines += ["", *outside]
+    trees = [
+        f"- {s.set} {s.server} r{s.round}: " + ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in s.programs.items())
+        for s in report.servers
+        if s.processes > 1
+    ]
+    if trees:
+        lines += ["", "Process trees of the servers with more than one process (CPU and memory are read for these):"]
+        lines += ["", *trees]
     left = [f"- {s.set} {s.server} r{s.round}: {', '.join(s.leftovers)}" for s in report.servers if s.leftovers]
     if left:
         lines += ["", "Processes still running after their server stopped (killed by the benchmark):", "", *left]

@@ -17,7 +17,7 @@ from benchmarks.__main__ import main
 from benchmarks.datasets import SETS, BenchSet, Query
 from benchmarks.latency_report import Cell
 from benchmarks.machine import Machine
-from benchmarks.serverproc import pss_mb, rss_mb, tagged, tree
+from benchmarks.serverproc import names, pss_mb, rss_mb, tagged, tree
 from benchmarks.sharded_served import comparable, set_queries
 from benchmarks.sharded_served_report import ServedReport, ServerRun, ratios, render
 from benchmarks.wrk import MISSING
@@ -59,7 +59,11 @@ def _run(
         rss_mb_ready=2000.0,
         pss_mb_ready=900.0,
         idle_cpu_ms_per_s=60.0,
-        processes=14,
+        processes=1 if server == "single" else 14,
+        programs={"poshuk": 1}
+        if server == "single"
+        else {"gcs_server": 1, "poshuk": 1, "ray::ServeReplica:poshuk:Ingress": 1, "raylet": 1},
+        tagged=1 if server == "single" else 14,
         outside_tree=outside or [],
         checked=checked,
         identical=identical,
@@ -119,10 +123,12 @@ def test_table_shows_each_server_with_its_ratio_and_every_start() -> None:
     table = render(_report(cells, servers))
     assert "| single | 1 | 50.0 (40.0 / 60.0) | 25.0 | 100.0 | 0 | 10.0 | 300 |" in table
     assert "| ray-3 | 1 | 20.0 (0.40×) | 50.0 (2.00×) | 200.0 (2.00×) | 0 | 10.0 (1.00×) | 300 |" in table
-    assert "| bruk-press | single | 1 | 4.0 | 2000 | 900 | 60 | 14 | 0 | 0 | reference |" in table
-    assert "| bruk-press | ray-3 | 1 | 40.0 | 2000 | 900 | 60 | 14 | 1 | 0 | 29/30 |" in table
-    assert "| bruk-press | single | 2 | 4.0 | 2000 | 900 | 60 | 14 | 0 | 0 | 30/30 |" in table
+    assert "| bruk-press | single | 1 | 4.0 | 2000 | 900 | 60 | 1 / 1 | 0 | 0 | reference |" in table
+    assert "| bruk-press | ray-3 | 1 | 40.0 | 2000 | 900 | 60 | 14 / 14 | 1 | 0 | 29/30 |" in table
+    assert "| bruk-press | single | 2 | 4.0 | 2000 | 900 | 60 | 1 / 1 | 0 | 0 | 30/30 |" in table
     assert "- bruk-press ray-3 r1: 4242 raylet" in table  # CPU not counted: named, never hidden
+    assert "- bruk-press ray-3 r1: gcs_server, poshuk, ray::ServeReplica:poshuk:Ingress, raylet" in table
+    assert "- bruk-press single r" not in table.split("Process trees")[1].split("Answers that differ")[0]
     assert "- bruk-press ray-3 r1: дрони атакували" in table
     assert "## bruk-press (4,757 passages, 500 distinct queries)" in table
 
@@ -154,6 +160,7 @@ def test_tagged_processes_are_found_by_their_environment_and_pss_is_below_rss() 
         try:
             found = tagged("BENCH_TEST_TAG", tag)
             assert list(found) == [child.pid] and found[child.pid].startswith("python")
+            assert names([child.pid]) == {Path(sys.executable).name: 1}
             assert child.pid in tree(os.getpid())
             assert 0 < pss_mb(os.getpid()) <= rss_mb(os.getpid())
         finally:

@@ -129,6 +129,7 @@ def _run_one(
         answers = _answers(server.base, checks)
         outside |= _outside(server, tag)
         members, carrying = tree(server.pid), tagged(TAG, tag)
+        programs = names(members)  # while they run
     leftovers = _stop_leftovers(tag)
     same = [a == b for a, b in zip(answers, reference or [], strict=False)]
     run = ServerRun(
@@ -141,7 +142,7 @@ def _run_one(
         pss_mb_ready=round(pss, 1),
         idle_cpu_ms_per_s=round(1000 * idle, 1),
         processes=len(members),
-        programs=names(members),
+        programs=programs,
         tagged=len(carrying),
         outside_tree=[f"{pid} {comm}" for pid, comm in sorted(outside.items())],
         leftovers=leftovers,

@@ -93,32 +93,42 @@ def ratios(report: ServedReport) -> dict[tuple[str, str, int], dict[str, float]]
     return out
 
 
+def idle_share(report: ServedReport, cell: Cell) -> float:
+    """CPU ms per request sent that the server's tree spends anyway while idle (Ray's background), over the cell."""
+    for run in report.servers:
+        if (run.set, run.server, run.round) == (cell.corpus, cell.system, cell.round):
+            return run.idle_cpu_ms_per_s * cell.seconds / max(1, cell.sent)
+    return 0.0
+
+
 def _x(found: dict[str, float], key: str) -> str:
-    return f" ({found[key]:.2f}×)" if key in found else ""
+    return f"{found[key]:.2f}×" if key in found else "–"
 
 
 def _cells_table(report: ServedReport, name: str) -> list[str]:
     lines = [
-        "| server | c | QPS (per round) | p50 ms | p99 ms | errors | server CPU ms/request | RSS MB after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server | c | QPS (per round) | p50 ms | p99 ms | errors | server CPU ms/request (idle share) | RSS MB after "
+        "| QPS / single | p50 / single | p99 / single | CPU / single |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     found = ratios(report)
     for (set_name, server, conc), cells in _group(report.cells).items():
         if set_name != name:
             continue
-        s, r = summary(cells), found.get((set_name, server, conc), {})
+        s = summary(cells)
+        r = found.get((set_name, server, conc), {}) if server != SINGLE else {}
         rounds = " / ".join(f"{c.qps:.1f}" for c in sorted(cells, key=lambda c: c.round))
-        qps = f"{s['qps']:.1f}" + (f" ({rounds})" if len(cells) > 1 else "")
         timed = any(c.requests for c in cells)
         row = [
             server,
             str(conc),
-            qps + (_x(r, "qps") if server != SINGLE else ""),
-            (f"{s['p50_ms']:.1f}" + (_x(r, "p50_ms") if server != SINGLE else "")) if timed else "none completed",
-            (f"{s['p99_ms']:.1f}" + (_x(r, "p99_ms") if server != SINGLE else "")) if timed else "–",
+            f"{s['qps']:.1f}" + (f" ({rounds})" if len(cells) > 1 else ""),
+            f"{s['p50_ms']:.1f}" if timed else "none completed",
+            f"{s['p99_ms']:.1f}" if timed else "–",
             str(sum(c.errors for c in cells)),
-            f"{s['cpu_ms_per_request']:.1f}" + (_x(r, "cpu_ms_per_request") if server != SINGLE else ""),
+            f"{s['cpu_ms_per_request']:.1f} ({statistics.fmean(idle_share(report, c) for c in cells):.1f})",
             f"{max(c.rss_mb for c in cells):.0f}",
+            *(_x(r, key) for key in ("qps", "p50_ms", "p99_ms", "cpu_ms_per_request")),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -164,13 +174,14 @@ def render(report: ServedReport) -> str:
         "--index ARCHIVE` (that index split into N shards, served in one process); `ray-N` = `poshuk serve --index "
         "ARCHIVE --ray local` (a Ray Serve deployment per shard and the app as ingress behind Serve's proxy, Ray "
         "started by the command). Request: `GET /v1/search?q=…&k=10` (the default search), query cache off (server "
-        "cache size 0, requests cycling through the set's distinct queries), rate limits off. In brackets: the "
-        "ratio to `single` at the same concurrency (means over rounds).",
+        "cache size 0, requests cycling through the set's distinct queries), rate limits off. The "
+        "ratios: each server's means over rounds to `single`'s at the same concurrency.",
         "",
         "Server CPU ms/request: utime+stime of the server's process tree over the cell (requests in flight when "
-        "wrk stopped included, Ray's idle background too) / requests sent. RSS sums each process of the tree "
-        "(for Ray's many processes shared pages count many times; PSS below counts them once). *Same answers*: "
-        "status and every JSON field but `took_ms` equal to the single server's, over HTTP.",
+        "wrk stopped included, Ray's idle background too) / requests sent; in brackets the share the tree "
+        "would have spent idle (its idle CPU ms/s x the cell's seconds / requests sent). RSS sums each process "
+        "of the tree (for Ray's many processes shared pages count many times; PSS below counts them once). "
+        "*Same answers*: status and every JSON field but `took_ms` equal to the single server's, over HTTP.",
     ]
     for name, passages in report.passages.items():
         lines += [

@@ -121,8 +121,9 @@ def test_table_shows_each_server_with_its_ratio_and_every_start() -> None:
         _run("single", 2),
     ]
     table = render(_report(cells, servers))
-    assert "| single | 1 | 50.0 (40.0 / 60.0) | 25.0 | 100.0 | 0 | 10.0 | 300 |" in table
-    assert "| ray-3 | 1 | 20.0 (0.40×) | 50.0 (2.00×) | 200.0 (2.00×) | 0 | 10.0 (1.00×) | 300 |" in table
+    # idle 60 CPU ms/s over 10 s: 600 ms spread over 400 and 600 requests sent (single), 200 (ray-3)
+    assert "| single | 1 | 50.0 (40.0 / 60.0) | 25.0 | 100.0 | 0 | 10.0 (1.2) | 300 | – | – | – | – |" in table
+    assert "| ray-3 | 1 | 20.0 | 50.0 | 200.0 | 0 | 10.0 (3.0) | 300 | 0.40× | 2.00× | 2.00× | 1.00× |" in table
     assert "| bruk-press | single | 1 | 4.0 | 2000 | 900 | 60 | 1 / 1 | 0 | 0 | reference |" in table
     assert "| bruk-press | ray-3 | 1 | 40.0 | 2000 | 900 | 60 | 14 / 14 | 1 | 0 | 29/30 |" in table
     assert "| bruk-press | single | 2 | 4.0 | 2000 | 900 | 60 | 1 / 1 | 0 | 0 | 30/30 |" in table

@@ -182,11 +182,16 @@ def tagged(name: str, value: str) -> dict[int, str]:
 
 def names(pids: list[int]) -> dict[str, int]:
     """How many of ``pids`` run each program: the first word of the command line (Ray's workers set it,
-    e.g. ``ray::ServeReplica:poshuk:Shard-shard-000``), or the executable's name."""
+    e.g. ``ray::ServeReplica:poshuk:Shard-shard-000``), or the executable's name (with its script's for
+    Python: ``python poshuk``, ``python log_monitor.py``)."""
     counts: dict[str, int] = {}
     for pid in pids:
-        first = _read(f"/proc/{pid}/cmdline").split("\0")[0].split(" ")[0]
-        if first:
-            name = first if first.startswith("ray::") else Path(first).name
-            counts[name] = counts.get(name, 0) + 1
+        argv = _read(f"/proc/{pid}/cmdline").split("\0")
+        first = argv[0].split(" ")[0]
+        if not first:
+            continue
+        name = first if first.startswith("ray::") else Path(first).name
+        if name.startswith("python") and len(argv) > 1 and argv[1] and not argv[1].startswith("-"):
+            name = f"{name} {Path(argv[1]).name}"
+        counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))

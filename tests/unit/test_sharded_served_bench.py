@@ -161,7 +161,8 @@ def test_tagged_processes_are_found_by_their_environment_and_pss_is_below_rss() 
         try:
             found = tagged("BENCH_TEST_TAG", tag)
             assert list(found) == [child.pid] and found[child.pid].startswith("python")
-            assert names([child.pid]) == {Path(sys.executable).name: 1}
+            assert names([child.pid]) == {Path(sys.executable).name: 1}  # `python -c`: no script to name
+            assert names([os.getpid()])  # pytest's own process, by its script or executable
             assert child.pid in tree(os.getpid())
             assert 0 < pss_mb(os.getpid()) <= rss_mb(os.getpid())
         finally:

@@ -191,7 +191,8 @@ def names(pids: list[int]) -> dict[str, int]:
         if not first:
             continue
         name = first if first.startswith("ray::") else Path(first).name
-        if name.startswith("python") and len(argv) > 1 and argv[1] and not argv[1].startswith("-"):
-            name = f"{name} {Path(argv[1]).name}"
+        script = next((arg for arg in argv[1:] if arg and not arg.startswith("-")), None)
+        if name.startswith("python") and script and "-c" not in argv and "-m" not in argv:
+            name = f"{name} {Path(script).name}"
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))

@@ -114,12 +114,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sharded.add_argument("--data", type=Path, default=DEFAULT_DATA, help="evaluation data (default: %(default)s)")
     sharded.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache folder (default: %(default)s)")
-    sharded.add_argument("--shards", type=_csv, default=["3", "5"], help="shard counts (default: 3,5)")
+    sharded.add_argument("--shards", type=_csv, help="shard counts (default: 3,5; with --served: 3)")
     sharded.add_argument("--queries", type=int, default=300, help="distinct queries per set (default: 300)")
     sharded.add_argument(
         "--sets", type=_csv, default=["unlp2026", "bruk-press"], help="sets (default: unlp2026,bruk-press)"
     )
     sharded.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    sharded.add_argument(
+        "--served",
+        action="store_true",
+        help="instead: the single index, the archive in process and the archive on Ray Serve (--ray local), each "
+        "served over HTTP in turn and loaded by wrk; results to sharded-served.{json,md}",
+    )
+    sharded.add_argument("--seconds", type=float, default=10.0, help="with --served: seconds per cell (default: 10)")
+    sharded.add_argument("--rounds", type=int, default=2, help="with --served: rounds, order reversed (default: 2)")
+    sharded.add_argument("--concurrency", type=_csv, default=["1", "8"], help="with --served: levels (default: 1,8)")
+    sharded.add_argument(
+        "--servers", type=_csv, default=["single", "archive", "ray"], help="with --served: default single,archive,ray"
+    )
+    sharded.add_argument(
+        "--check-queries", type=int, default=30, help="with --served: answers compared per server (default: 30)"
+    )
+    sharded.add_argument(
+        "--max-query-chars", type=int, default=200, help="with --served: longest query sent (default: %(default)s)"
+    )
+    sharded.add_argument("--wrk-threads", type=int, default=1, help="with --served: wrk threads (default: 1)")
     ranking = sub.add_parser(
         "ranking", help="Issue 15's ranking experiments (weighted sum, stop words, RM3) beside the fusion, every set."
     )
@@ -307,7 +326,7 @@ def _sharded(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from benchmarks.sharded import render, run
 
     try:
-        counts = tuple(int(n) for n in args.shards)
+        counts = tuple(int(n) for n in args.shards or (["3"] if args.served else ["3", "5"]))
     except ValueError:
         counts = ()
     unknown = [name for name in args.sets if name not in SETS]
@@ -317,6 +336,8 @@ def _sharded(args: argparse.Namespace, argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.served:
+        return _sharded_served(args, argv, counts)
     report = run(
         args.data,
         args.work,
@@ -330,6 +351,50 @@ def _sharded(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 0
     print(render(report))
     return 0 if all(c.identical == c.searches for c in report.cells) else 1
+
+
+def _sharded_served(args: argparse.Namespace, argv: Sequence[str], counts: tuple[int, ...]) -> int:
+    from benchmarks.sharded_served import SERVERS, ServedOptions, run
+    from benchmarks.sharded_served_report import render
+    from benchmarks.wrk import WrkMissing
+
+    try:
+        levels = tuple(int(c) for c in args.concurrency)
+    except ValueError:
+        levels = ()
+    unknown = [s for s in args.servers if s not in SERVERS]
+    if unknown or not args.servers or not levels or min(levels) < 1 or args.seconds <= 0 or args.rounds < 1:
+        print(
+            f"benchmarks: error: --servers takes {', '.join(SERVERS)}; --concurrency positive counts; "
+            "--seconds and --rounds positive",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = run(
+            ServedOptions(
+                data=args.data,
+                work=args.work,
+                sets=tuple(args.sets),
+                shards=counts,
+                servers=tuple(args.servers),
+                seconds=args.seconds,
+                rounds=args.rounds,
+                levels=levels,
+                check_queries=args.check_queries,
+                max_query_chars=args.max_query_chars,
+                wrk_threads=args.wrk_threads,
+                command=("python", "-m", "benchmarks", *argv),
+            )
+        )
+    except WrkMissing as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if report is None:
+        return 0
+    _save(args.out, "sharded-served", report, render(report))
+    same = all(s.identical == s.checked for s in report.servers)
+    return 0 if same and not any(c.errors for c in report.cells) else 1
 
 
 def _ray_indexing(args: argparse.Namespace, argv: Sequence[str]) -> int:

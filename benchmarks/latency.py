@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from benchmarks.latency_report import Cell, Corpus, LatencyReport, ServerStart
 from benchmarks.machine import machine, versions
 from benchmarks.serverproc import Server, rss_mb, serve, settled_cpu_seconds, torch_loaded
 from benchmarks.workspace import Workspace
-from benchmarks.wrk import find_wrk, request_path, run_wrk, write_paths
+from benchmarks.wrk import find_wrk, request_path, run_wrk, write_paths, wrk_version
 
 REPO = Path(__file__).resolve().parent.parent
 POSHUK_KINDS: dict[str, dict[str, str | int]] = {
@@ -102,10 +101,15 @@ def _txtai_path(query: str) -> str:
     return request_path("/search", {"query": query, "limit": 10})
 
 
-def _measure_cell(server: Server, paths: Path, conc: int, opts: Options) -> dict[str, object]:
-    before = settled_cpu_seconds(server.pid)
+def measure_cell(
+    server: Server, paths: Path, conc: int, opts: Options, *, background_per_s: float = 0.0
+) -> dict[str, object]:
+    """One wrk run against ``server``: wrk's counts and percentiles, the server tree's CPU per request sent
+    (``background_per_s``: CPU seconds per second the idle tree spends anyway, so that in-flight work is
+    told from it when waiting for the server to settle) and its RSS after."""
+    before = settled_cpu_seconds(server.pid, background_per_s=background_per_s)
     result = run_wrk(server.base, paths, connections=conc, seconds=opts.seconds, threads=opts.wrk_threads)
-    cpu = settled_cpu_seconds(server.pid) - before
+    cpu = settled_cpu_seconds(server.pid, background_per_s=background_per_s) - before
     numbers: dict[str, object] = {
         "requests": result.requests,
         "sent": result.sent,
@@ -134,6 +138,52 @@ def _measure_cell(server: Server, paths: Path, conc: int, opts: Options) -> dict
     return numbers
 
 
+def load_cells(
+    server: Server,
+    target: Target,
+    corpus: str,
+    cache: str,
+    rnd: int,
+    pool: list[str],
+    opts: Options,
+    tmp: Path,
+    *,
+    background_per_s: float = 0.0,
+) -> list[Cell]:
+    """Every (request kind, concurrency) cell of ``target`` on a started ``server``, after a warm-up."""
+    cells: list[Cell] = []
+    with httpx.Client(base_url=server.base, timeout=120) as client:
+        for n, (kind, path_of) in enumerate(target.kinds.items()):
+            # warm-up: the repeated queries once (fills the cache); with the cache off as many from the
+            # pool's end (lazy model loading, first allocations), which no cell starts with
+            for query in pool if cache == "on" else pool[-opts.repeated :]:
+                client.get(path_of(query)).raise_for_status()
+            for m, conc in enumerate(opts.levels):
+                shift = 0 if cache == "on" else (997 * (n * len(opts.levels) + m)) % len(pool)
+                paths = tmp / f"{target.system}-{kind}-{cache}-{conc}.txt"
+                write_paths(paths, [path_of(q) for q in pool[shift:] + pool[:shift]])
+                numbers = measure_cell(server, paths, conc, opts, background_per_s=background_per_s)
+                cell = msgspec.convert(
+                    {
+                        "corpus": corpus,
+                        "system": target.system,
+                        "kind": kind,
+                        "cache": cache,
+                        "concurrency": conc,
+                        "round": rnd,
+                        **numbers,
+                    },
+                    Cell,
+                )
+                _log(
+                    f"[{corpus} r{rnd} {target.system} {kind} cache {cache}] c={conc}: {cell.qps} QPS, "
+                    f"p50 {cell.p50_ms} ms, p99 {cell.p99_ms} ms, {cell.errors} errors, "
+                    f"{cell.cpu_ms_per_request} CPU ms/request, RSS {cell.rss_mb:.0f} MB"
+                )
+                cells.append(cell)
+    return cells
+
+
 def _run_server(
     target: Target, corpus: str, cache: str, rnd: int, queries: list[str], opts: Options, tmp: Path
 ) -> tuple[ServerStart, list[Cell]]:
@@ -141,7 +191,6 @@ def _run_server(
     if target.system == "poshuk" and cache == "off":
         env["POSHUK_QUERY_CACHE_SIZE"] = "0"
     pool = queries[: opts.repeated] if cache == "on" else queries
-    cells: list[Cell] = []
     with serve(target.argv, env, lambda client: client.get(target.probe).status_code == 200) as server:
         start = ServerStart(
             corpus=corpus,
@@ -152,39 +201,11 @@ def _run_server(
             rss_mb_ready=round(rss_mb(server.pid), 1),
             torch_loaded=torch_loaded(server.pid),
         )
-        with httpx.Client(base_url=server.base, timeout=120) as client:
-            for n, (kind, path_of) in enumerate(target.kinds.items()):
-                # warm-up: the repeated queries once (fills the cache); with the cache off as many from the
-                # pool's end (lazy model loading, first allocations), which no cell starts with
-                for query in pool if cache == "on" else pool[-opts.repeated :]:
-                    client.get(path_of(query)).raise_for_status()
-                for m, conc in enumerate(opts.levels):
-                    shift = 0 if cache == "on" else (997 * (n * len(opts.levels) + m)) % len(pool)
-                    paths = tmp / f"{target.system}-{kind}-{cache}-{conc}.txt"
-                    write_paths(paths, [path_of(q) for q in pool[shift:] + pool[:shift]])
-                    numbers = _measure_cell(server, paths, conc, opts)
-                    cell = msgspec.convert(
-                        {
-                            "corpus": corpus,
-                            "system": target.system,
-                            "kind": kind,
-                            "cache": cache,
-                            "concurrency": conc,
-                            "round": rnd,
-                            **numbers,
-                        },
-                        Cell,
-                    )
-                    _log(
-                        f"[{corpus} r{rnd} {target.system} {kind} cache {cache}] c={conc}: {cell.qps} QPS, "
-                        f"p50 {cell.p50_ms} ms, p99 {cell.p99_ms} ms, {cell.errors} errors, "
-                        f"{cell.cpu_ms_per_request} CPU ms/request, RSS {cell.rss_mb:.0f} MB"
-                    )
-                    cells.append(cell)
+        cells = load_cells(server, target, corpus, cache, rnd, pool, opts, tmp)
     return start, cells
 
 
-def _poshuk_target(index: Path, passages: int, env: dict[str, str], kinds: tuple[str, ...]) -> Target:
+def poshuk_target(index: Path, passages: int, env: dict[str, str], kinds: tuple[str, ...]) -> Target:
     poshuk = str(Path(sys.executable).with_name("poshuk"))
     return Target(
         system="poshuk",
@@ -235,9 +256,12 @@ def _txtai_missing() -> str | None:
     return None
 
 
-def _wrk_version(wrk: str) -> str:
-    done = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
-    return (done.stdout or done.stderr).splitlines()[0].split(" Copyright")[0].strip()
+def server_env(encoder: str) -> dict[str, str]:
+    """The environment of a benchmarked ``poshuk serve``: this one's, the encoder, quiet logs, no limits."""
+    env = {**os.environ, "POSHUK_ENCODER": encoder, "POSHUK_SERVICE_LOG_LEVEL": "warning"}
+    env["POSHUK_SERVICE_RATE_LIMIT_PER_SECOND"] = "0"  # the load comes from one client address
+    env["POSHUK_SERVICE_CLIENT_TIME_SHARE"] = "0"  # ... which may use the whole server
+    return env
 
 
 def run(opts: Options) -> LatencyReport | None:
@@ -258,9 +282,7 @@ def run(opts: Options) -> LatencyReport | None:
     queries = [q for q in real_queries(sets) if len(q) <= opts.max_query_chars]
     if len(queries) < opts.repeated:
         raise ValueError(f"only {len(queries)} queries of at most {opts.max_query_chars} characters")
-    env = {**os.environ, "POSHUK_ENCODER": settings.encoder, "POSHUK_SERVICE_LOG_LEVEL": "warning"}
-    env["POSHUK_SERVICE_RATE_LIMIT_PER_SECOND"] = "0"  # the load comes from one client address
-    env["POSHUK_SERVICE_CLIENT_TIME_SHARE"] = "0"  # ... which may use the whole server
+    env = server_env(settings.encoder)
     if settings.query_cache_size < opts.repeated:
         env["POSHUK_QUERY_CACHE_SIZE"] = str(opts.repeated)
     notes = [f"poshuk's vector search is exact (flat) at or below {settings.approximate_above:,} passages"]
@@ -277,7 +299,7 @@ def run(opts: Options) -> LatencyReport | None:
             passages = len(ws.passages(unlp))
             if "poshuk" in opts.systems:
                 ws.searcher(unlp).close()  # built from the vector cache if absent
-                targets.append(_poshuk_target(ws.folder(unlp) / "index", passages, env, opts.kinds))
+                targets.append(poshuk_target(ws.folder(unlp) / "index", passages, env, opts.kinds))
             if "txtai" in opts.systems and not txtai_absent:
                 found = _txtai_unlp(ws, unlp)
                 if isinstance(found, str):
@@ -289,7 +311,7 @@ def run(opts: Options) -> LatencyReport | None:
             corpus = f"scaled {opts.passages:,}"
             if "poshuk" in opts.systems:
                 index = build_scaled_index(ws, sets, opts.passages)
-                targets.append(_poshuk_target(index, _passages_of(index), env, opts.kinds))
+                targets.append(poshuk_target(index, _passages_of(index), env, opts.kinds))
             if "txtai" in opts.systems and not txtai_absent:
                 try:
                     folder, rows, components = build_scaled_txtai(ws, sets, opts.passages)
@@ -317,7 +339,7 @@ def run(opts: Options) -> LatencyReport | None:
     return LatencyReport(
         command=" ".join(opts.command),
         encoder=settings.encoder,
-        load_generator=_wrk_version(wrk),
+        load_generator=wrk_version(wrk),
         wrk_threads=opts.wrk_threads,
         seconds=opts.seconds,
         rounds=opts.rounds,

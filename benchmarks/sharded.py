@@ -6,7 +6,7 @@ the set is searched in each mode on the single index and on the shards, alternat
 query vectors computed once beforehand (both sides would spend the same time encoding). The
 report gives how many answers are identical (every field but ``took_ms``) and the search
 latency of each side: the router's own overhead, in process. No Ray here: RPC between
-processes and machines would come on top (issue 12's next part).
+processes and machines comes on top, measured over HTTP by ``--served`` (``sharded_served.py``).
 Results go to ``benchmarks/results/sharded.{json,md}``.
 """
 

@@ -61,6 +61,12 @@ def find_wrk() -> str:
     return path
 
 
+def wrk_version(wrk: str) -> str:
+    """wrk's version line, without its copyright."""
+    done = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+    return (done.stdout or done.stderr).splitlines()[0].split(" Copyright")[0].strip()
+
+
 def parse(output: str) -> WrkResult:
     """The script's result line in wrk's standard output."""
     for line in output.splitlines():

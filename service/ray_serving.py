@@ -3,20 +3,19 @@
 Deployments (``../shared/docs/scale-out-ray.md`` sections 4 and 6):
 
 - ``Shard-shard-NNN``, one per shard (replicas of one deployment cannot hold different data): opens
-  ``DIR/shard-NNN`` (changing no file with ``service.read_only``) and answers the router's
-  questions (``poshuk.shards.wire``: plain msgspec JSON as bytes both ways, never a pickle of our
-  own objects).
+  ``DIR/shard-NNN`` (changing no file with ``service.read_only``), answers the router's questions
+  and writes its part of each write in its own process (``poshuk.shards.wire``: plain msgspec JSON
+  as bytes both ways, never a pickle of our own objects). Each shard's files have one process.
 - ``Writer``, one replica (unless ``service.read_only``): the archive's one ``ShardedWriter``
-  (``poshuk.shards.writer``: global row ids, story clusters across shards, the journal; durable
-  on the answer), over every shard opened in its process -- so it holds every shard's vectors, as
-  ``poshuk index`` into the archive does, and shares each shard's SQLite file with that shard's
-  replica, which SQLite's WAL allows on one host only. Its questions: ``poshuk.shards.writer_wire``.
+  (``poshuk.shards.writer``: global row ids and story clusters decided from the shards' answers,
+  the journal ``DIR/writes.sqlite``; durable on the answer) over the shard deployments. Its
+  questions: ``poshuk.shards.writer_wire``.
 - ``Ingress``: the existing Litestar app (``service.app.create_app``) as Serve's ASGI ingress, with
   the encoder and the router: a ``ShardedIndex`` over ``RemoteShard``s, so ranking, merging,
   paging and highlights are the in-process code, and the answers are one node's. Same routes,
   schemas, errors, page, metrics, auth and limits. An article's reads go to its owner shard; a
-  write is encoded here (``poshuk.ingest.prepare``), written by the Writer, then taken in by its
-  owner shards before the answer, so it is searchable when the request returns.
+  write is encoded here (``poshuk.ingest.prepare``) and made by the Writer through its owner
+  shards before the answer, so it is searchable when the request returns.
 
 A shard that does not answer within ``service.shard_timeout_s`` fails the request with 503
 problem+json ``shard-unavailable``, never a partial answer; so does a Writer that does not answer
@@ -25,8 +24,9 @@ a retry is safe). ``service.read_only`` (``--read-only``) deploys no Writer and 
 changing no file: writes get the read-only 405.
 
 Serve's pitfalls, handled here: a handle's ``.result()`` raises inside an event loop, so the
-shards are only asked from threads (the app's loader thread and its ``sync_to_thread`` routes;
-``/readyz`` and ``/metrics`` read counts cached at load); and Serve's proxy adds its own
+shards are only asked from threads (the app's loader thread and its ``sync_to_thread`` routes, the
+Writer's opening thread and Serve's thread pool for its sync ``ask``; ``/readyz`` and ``/metrics``
+read counts cached at load and after writes); and Serve's proxy adds its own
 ``x-request-id`` to each answer (the same id it put on the request, which the app logs), so the
 app's copy is dropped.
 """
@@ -53,7 +53,7 @@ from poshuk.settings import Settings
 from poshuk.shards import ShardedIndex, ShardSet, is_sharded, read_set
 from poshuk.shards.shard import LocalShard
 from poshuk.shards.wire import RemoteShard, answer
-from poshuk.shards.writer import ShardedWriter, open_shards
+from poshuk.shards.writer import ShardedWriter
 from poshuk.shards.writer_wire import RemoteWriter, answer_write
 from poshuk.vectors import set_search_threads
 
@@ -117,50 +117,71 @@ def stop_leftovers(pids: list[int]) -> None:
 
 
 class ShardServer:
-    """The body of a ``Shard-shard-NNN`` deployment: one shard folder, which only the Writer writes."""
+    """The body of a ``Shard-shard-NNN`` deployment: one shard folder, which this replica alone reads
+    and writes (the Writer sends it its part of each write, rows and clusters decided)."""
 
     def __init__(self, folder: str, settings_json: bytes) -> None:
         settings = msgspec.json.decode(settings_json, type=Settings)
         set_search_threads(settings.service.faiss_threads)  # one thread: the scores one node gives
         check_integrity(live_version(Path(folder)))
-        read_only = settings.service.read_only  # writable: the Writer's changes are read as they commit
-        index = Index.open(Path(folder), approximate_above=settings.approximate_above, read_only=read_only)
+        index = Index.open(
+            Path(folder), approximate_above=settings.approximate_above, read_only=settings.service.read_only
+        )
         self.shard = LocalShard(index)
 
     def ask(self, payload: bytes) -> bytes:
         return answer(self.shard, payload)
 
-
-class WriterServer:
-    """The body of the ``Writer`` deployment: the archive's one writer, over its shards opened writable
-    (first applying any write a crash left half done)."""
-
-    def __init__(self, index_dir: str, settings_json: bytes) -> None:
-        settings = msgspec.json.decode(settings_json, type=Settings)
-        set_search_threads(settings.service.faiss_threads)  # the story clusters one node decides
-        shard_set, shards = open_shards(Path(index_dir), approximate_above=settings.approximate_above)
-        try:
-            self.writer = ShardedWriter(Path(index_dir), shard_set, shards)
-        except BaseException:
-            for shard in shards:
-                shard.close()
-            raise
-
-    def ask(self, payload: bytes) -> bytes:
-        return answer_write(self.writer, payload)
-
     def __del__(self) -> None:
-        """Serve stops the replica: each shard's FAISS snapshot (a fast next start), then close."""
-        writer = getattr(self, "writer", None)
-        if writer is None:
+        """Serve stops the replica: the shard's FAISS snapshot (a fast next start; none when read-only)."""
+        shard = getattr(self, "shard", None)
+        if shard is None:
             return
         try:
-            writer.snapshot()
+            shard.snapshot()
         except Exception:
-            logger.exception("cannot write the shards' FAISS snapshots")
-        writer.close()
-        for shard in writer.shards:
-            shard.close()
+            logger.exception("cannot write the shard's FAISS snapshot")
+        shard.close()
+
+
+class WriterServer:
+    """The body of the ``Writer`` deployment: the archive's one ``ShardedWriter`` over the shard
+    deployments, and its journal (``DIR/writes.sqlite``). It opens in a thread of its own when the
+    replica starts (a write a crash cut is finished then), since it waits for every shard."""
+
+    def __init__(self, index_dir: str, settings_json: bytes, *handles: Any) -> None:
+        self.settings = msgspec.json.decode(settings_json, type=Settings)
+        self.index_dir = Path(index_dir)
+        self.handles = handles
+        self.writer: ShardedWriter | None = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._open_quietly, name="poshuk-writer-open", daemon=True).start()
+
+    def _open_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # the first write tries again, and answers the error
+            self.open()
+
+    def open(self) -> ShardedWriter:
+        with self._lock:
+            if self.writer is None:
+                shard_set = read_set(self.index_dir)
+                callers = [
+                    _Caller(handle, f"shard {name}", LOAD_WAIT_S)
+                    for handle, name in zip(self.handles, shard_set.shards, strict=True)
+                ]
+                shards = [RemoteShard(caller) for caller in callers]
+                for caller in callers:
+                    caller.timeout_s = self.settings.service.request_timeout_s or None  # a shard's part of a write
+                self.writer = ShardedWriter(self.index_dir, shard_set, shards)
+            return self.writer
+
+    def ask(self, payload: bytes) -> bytes:
+        return answer_write(self.open, payload)
+
+    def __del__(self) -> None:
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.close()
 
 
 class _Caller:
@@ -232,9 +253,11 @@ class IngressServer:
             caller.timeout_s = self.settings.service.shard_timeout_s
         router = ShardedIndex(self.index_dir, self.shard_set, shards, parallel=True)
         if self.writer is not None:
-            timeout_s = self.settings.service.request_timeout_s or None  # 0: no limit
-            call = _Caller(self.writer, "the archive's writer", timeout_s)
-            router.writer = RemoteWriter(call, self.shard_set, shards)
+            call = _Caller(self.writer, "the archive's writer", LOAD_WAIT_S)
+            writer = RemoteWriter(call, self.shard_set, shards)
+            writer.open()
+            call.timeout_s = self.settings.service.request_timeout_s or None  # 0: no limit
+            router.writer = writer
         return router
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
@@ -263,7 +286,7 @@ def deploy(index_dir: Path, settings: Settings, *, encoder_dimension: int | None
     writer = None
     if not settings.service.read_only:
         writer_class = serve.deployment(WriterServer, ray_actor_options={"num_cpus": 1}, logging_config=quiet)
-        writer = writer_class.options(name="Writer").bind(str(index_dir), settings_json)
+        writer = writer_class.options(name="Writer").bind(str(index_dir), settings_json, *shards)
     app = ingress_class.bind(settings_json, str(index_dir), *shards, writer=writer, encoder_dimension=encoder_dimension)
     serve.start(http_options={"host": settings.service.host, "port": settings.service.port})
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=quiet)

@@ -19,10 +19,9 @@ from numpy.typing import NDArray
 
 from poshuk import dedupe
 from poshuk.documents import Article
-from poshuk.index import Index
 from poshuk.index.clusters import Staged
-from poshuk.index.db import select_in
 from poshuk.shards.layout import ShardSet
+from poshuk.shards.shard import WritableShard
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class _Pending:
 class ClusterView:
     """The archive as one index's open write transaction would see it (see the module's docstring)."""
 
-    def __init__(self, shards: Sequence[Index], shard_set: ShardSet, staged: Staged) -> None:
+    def __init__(self, shards: Sequence[WritableShard], shard_set: ShardSet, staged: Staged) -> None:
         self.shards = shards
         self.shard_set = shard_set
         self.staged = staged  # staged mean vectors (a batch run keeps them across its transactions)
@@ -74,20 +73,14 @@ class ClusterView:
             return pending.facts
         if doc_id in self._removed:
             return None
-        owner = self.shards[self.shard_set.shard_of(doc_id)]
-        row = (
-            owner.read()
-            .execute("SELECT cluster, minhash, centroid, lang FROM documents WHERE doc_id = ?", (doc_id,))
-            .fetchone()
-        )
-        if row is None:
+        found = self.shards[self.shard_set.shard_of(doc_id)].cluster_facts(doc_id)
+        if found is None:
             return None
-        cluster, minhash, mean, lang = row
         return _Facts(
-            None if cluster is None else str(cluster),
-            None if minhash is None else np.frombuffer(minhash, dtype=np.uint64),
-            None if mean is None else np.frombuffer(mean, dtype=np.float32, count=self.dimension),
-            None if lang is None else str(lang),
+            found.cluster,
+            None if found.minhash is None else np.frombuffer(found.minhash, dtype=np.uint64),
+            None if found.centroid is None else np.frombuffer(found.centroid, dtype=np.float32, count=self.dimension),
+            found.lang,
         )
 
     def find_cluster(
@@ -103,8 +96,8 @@ class ClusterView:
         seen: set[str] = set()
         hashes = sorted({h for _, h in bands})
         for shard in self.shards:
-            found = select_in(shard.read(), "SELECT doc_id, band, hash FROM minhash_bands WHERE hash IN ({})", hashes)
-            seen.update(str(doc) for doc, band, h in found if (band, h) in wanted and doc not in self._removed)
+            found = shard.band_hits(hashes)
+            seen.update(doc for doc, band, h in found if (band, h) in wanted and doc not in self._removed)
         seen.update(doc for doc, pending in self._pending.items() if pending.bands & wanted)
         seen.discard(article.id)
         best: tuple[float, str] | None = None
@@ -123,15 +116,13 @@ class ClusterView:
         candidates = set(self.staged.nearest(mean, dedupe.CANDIDATE_PASSAGES))
         hits: list[tuple[float, int, int]] = []  # (score, row, shard)
         for number, shard in enumerate(self.shards):
-            if len(shard.vectors):
-                near = shard.vectors.nearest(shard.read(), mean[None, :], dedupe.CANDIDATE_PASSAGES, None)
-                hits.extend((score, row, number) for row, score in near)
+            near = shard.nearest(mean, dedupe.CANDIDATE_PASSAGES)
+            hits.extend((score, row, number) for row, score in near)
         top = sorted(hits, key=lambda hit: (-hit[0], hit[1]))[: dedupe.CANDIDATE_PASSAGES]
         for number, shard in enumerate(self.shards):
             rows = [row for _, row, owner in top if owner == number]
             if rows:
-                found = select_in(shard.read(), "SELECT DISTINCT doc_id FROM passages WHERE row_id IN ({})", rows)
-                candidates.update(str(doc) for (doc,) in found if doc not in self._removed)
+                candidates.update(doc for doc in shard.docs_of_rows(rows) if doc not in self._removed)
         candidates.discard(article.id)
         best: tuple[float, str] | None = None
         for doc in sorted(candidates):

@@ -100,13 +100,14 @@ class ShardedIndex:
         writer: ShardedWriter | None = None
         if writable:
             shard_set, indexes = open_shards(index_dir, approximate_above=approximate_above)
+            local = [LocalShard(index) for index in indexes]
             try:
-                writer = ShardedWriter(index_dir, shard_set, indexes)
+                writer = ShardedWriter(index_dir, shard_set, local)
             except BaseException:
                 for index in indexes:
                     index.close()
                 raise
-            shards: list[Shard] = [LocalShard(index) for index in indexes]
+            shards: list[Shard] = list(local)
         else:
             shard_set = read_set(index_dir)
             shards = []

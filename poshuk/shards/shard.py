@@ -1,10 +1,14 @@
-"""``Shard``: what the router (``ShardedIndex``) asks of one shard, wherever the shard is.
+"""``Shard``: what the router (``ShardedIndex``) asks of one shard, wherever the shard is; and
+``WritableShard``: what the archive's one writer (``ShardedWriter``) asks of it besides.
 
 The router merges; a shard answers plain questions about its own rows: candidates by its own
 ranking, its BM25 statistics, the terms and lengths of rows the merge scores again, and reads
-by row or by article. ``LocalShard`` answers them from an ``Index`` opened in this process;
-``poshuk.shards.wire.RemoteShard`` sends the same questions to a shard in another process
-(a Ray Serve deployment), so the merge code is one, whichever way the shards are reached.
+by row or by article. The writer decides row ids and story clusters for the whole archive from
+each shard's answers (its last row id, MinHash band hits, an article's cluster facts, its
+nearest passages), then has each owner shard write its part. ``LocalShard`` answers from an
+``Index`` opened in this process; ``poshuk.shards.wire.RemoteShard`` sends the same questions
+to a shard in another process (a Ray Serve deployment), which then writes its own files: the
+merge and write code is one, whichever way the shards are reached.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from numpy.typing import NDArray
 
 from poshuk.candidates import ArticleFacts, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
-from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.index.db import page_column, select_in
 from poshuk.shards import bm25
 
@@ -37,6 +41,16 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
 
     texts: dict[int, tuple[str, str, int | None]]  # row -> (indexed terms, doc_id, page)
     lengths: dict[int, int]
+
+
+class ClusterFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the story-cluster decision reads of an article: its cluster, MinHash (uint64 bytes),
+    mean vector (float32 bytes) and language."""
+
+    cluster: str | None
+    minhash: bytes | None
+    centroid: bytes | None
+    lang: str | None
 
 
 class Shard(Protocol):
@@ -68,6 +82,24 @@ class Shard(Protocol):
     def refresh(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+class WritableShard(Shard, Protocol):
+    """A shard as the archive's one writer uses it (``poshuk.shards.writer``)."""
+
+    def last_row(self) -> int: ...
+
+    def band_hits(self, hashes: list[int]) -> list[tuple[str, int, int]]: ...
+
+    def cluster_facts(self, doc_id: str) -> ClusterFacts | None: ...
+
+    def nearest(self, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]: ...
+
+    def docs_of_rows(self, rows: list[int]) -> list[str]: ...
+
+    def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome: ...
+
+    def snapshot(self) -> object: ...
 
 
 class LocalShard:
@@ -116,6 +148,46 @@ class LocalShard:
     def refresh(self) -> int:
         """Take in the changes another process (the archive's writer) committed; how many."""
         return self.index.refresh()
+
+    def last_row(self) -> int:
+        """The highest passage row id this shard ever stored (``AUTOINCREMENT``'s, deleted rows included)."""
+        found = self.index.read().execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
+        return int(found[0]) if found else 0
+
+    def band_hits(self, hashes: list[int]) -> list[tuple[str, int, int]]:
+        """(doc_id, band, hash) of this shard's articles with a MinHash band hash among ``hashes``."""
+        sql = "SELECT doc_id, band, hash FROM minhash_bands WHERE hash IN ({})"
+        return [(str(doc), int(band), int(h)) for doc, band, h in select_in(self.index.read(), sql, hashes)]
+
+    def cluster_facts(self, doc_id: str) -> ClusterFacts | None:
+        sql = "SELECT cluster, minhash, centroid, lang FROM documents WHERE doc_id = ?"
+        row = self.index.read().execute(sql, (doc_id,)).fetchone()
+        if row is None:
+            return None
+        cluster, minhash, mean, lang = row
+        return ClusterFacts(
+            cluster=None if cluster is None else str(cluster),
+            minhash=None if minhash is None else bytes(minhash),
+            centroid=None if mean is None else bytes(mean),
+            lang=None if lang is None else str(lang),
+        )
+
+    def nearest(self, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+        """(row, cosine) of this shard's ``k`` passages nearest ``vector``, in the canonical order."""
+        if not len(self.index.vectors):
+            return []
+        return self.index.vectors.nearest(self.index.read(), vector[None, :], k, None)
+
+    def docs_of_rows(self, rows: list[int]) -> list[str]:
+        found = select_in(self.index.read(), "SELECT DISTINCT doc_id FROM passages WHERE row_id IN ({})", rows)
+        return [str(doc) for (doc,) in found]
+
+    def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome:
+        """The writer's part for this shard (rows and clusters decided): one durable transaction."""
+        return self.index.write(upserts, deletes)
+
+    def snapshot(self) -> object:
+        return self.index.snapshot()
 
     def close(self) -> None:
         self.index.close()

@@ -24,12 +24,13 @@ from numpy.typing import NDArray
 
 from poshuk import errors
 from poshuk.candidates import ArticleFacts, Candidates, RowGroup
+from poshuk.documents import Article, Passage
 from poshuk.encoder import ModelIdentity
 from poshuk.filters import Filters
-from poshuk.index import Counts, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index import Counts, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.query import QueryTerms
 from poshuk.shards import bm25
-from poshuk.shards.shard import Evidence, Shard
+from poshuk.shards.shard import ClusterFacts, Evidence, WritableShard
 
 T = TypeVar("T")
 
@@ -48,6 +49,44 @@ class _Matrix(msgspec.Struct, frozen=True):
 
     def array(self) -> NDArray[np.float32]:
         return np.frombuffer(self.data, dtype=np.float32).reshape(self.rows, self.dimension).copy()
+
+
+class WireUpsert(msgspec.Struct, frozen=True, kw_only=True):
+    """One upsert as plain values: vectors and MinHash as raw bytes; rows and cluster once the
+    archive's writer has decided them."""
+
+    article: Article
+    passages: list[Passage]
+    vectors: bytes  # float32, one row per passage
+    terms: list[str] | None = None
+    signature: bytes | None = None  # uint64 MinHash
+    rows: list[int] | None = None
+    cluster: str | None = None
+
+    @classmethod
+    def of(cls, upsert: Upsert) -> WireUpsert:
+        return cls(
+            article=upsert.article,
+            passages=list(upsert.passages),
+            vectors=np.ascontiguousarray(upsert.vectors, dtype=np.float32).tobytes(),
+            terms=None if upsert.terms is None else list(upsert.terms),
+            signature=None if upsert.signature is None else np.asarray(upsert.signature, dtype=np.uint64).tobytes(),
+            rows=None if upsert.rows is None else list(upsert.rows),
+            cluster=upsert.cluster,
+        )
+
+    def upsert(self, dimension: int) -> Upsert:
+        vectors = np.frombuffer(self.vectors, dtype=np.float32).reshape(len(self.passages), dimension).copy()
+        signature = None if self.signature is None else np.frombuffer(self.signature, dtype=np.uint64).copy()
+        return Upsert(
+            self.article,
+            self.passages,
+            vectors,
+            terms=self.terms,
+            signature=signature,
+            rows=self.rows,
+            cluster=self.cluster,
+        )
 
 
 class AskManifest(msgspec.Struct, frozen=True, tag="manifest"):
@@ -107,6 +146,36 @@ class AskRefresh(msgspec.Struct, frozen=True, tag="refresh"):
     pass
 
 
+class AskLastRow(msgspec.Struct, frozen=True, tag="last-row"):
+    pass
+
+
+class AskBandHits(msgspec.Struct, frozen=True, tag="band-hits"):
+    hashes: list[int]
+
+
+class AskClusterFacts(msgspec.Struct, frozen=True, tag="cluster-facts"):
+    doc_id: str
+
+
+class AskNearest(msgspec.Struct, frozen=True, tag="nearest"):
+    vector: _Matrix
+    k: int
+
+
+class AskDocsOfRows(msgspec.Struct, frozen=True, tag="docs-of-rows"):
+    rows: list[int]
+
+
+class AskWrite(msgspec.Struct, frozen=True, kw_only=True, tag="write"):
+    upserts: list[WireUpsert]
+    deletes: list[str]
+
+
+class AskSnapshot(msgspec.Struct, frozen=True, tag="snapshot"):
+    pass
+
+
 class Refreshed(msgspec.Struct, frozen=True, kw_only=True):
     """A shard after taking in the writer's changes: how many, and its counts now."""
 
@@ -127,6 +196,13 @@ Ask = (
     | AskDocument
     | AskDocumentVectors
     | AskRefresh
+    | AskLastRow
+    | AskBandHits
+    | AskClusterFacts
+    | AskNearest
+    | AskDocsOfRows
+    | AskWrite
+    | AskSnapshot
 )
 
 
@@ -163,11 +239,12 @@ _PASSED_ON: dict[str, type[errors.PoshukError]] = {  # shard errors the router r
         errors.IndexBusyError,
         errors.IndexReadOnlyError,
         errors.IndexRetiredError,
+        errors.ShardUnavailableError,  # the writer could not reach a shard: 503, as the router's own
     )
 }
 
 
-def _value(shard: Shard, ask: Ask) -> Any:
+def _value(shard: WritableShard, ask: Ask) -> Any:
     """What ``shard`` answers to ``ask``, as a value msgspec can encode."""
     match ask:
         case AskManifest():
@@ -206,10 +283,26 @@ def _value(shard: Shard, ask: Ask) -> Any:
         case AskRefresh():
             applied = shard.refresh()
             return Refreshed(applied=applied, counts=shard.counts())
+        case AskLastRow():
+            return shard.last_row()
+        case AskBandHits(hashes):
+            return shard.band_hits(hashes)
+        case AskClusterFacts(doc_id):
+            return shard.cluster_facts(doc_id)
+        case AskNearest(vector, k):
+            return shard.nearest(vector.array()[0], k)
+        case AskDocsOfRows(rows):
+            return shard.docs_of_rows(rows)
+        case AskWrite() as asked:
+            dimension = shard.manifest.model.dimension
+            return shard.write([u.upsert(dimension) for u in asked.upserts], asked.deletes)
+        case AskSnapshot():
+            shard.snapshot()
+            return None
     raise AssertionError(f"unhandled question {ask!r}")  # pragma: no cover - the union is matched whole
 
 
-def answer(shard: Shard, payload: bytes) -> bytes:
+def answer(shard: WritableShard, payload: bytes) -> bytes:
     """The encoded ``Reply`` of ``shard`` to one encoded question."""
     return reply(lambda: _value(shard, _ASK.decode(payload)))
 
@@ -303,10 +396,34 @@ class RemoteShard:
         return self._ask(AskDocumentVectors(doc_id), _Matrix).array()
 
     def refresh(self) -> int:
-        """Have the shard take in the changes its writer committed; how many."""
+        """Have the shard take in the changes another process committed; how many."""
         refreshed = self._ask(AskRefresh(), Refreshed)
         self._counts = refreshed.counts
         return refreshed.applied
+
+    def last_row(self) -> int:
+        return self._ask(AskLastRow(), int)
+
+    def band_hits(self, hashes: list[int]) -> list[tuple[str, int, int]]:
+        return self._ask(AskBandHits(hashes), list[tuple[str, int, int]])
+
+    def cluster_facts(self, doc_id: str) -> ClusterFacts | None:
+        return self._ask(AskClusterFacts(doc_id), ClusterFacts | None)  # type: ignore[arg-type]
+
+    def nearest(self, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+        return self._ask(AskNearest(_Matrix.of(vector[None, :]), k), list[tuple[int, float]])
+
+    def docs_of_rows(self, rows: list[int]) -> list[str]:
+        return self._ask(AskDocsOfRows(rows), list[str])
+
+    def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome:
+        """The shard writes its part in its own process; its counts are read again after."""
+        outcome = self._ask(AskWrite(upserts=[WireUpsert.of(u) for u in upserts], deletes=list(deletes)), WriteOutcome)
+        self._counts = self._ask(AskCounts(), Counts)
+        return outcome
+
+    def snapshot(self) -> None:
+        self._ask(AskSnapshot(), type(None))
 
     def close(self) -> None:
         """Nothing to close here: the shard's own process owns its files."""

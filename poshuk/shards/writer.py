@@ -8,7 +8,7 @@ lock (a ``flock`` on ``DIR/SET``: one writer at a time across processes):
    its passages the next row ids of one global counter (the highest id any shard or the journal
    has seen, then +1: the order ``AUTOINCREMENT`` gives on one node);
 3. log the request in ``DIR/writes.sqlite`` (``synchronous=FULL``);
-4. write each owner shard (``Index.write``: one durable transaction each), in shard order;
+4. have each owner shard write its part (``Index.write``: one durable transaction each), in shard order;
 5. mark the entry done, and answer: durable on the answer, never lost.
 
 Unlike one index, a request that spans shards is not atomic for readers: a search in
@@ -35,13 +35,15 @@ from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards.clusters import ClusterView
 from poshuk.shards.journal import JOURNAL_NAME, Entry, Journal, archive_lock
 from poshuk.shards.layout import ShardSet, read_set
+from poshuk.shards.shard import LocalShard, WritableShard
 
 
 class ShardedWriter:
-    """The one write path of a sharded archive, over its shards opened writable in this process
-    (the same ``Index`` objects its searches read: a write is searchable when it returns)."""
+    """The one write path of a sharded archive, over its shards: opened writable in this process
+    (``LocalShard``s over the ``Index`` objects its searches read: a write is searchable when it
+    returns), or answering from their own processes (``wire.RemoteShard``: each writes its own files)."""
 
-    def __init__(self, index_dir: Path, shard_set: ShardSet, shards: Sequence[Index]) -> None:
+    def __init__(self, index_dir: Path, shard_set: ShardSet, shards: Sequence[WritableShard]) -> None:
         self.index_dir = index_dir
         self.shard_set = shard_set
         self.shards = list(shards)
@@ -78,11 +80,7 @@ class ShardedWriter:
         return replaced, deleted
 
     def _next_row(self) -> int:
-        seqs = [self.journal.last_row()]
-        for shard in self.shards:
-            found = shard.read().execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
-            seqs.append(int(found[0]) if found else 0)
-        return max(seqs) + 1
+        return max([self.journal.last_row(), *(shard.last_row() for shard in self.shards)]) + 1
 
     def write(
         self, upserts: Sequence[Upsert] = (), deletes: Sequence[str] = (), *, staged: Staged | None = None
@@ -196,7 +194,7 @@ class ShardedBatchWriter:
                     hint="use the same --model, or rebuild it with --rebuild --shards N",
                 )
             check_backend(built.backend, self.model.backend, allow=self.allow_backend_mismatch)
-            self._writer = ShardedWriter(self.index_dir, shard_set, shards)
+            self._writer = ShardedWriter(self.index_dir, shard_set, [LocalShard(shard) for shard in shards])
         except BaseException:
             for shard in shards:
                 shard.close()

@@ -161,26 +161,30 @@ def test_writes_to_three_shards_give_what_they_give_one_index(
         one.close()
 
 
-def test_writes_through_the_writer_wire_give_what_they_give_one_index(
+def test_writes_through_the_wire_give_what_they_give_one_index(
     base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
 ) -> None:
-    """As ``poshuk serve --ray`` writes: a ``RemoteWriter`` sends each write as bytes to a
-    ``ShardedWriter`` over its own shard handles (another process's), and the router reads shards
-    opened apart from the writer's (each shard's replica) through the shard wire. Every write is
-    searchable on its answer, and the answers, acks and rows are one index's."""
+    """As ``poshuk serve --ray`` writes: the router's ``RemoteWriter`` sends each write as bytes to a
+    ``ShardedWriter`` whose shards are ``RemoteShard``s too, so each shard (one ``Index`` standing
+    for its replica's process) writes its own part. Every write is searchable on its answer, and the
+    answers, acks, rows and clusters are one index's."""
     from poshuk.shards.wire import RemoteShard, answer
-    from poshuk.shards.writer import ShardedWriter, open_shards
+    from poshuk.shards.writer import ShardedWriter
     from poshuk.shards.writer_wire import RemoteWriter, answer_write
 
     one_dir, archive = tmp_path / "one", tmp_path / "archive"
     shutil.copytree(base[0], one_dir)
     split_index(base[0], archive, 3)
-    shard_set, writer_shards = open_shards(archive)
-    writer = ShardedWriter(archive, shard_set, writer_shards)
+    shard_set = read_set(archive)
     replicas = [LocalShard(Index.open(archive / name)) for name in shard_set.shards]
-    remote = [RemoteShard(lambda payload, shard=shard: answer(shard, payload)) for shard in replicas]  # type: ignore[misc]
-    router = ShardedIndex(archive, shard_set, remote, parallel=True)
-    router.writer = RemoteWriter(lambda payload: answer_write(writer, payload), shard_set, remote)
+
+    def remote() -> list[RemoteShard]:
+        return [RemoteShard(lambda payload, shard=shard: answer(shard, payload)) for shard in replicas]  # type: ignore[misc]
+
+    writer = ShardedWriter(archive, shard_set, remote())
+    router_shards = remote()
+    router = ShardedIndex(archive, shard_set, router_shards, parallel=True)
+    router.writer = RemoteWriter(lambda payload: answer_write(lambda: writer, payload), shard_set, router_shards)
     parts = Searcher(router, ENCODER)
     one = Searcher.open(one_dir, settings, encoder=ENCODER)
     try:
@@ -190,18 +194,18 @@ def test_writes_through_the_writer_wire_give_what_they_give_one_index(
             expected = one.writer.write(prepared, deletes)
             got = parts.writer.write(prepared, deletes)
             assert (got.replaced, got.deleted) == (expected.replaced, expected.deleted)
-            for article in upserts[:3]:  # searchable on the answer: the owner shard took it in
+            for article in upserts[:3]:  # searchable on the answer
                 assert parts.document(article.id).article.title == article.title
                 found = parts.search(article.text, k=10, mode="dense", highlight=False)
                 assert article.id in {hit.doc_id for hit in found.hits}
-        assert parts.stats() == one.stats()
-        assert _tables([r.index for r in replicas]) == _tables([one.index])
+        assert parts.stats() == one.stats()  # the router's cached counts follow the writes
+        assert _tables([r.index for r in replicas]) == _tables([one.index])  # rows, clusters, vectors, terms
         assert _answers(parts, 20) == _answers(one, 20)
     finally:
         one.close()
         parts.close()
         writer.close()
-        for shard in writer_shards:
+        for shard in replicas:
             shard.close()
 
 

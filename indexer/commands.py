@@ -49,8 +49,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         refuse_written(
             args.index,
             "--rebuild --shards builds its staging index from the sources only, and would lose them",
-            f"re-shard without --rebuild (poshuk index [PATH...] --index {args.index} --shards {args.shards} "
-            "carries the writes over), or rebuild into a new folder",
+            f"re-shard without --rebuild: `poshuk index [PATH...] --index {args.index} --shards {args.shards}` "
+            "carries the writes over; or rebuild into a new folder",
         )
         target = args.index / STAGING
     elif archive and (not args.paths or has_writes(args.index) or not (args.index / STAGING / "CURRENT").is_file()):

@@ -46,14 +46,14 @@ def split_index(source_dir: Path, dest: Path, shards: int, *, carry_writes: bool
             refuse_written(
                 dest,
                 f"splitting {source_dir} would lose them",
-                f"split it again from its own staging index: poshuk index --index {dest} --shards N",
+                f"split it again from its own staging index: `poshuk index --index {dest} --shards N`",
             )
         elif not carry_writes:
             refuse_written(
                 dest,
                 "its staging index, just written from sources, lacks them",
-                f"index without --rebuild (poshuk index PATH... --index {dest} --shards N writes through the "
-                "shards and carries every write over), or rebuild into a new folder",
+                f"index without --rebuild: `poshuk index PATH... --index {dest} --shards N` writes through the "
+                "shards and carries every write over; or rebuild into a new folder",
             )
         return _split(source_dir, dest, shards, read_set(dest), last_seq(dest))
 

@@ -157,6 +157,22 @@ def test_an_unwritten_archive_is_split_again_without_copying(
     _same_as_one(one_dir, archive, settings)
 
 
+def test_an_archive_without_staging_gets_one_from_its_shards(
+    base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
+) -> None:
+    """Split from another index (no ``staging``), then written: splitting it again builds staging from
+    the shards; splitting it from that other index would lose the writes, and is refused."""
+    one_dir, archive = tmp_path / "one", tmp_path / "archive"
+    shutil.copytree(base[0], one_dir)
+    split_index(base[0], archive, 3)
+    _write(one_dir, archive, settings, _steps(base[1])[17:21])
+    with pytest.raises(IndexStoreError, match="took writes"):
+        split_index(base[0], archive, 2)
+    assert not (archive / STAGING).exists()
+    split_index(archive / STAGING, archive, 2)
+    _same_as_one(one_dir, archive, settings)
+
+
 def test_a_split_that_dies_before_its_set_loses_nothing(
     base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

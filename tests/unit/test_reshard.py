@@ -224,6 +224,35 @@ def test_a_split_that_dies_before_its_set_loses_nothing(
     _same_as_one(one_dir, archive, settings)
 
 
+def test_a_write_cut_between_shards_is_finished_before_it_is_carried(
+    base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
+) -> None:
+    """A logged write that died after one shard's transaction: re-sharding applies it whole first."""
+    from poshuk.index import WriteOutcome
+
+    one_dir, archive = _archive(base[0], tmp_path, 3)
+    batch = [msgspec.structs.replace(a, id=f"cut/{a.id}") for a in corpus(30, seed=8)]
+    assert len({read_set(archive).shard_of(a.id) for a in batch}) == 3
+    one = Searcher.open(one_dir, settings, encoder=ENCODER)
+    parts = Searcher.open(archive, settings, encoder=ENCODER)
+    try:
+        prepared = _prepare(batch, one)
+
+        def dies(*_args: object, **_kwargs: object) -> WriteOutcome:
+            raise OSError("the process died here")
+
+        _shards(parts)[1].write = dies  # type: ignore[method-assign]  # shard 0 commits, shard 1 never does
+        with pytest.raises(OSError):
+            parts.writer.write(prepared, ["uk/002"])
+        one.writer.write(prepared, ["uk/002"])
+    finally:
+        one.close()
+        parts.close()
+    split_index(archive / STAGING, archive, 2)
+    assert not has_writes(archive)
+    _same_as_one(one_dir, archive, settings)
+
+
 def test_an_old_set_without_journal_seq_counts_its_writes(
     base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
 ) -> None:

@@ -17,7 +17,7 @@ import msgspec
 
 from poshuk import commands
 from poshuk.commands import Command, settings_from
-from poshuk.errors import BadRecordError, ConfigError, IndexStoreError
+from poshuk.errors import BadRecordError, ConfigError, IndexStoreError, InputError
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE, Settings
 
 if TYPE_CHECKING:
@@ -30,22 +30,37 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import find_sources, index_paths
     from poshuk.index.layout import refuse_sharded
     from poshuk.models import load_encoder
-    from poshuk.shards.layout import MAX_SHARDS, STAGING, is_sharded, refuse_written, split_index
+    from poshuk.shards.layout import MAX_SHARDS, STAGING, has_writes, is_sharded, refuse_written
+    from poshuk.shards.split import split_index
 
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise IndexStoreError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
 
     ray_options = _ray_options(args)
     target = args.index
-    sharded = args.shards is None and is_sharded(args.index)  # written through its one writer (poshuk.shards.writer)
+    archive = is_sharded(args.index)
+    sharded = args.shards is None and archive  # written through its one writer (poshuk.shards.writer)
     if args.shards is None:
         if args.rebuild or not sharded:
             refuse_sharded(args.index)  # before the model loads: a sharded archive is rebuilt with --shards
-    else:  # index into the archive's staging index, then split it (no encoding again)
-        if (args.index / "CURRENT").exists():
-            raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
-        refuse_written(args.index)  # before anything is indexed into its staging index
+    elif (args.index / "CURRENT").exists():
+        raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
+    elif archive and args.rebuild:
+        refuse_written(
+            args.index,
+            "--rebuild --shards builds its staging index from the sources only, and would lose them",
+            f"re-shard without --rebuild: `poshuk index [PATH...] --index {args.index} --shards {args.shards}` "
+            "carries the writes over; or rebuild into a new folder",
+        )
         target = args.index / STAGING
+    elif archive and (not args.paths or has_writes(args.index) or not (args.index / STAGING / "CURRENT").is_file()):
+        sharded = True  # the paths through the shards' writer, then every write carried over into the split
+    else:  # index into the archive's staging index, then split it (no encoding again)
+        target = args.index / STAGING
+    if not args.paths:  # _check_index allowed it: re-shard the archive as it is
+        shard_set = split_index(args.index / STAGING, args.index, args.shards)
+        print(f"re-sharded {args.index} into {len(shard_set.shards)} shard(s); nothing was encoded again")
+        return 0
     settings = settings_from(args)
     if ray_options is not None:
         from indexer.ray_encoding import check_device, require_ray
@@ -77,8 +92,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         )
     counts = report.counts
     total = f"; index now holds {counts.documents} documents, {counts.passages} passages" if counts else ""
-    if args.shards is not None:
-        shard_set = split_index(target, args.index, args.shards)
+    if args.shards is not None:  # staging written just now (not sharded): a write meanwhile is refused, not dropped
+        shard_set = split_index(args.index / STAGING, args.index, args.shards, carry_writes=sharded)
         total += f", in {len(shard_set.shards)} shard(s)"
     print(
         f"indexed {report.documents} documents ({report.passages} passages) in {report.seconds:.1f} s "
@@ -90,6 +105,18 @@ def _cmd_index(args: argparse.Namespace) -> int:
         print(f"{len(report.skipped)} record(s) skipped; see the messages above", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_index(args: argparse.Namespace) -> None:
+    """PATH may be left out only to re-shard an existing archive (``--shards`` without ``--rebuild``)."""
+    from poshuk.shards.layout import is_sharded
+
+    if args.paths:
+        return
+    if args.shards is None or not is_sharded(args.index):
+        raise InputError("the following arguments are required: PATH (without one, --shards N re-shards an archive)")
+    if args.rebuild:
+        raise InputError("--rebuild needs PATH: it builds from the sources only")
 
 
 def _match_alerts(index_dir: Path) -> None:
@@ -226,7 +253,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _index_arguments(index: argparse.ArgumentParser) -> None:
-    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to read")
+    index.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="files or folders to read (none: re-shard an archive)"
+    )
     index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
     index.add_argument("--model", help="model name, sentence-transformers id or local folder")
     index.add_argument("--strict", action="store_true", help="stop at the first bad record, changing nothing")
@@ -241,8 +270,9 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="a sharded archive: index into DIR/staging, then split it into N shards that answer exactly as "
-        "one index (again over an archive: the new shards replace the old at once, nothing is encoded again; "
-        "refused once the shards took writes). Without --shards, an archive is written through its shards",
+        "one index. Again over an archive (PATH optional): the new shards replace the old at once, nothing is "
+        "encoded again, and every write the shards took is carried over (--rebuild --shards is refused then: "
+        "it would lose them). Without --shards, an archive is written through its shards",
     )
     ray = index.add_argument_group("encoding on Ray (the ray extra)")
     ray.add_argument(
@@ -268,7 +298,7 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         "path under the folder given (or its name), so hits link to it, a PDF's at the page",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bars")
-    index.set_defaults(func=_cmd_index)
+    index.set_defaults(func=_cmd_index, check=_check_index)
 
 
 def _delete_arguments(remove: argparse.ArgumentParser) -> None:

@@ -65,18 +65,22 @@ CREATE TABLE IF NOT EXISTS entries (
 """
 
 
-def has_writes(index_dir: Path) -> bool:
-    """Whether the archive was ever written through its writer (its staging index lacks those writes)."""
+def last_seq(index_dir: Path) -> int:
+    """The sequence number of the archive's last logged write (0 before the first): ``SET`` records
+    the one its split included, so a higher one means writes its staging index lacks."""
     path = index_dir / JOURNAL_NAME
     if not path.is_file():
-        return False
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        return 0
+    db = sqlite3.connect(path)  # not mode=ro: closing it, as the last connection, tidies the -wal away
     try:
-        return bool(db.execute("SELECT count(*) FROM entries").fetchone()[0])
-    except sqlite3.DatabaseError:
-        return True  # unreadable: assume the worst
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is None:
+            return 0  # created, nothing logged yet
+        found = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise IndexCorruptError(f"cannot read the write journal {path}: {exc}") from None
     finally:
         db.close()
+    return 0 if found is None else int(found[0])
 
 
 class _Logged(msgspec.Struct, frozen=True, kw_only=True):

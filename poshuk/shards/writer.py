@@ -61,23 +61,7 @@ class ShardedWriter:
             yield
 
     def _recover(self) -> None:
-        """Apply again every logged write not marked done (a crash between its shards' transactions)."""
-        for entry in self.journal.unfinished():
-            self._apply(entry)
-            self.journal.finish(entry.seq)
-
-    def _apply(self, entry: Entry) -> tuple[set[str], set[str]]:
-        """Write an entry to its owner shards, in shard order; (replaced ids, deleted ids)."""
-        replaced: set[str] = set()
-        deleted: set[str] = set()
-        for number, shard in enumerate(self.shards):
-            upserts = [u for u in entry.upserts if self.shard_set.shard_of(u.article.id) == number]
-            deletes = [d for d in entry.deletes if self.shard_set.shard_of(d) == number]
-            if upserts or deletes:
-                outcome = shard.write(upserts, deletes)
-                replaced.update(outcome.replaced)
-                deleted.update(outcome.deleted)
-        return replaced, deleted
+        finish_logged(self.journal, self.shard_set, self.shards)
 
     def _next_row(self) -> int:
         return max([self.journal.last_row(), *(shard.last_row() for shard in self.shards)]) + 1
@@ -120,7 +104,9 @@ class ShardedWriter:
                 row += len(rows)
                 planned.append(msgspec.structs.replace(item, terms=terms, signature=sig, rows=rows, cluster=cluster))
             seq = self.journal.append(planned, deletes, row - 1)
-            replaced, deleted = self._apply(Entry(seq=seq, upserts=planned, deletes=list(deletes)))
+            replaced, deleted = _apply(
+                self.shard_set, self.shards, Entry(seq=seq, upserts=planned, deletes=list(deletes))
+            )
             self.journal.finish(seq)
         return WriteOutcome(
             seq=seq,
@@ -144,6 +130,28 @@ class ShardedWriter:
 
     def close(self) -> None:
         self.journal.close()
+
+
+def finish_logged(journal: Journal, shard_set: ShardSet, shards: Sequence[WritableShard]) -> None:
+    """Apply again every logged write not marked done (a crash between its shards' transactions);
+    the caller holds the archive's lock."""
+    for entry in journal.unfinished():
+        _apply(shard_set, shards, entry)
+        journal.finish(entry.seq)
+
+
+def _apply(shard_set: ShardSet, shards: Sequence[WritableShard], entry: Entry) -> tuple[set[str], set[str]]:
+    """Write an entry to its owner shards, in shard order; (replaced ids, deleted ids)."""
+    replaced: set[str] = set()
+    deleted: set[str] = set()
+    for number, shard in enumerate(shards):
+        upserts = [u for u in entry.upserts if shard_set.shard_of(u.article.id) == number]
+        deletes = [d for d in entry.deletes if shard_set.shard_of(d) == number]
+        if upserts or deletes:
+            outcome = shard.write(upserts, deletes)
+            replaced.update(outcome.replaced)
+            deleted.update(outcome.deleted)
+    return replaced, deleted
 
 
 def open_shards(index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> tuple[ShardSet, list[Index]]:

@@ -247,8 +247,9 @@ def test_poshuk_index_into_an_archive_files_as_into_one_index(
     base: tuple[Path, list[Article]], tmp_path: Path, settings: Settings
 ) -> None:
     """An incremental ``poshuk index`` run (several transactions, story centroids kept across them)
-    into a 3-shard archive leaves what it leaves in one index; a re-split would then lose those
-    writes (staging lacks them), so it is refused."""
+    into a 3-shard archive leaves what it leaves in one index; a re-split from another index would
+    then lose those writes, so it is refused (from the archive's staging they are carried over:
+    test_reshard)."""
     from indexer.pipeline import index_paths
     from poshuk.errors import IndexStoreError
 

@@ -45,7 +45,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             refuse_sharded(args.index)  # before the model loads: a sharded archive is rebuilt with --shards
     elif (args.index / "CURRENT").exists():
         raise IndexStoreError(f"{args.index} holds one index: shard into a new folder")
-    elif archive and args.rebuild:
+    elif archive and args.rebuild and args.paths:
         refuse_written(
             args.index,
             "--rebuild --shards builds its staging index from the sources only, and would lose them",
@@ -108,15 +108,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _check_index(args: argparse.Namespace) -> None:
-    """PATH may be left out only to re-shard an existing archive (``--shards`` without ``--rebuild``)."""
+    """PATH may be left out only to re-shard an existing archive (``--shards M``, with or without
+    ``--rebuild``: the issue's ``poshuk index --rebuild --shards M``; nothing is encoded again)."""
     from poshuk.shards.layout import is_sharded
 
     if args.paths:
         return
     if args.shards is None or not is_sharded(args.index):
         raise InputError("the following arguments are required: PATH (without one, --shards N re-shards an archive)")
-    if args.rebuild:
-        raise InputError("--rebuild needs PATH: it builds from the sources only")
+    if args.ray is not None:
+        raise InputError("--ray encodes on Ray, and re-sharding without PATH encodes nothing: leave it out")
 
 
 def _match_alerts(index_dir: Path) -> None:
@@ -271,8 +272,8 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         metavar="N",
         help="a sharded archive: index into DIR/staging, then split it into N shards that answer exactly as "
         "one index. Again over an archive (PATH optional): the new shards replace the old at once, nothing is "
-        "encoded again, and every write the shards took is carried over (--rebuild --shards is refused then: "
-        "it would lose them). Without --shards, an archive is written through its shards",
+        "encoded again, and every write the shards took is carried over (--rebuild --shards with PATH is refused "
+        "then: it would lose them). Without --shards, an archive is written through its shards",
     )
     ray = index.add_argument_group("encoding on Ray (the ray extra)")
     ray.add_argument(

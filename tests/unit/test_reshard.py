@@ -274,7 +274,8 @@ def test_an_old_set_without_journal_seq_counts_its_writes(
 @pytest.mark.usefixtures("hash_model")
 def test_the_index_command_reshards_a_written_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``poshuk index --index ARCHIVE --shards M`` with no PATH re-shards; with PATH it writes them through
-    the shards first; ``--rebuild --shards`` on a written archive is refused in one line."""
+    the shards first; ``--rebuild --shards`` with PATH on a written archive is refused in one line (without
+    PATH it re-shards)."""
     from poshuk_cli.main import main
 
     articles = Path(__file__).resolve().parents[2] / "examples" / "articles"
@@ -326,8 +327,11 @@ def test_the_index_command_reshards_a_written_archive(tmp_path: Path, capsys: py
         assert exited.value.code == 2
         assert "PATH" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["index", "--index", arc, "--shards", "2", "--rebuild"])
-    assert "--rebuild needs PATH" in capsys.readouterr().err
+        main(["index", "--index", arc, "--shards", "2", "--ray", "local"])
+    assert "re-sharding without PATH encodes nothing" in capsys.readouterr().err
+    assert main(["index", "--index", arc, "--shards", "2", "--rebuild"]) == 0  # no PATH: re-shards, as without
+    assert "re-sharded" in capsys.readouterr().out and len(read_set(tmp_path / "arc").shards) == 2
+    _same_answers(capsys, one, arc)
 
 
 def _same_answers(capsys: pytest.CaptureFixture[str], one: str, arc: str) -> None:

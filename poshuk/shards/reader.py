@@ -33,7 +33,7 @@ from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
 from poshuk.shards.layout import ShardSet, read_set
-from poshuk.shards.shard import Evidence, LocalShard, Shard
+from poshuk.shards.shard import Evidence, FirstRound, LocalShard, Shard, own_top
 from poshuk.shards.writer import ShardedWriter, open_shards
 
 S = TypeVar("S")
@@ -149,8 +149,10 @@ class ShardedIndex:
     # -- retrieval -----------------------------------------------------------------------
 
     def retrieve(self, query: RetrievalQuery) -> Candidates:
-        """Each retriever's candidates over all shards, ranked as one index ranks them (the three
-        retrievers at once with ``parallel``)."""
+        """Each retriever's candidates over all shards, ranked as one index ranks them (with
+        ``parallel``, every shard's first answers for all three retrievers in one trip: ``_first``)."""
+        if self._pool is not None:
+            return self._first(query)
         steps: list[Callable[[], list[Candidate]]] = [
             (lambda: self._dense(query)) if query.vector is not None else list,
             (lambda: self._lexical(query, "lexical")) if query.lexical else list,
@@ -161,6 +163,21 @@ class ShardedIndex:
         else:
             dense, passages, articles = (f.result() for f in [self._retrievers.submit(step) for step in steps])
         return Candidates(dense=dense, passages=passages, articles=articles)
+
+    def _first(self, query: RetrievalQuery) -> Candidates:
+        """``retrieve`` for shards elsewhere: each shard answers the first questions of every
+        retriever at once (``shard.first_round``); the merges then ask again only for the rows and
+        second rounds they still need. The answers are those of the step-by-step path."""
+        first = self._first_fetch(query)
+        rounds = self._each(lambda shard: shard.first_round(query, first))
+        dense = _canonical([c for r in rounds for c in r.dense], query.limit) if query.vector is not None else []
+        passages = self._lexical(query, "lexical", rounds) if query.lexical else []
+        articles = self._lexical(query, "article_lexical", rounds) if query.articles else []
+        return Candidates(dense=dense, passages=passages, articles=articles)
+
+    def _first_fetch(self, query: RetrievalQuery) -> int:
+        """BM25 rows each shard ranks in its first round."""
+        return min(self.first_fetch or query.limit, query.limit)
 
     def _dense(self, query: RetrievalQuery) -> list[Candidate]:
         only = RetrievalQuery(
@@ -173,25 +190,35 @@ class ShardedIndex:
         found = self._each(lambda shard: shard.retrieve(only).dense)
         return _canonical([c for one in found for c in one], query.limit)
 
-    def _lexical(self, query: RetrievalQuery, table: str) -> list[Candidate]:
+    def _lexical(
+        self, query: RetrievalQuery, table: str, rounds: Sequence[FirstRound] | None = None
+    ) -> list[Candidate]:
+        """One BM25 table's candidates over all shards; ``rounds``: the shards' first answers, already here."""
         if query.terms.empty:
             return []
         phrases = bm25.phrases_of(query.terms)
-        stats = self._each(lambda shard: shard.table_stats(table, phrases))
+        if rounds is None:
+            stats = self._each(lambda shard: shard.table_stats(table, phrases))
+        else:
+            stats = [r.stats[table] for r in rounds]
         whole = bm25.total(stats)
         if whole.rows == 0:
             return []
         scoring = _Rescoring(self.shards, table, query.terms, phrases, stats, whole)
-        first = min(self.first_fetch or query.limit, query.limit)
-        asked = [first] * len(self.shards)
+        asked = [self._first_fetch(query)] * len(self.shards)
 
         def fetch(n: int) -> list[Candidate]:
-            found = self._local(self.shards[n], query, table, asked[n])
+            found = own_top(self.shards[n], query, table, asked[n])
             if self._pool is not None:  # shards elsewhere: their rows' evidence in the same trip, not one per chunk
                 scoring.prime(n, [c.row for c in found])
             return found
 
-        local = self._map(fetch, range(len(self.shards)))
+        if rounds is None:
+            local = self._map(fetch, range(len(self.shards)))
+        else:
+            local = [r.local[table] for r in rounds]
+            for n, r in enumerate(rounds):
+                scoring.take(n, [c.row for c in local[n]], r.evidence[table])
         while True:
             merged = scoring.merged(local, query.limit)
             cut = merged[-1].score if len(merged) == query.limit else float("-inf")
@@ -209,37 +236,28 @@ class ShardedIndex:
             for n, found in zip(again, more, strict=True):
                 local[n] = found
 
-    @staticmethod
-    def _local(shard: Shard, query: RetrievalQuery, table: str, limit: int) -> list[Candidate]:
-        """The shard's own top ``limit`` by its own BM25 (rows and local scores only)."""
-        passages = table == "lexical"
-        asked = RetrievalQuery(  # without evidence: the merge reads it for the rows it scores
-            terms=query.terms,
-            filters=query.filters,
-            limit=limit,
-            lexical=passages,
-            articles=not passages,
-            evidence=False,
-        )
-        found = shard.retrieve(asked)
-        return found.passages if passages else found.articles
-
     # -- reads by row or by article ------------------------------------------------------------
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
         found: dict[int, StoredPassage] = {}
+        if not rows:  # no question to send to every shard
+            return found
         for part in self._each(lambda shard: shard.passages(rows)):
             found.update(part)
         return found
 
     def groups(self, rows: list[int]) -> dict[int, RowGroup]:
         found: dict[int, RowGroup] = {}
+        if not rows:  # no question to send to every shard
+            return found
         for part in self._each(lambda shard: shard.groups(rows)):
             found.update(part)
         return found
 
     def facts(self, rows: list[int]) -> dict[str, ArticleFacts]:
         found: dict[str, ArticleFacts] = {}
+        if not rows:  # no question to send to every shard
+            return found
         for part in self._each(lambda shard: shard.facts(rows)):
             found.update(part)
         return found
@@ -317,13 +335,16 @@ class _Rescoring:
 
     def prime(self, n: int, rows: list[int]) -> None:
         """Read the evidence of shard ``n``'s ``rows`` now (those not read yet)."""
-        lengths = self.read[n].lengths
-        wanted = [r for r in rows if r not in lengths]
+        wanted = [r for r in rows if r not in self.read[n].lengths]
         if wanted:
-            found = self.shards[n].evidence(self.table, wanted)
-            self.read[n].texts.update(found.texts)
-            lengths.update(found.lengths)
-            lengths.update({r: 0 for r in wanted if r not in found.lengths})  # deleted meanwhile: not asked again
+            self.take(n, wanted, self.shards[n].evidence(self.table, wanted))
+
+    def take(self, n: int, rows: list[int], found: Evidence) -> None:
+        """Keep the evidence ``found`` of shard ``n``'s ``rows``."""
+        lengths = self.read[n].lengths
+        self.read[n].texts.update(found.texts)
+        lengths.update(found.lengths)
+        lengths.update({r: 0 for r in rows if r not in found.lengths})  # deleted meanwhile: not asked again
 
     def _scored(self, n: int, c: Candidate, ahead: list[Candidate]) -> Candidate | None:
         """``c`` of shard ``n`` with its global score, article and matched words (reading it and

@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from poshuk.candidates import ArticleFacts, Candidates, RowGroup
+from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.index.db import page_column, select_in
@@ -53,6 +53,16 @@ class ClusterFacts(msgspec.Struct, frozen=True, kw_only=True):
     lang: str | None
 
 
+class FirstRound(msgspec.Struct, frozen=True, kw_only=True):
+    """A shard's answers to a search's first questions, asked in one trip (``first_round``): its
+    dense candidates, and for each BM25 table its statistics, its own top rows and their evidence."""
+
+    dense: list[Candidate] = []
+    stats: dict[str, bm25.TableStats] = {}
+    local: dict[str, list[Candidate]] = {}
+    evidence: dict[str, Evidence] = {}
+
+
 class Shard(Protocol):
     """One shard of an archive, as the router reads it."""
 
@@ -78,6 +88,8 @@ class Shard(Protocol):
     def document(self, doc_id: str) -> StoredDocument: ...
 
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]: ...
+
+    def first_round(self, query: RetrievalQuery, first: int) -> FirstRound: ...
 
     def refresh(self) -> int: ...
 
@@ -145,6 +157,9 @@ class LocalShard:
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
         return self.index.document_vectors(doc_id)
 
+    def first_round(self, query: RetrievalQuery, first: int) -> FirstRound:
+        return first_round(self, query, first)
+
     def refresh(self) -> int:
         """Take in the changes another process (the archive's writer) committed; how many."""
         return self.index.refresh()
@@ -198,3 +213,42 @@ def _table(name: str) -> str:
     if name not in TABLES:
         raise ValueError(f"no BM25 table {name!r}")
     return name
+
+
+def own_top(shard: Shard, query: RetrievalQuery, table: str, limit: int) -> list[Candidate]:
+    """The shard's own top ``limit`` rows of one BM25 table by its own statistics (rows and local
+    scores only: the router reads the evidence of the rows it scores again)."""
+    passages = table == "lexical"
+    asked = RetrievalQuery(
+        terms=query.terms,
+        filters=query.filters,
+        limit=limit,
+        lexical=passages,
+        articles=not passages,
+        evidence=False,
+    )
+    found = shard.retrieve(asked)
+    return found.passages if passages else found.articles
+
+
+def first_round(shard: Shard, query: RetrievalQuery, first: int) -> FirstRound:
+    """What the router asks of every shard first for ``query``, answered here at once: for a shard
+    in another process, one round trip instead of one per retriever and step. ``first``: how many
+    BM25 rows of each table the shard ranks in this round."""
+    dense: list[Candidate] = []
+    if query.vector is not None:
+        only = RetrievalQuery(
+            terms=query.terms, vector=query.vector, filters=query.filters, limit=query.limit, evidence=query.evidence
+        )
+        dense = shard.retrieve(only).dense
+    stats: dict[str, bm25.TableStats] = {}
+    local: dict[str, list[Candidate]] = {}
+    evidence: dict[str, Evidence] = {}
+    if not query.terms.empty:
+        phrases = bm25.phrases_of(query.terms)
+        for table, wanted in (("lexical", query.lexical), ("article_lexical", query.articles)):
+            if wanted:
+                stats[table] = shard.table_stats(table, phrases)
+                local[table] = own_top(shard, query, table, first) if stats[table].rows else []
+                evidence[table] = shard.evidence(table, [c.row for c in local[table]])
+    return FirstRound(dense=dense, stats=stats, local=local, evidence=evidence)

@@ -30,7 +30,7 @@ from poshuk.filters import Filters
 from poshuk.index import Counts, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.query import QueryTerms
 from poshuk.shards import bm25
-from poshuk.shards.shard import ClusterFacts, Evidence, WritableShard
+from poshuk.shards.shard import ClusterFacts, Evidence, FirstRound, WritableShard
 
 T = TypeVar("T")
 
@@ -112,6 +112,11 @@ class AskRetrieve(msgspec.Struct, frozen=True, kw_only=True, tag="retrieve"):
     evidence: bool
 
 
+class AskFirstRound(msgspec.Struct, frozen=True, kw_only=True, tag="first-round"):
+    query: AskRetrieve
+    first: int
+
+
 class AskStats(msgspec.Struct, frozen=True, tag="stats"):
     table: str
     phrases: list[tuple[str, bool]]  # (text, prefix)
@@ -188,6 +193,7 @@ Ask = (
     | AskCheckModel
     | AskCounts
     | AskRetrieve
+    | AskFirstRound
     | AskStats
     | AskEvidence
     | AskPassages
@@ -255,17 +261,9 @@ def _value(shard: WritableShard, ask: Ask) -> Any:
         case AskCounts():
             return shard.counts()
         case AskRetrieve():
-            return shard.retrieve(
-                RetrievalQuery(
-                    terms=ask.terms,
-                    vector=None if ask.vector is None else ask.vector.array(),
-                    filters=ask.filters,
-                    limit=ask.limit,
-                    lexical=ask.lexical,
-                    articles=ask.articles,
-                    evidence=ask.evidence,
-                )
-            )
+            return shard.retrieve(_query(ask))
+        case AskFirstRound():
+            return shard.first_round(_query(ask.query), ask.first)
         case AskStats(table, phrases):
             return shard.table_stats(table, [bm25.Phrase(text, prefix) for text, prefix in phrases])
         case AskEvidence(table, rows):
@@ -300,6 +298,30 @@ def _value(shard: WritableShard, ask: Ask) -> Any:
             shard.snapshot()
             return None
     raise AssertionError(f"unhandled question {ask!r}")  # pragma: no cover - the union is matched whole
+
+
+def _query(ask: AskRetrieve) -> RetrievalQuery:
+    return RetrievalQuery(
+        terms=ask.terms,
+        vector=None if ask.vector is None else ask.vector.array(),
+        filters=ask.filters,
+        limit=ask.limit,
+        lexical=ask.lexical,
+        articles=ask.articles,
+        evidence=ask.evidence,
+    )
+
+
+def _asked(query: RetrievalQuery) -> AskRetrieve:
+    return AskRetrieve(
+        terms=query.terms,
+        vector=None if query.vector is None else _Matrix.of(query.vector),
+        filters=query.filters,
+        limit=query.limit,
+        lexical=query.lexical,
+        articles=query.articles,
+        evidence=query.evidence,
+    )
 
 
 def answer(shard: WritableShard, payload: bytes) -> bytes:
@@ -363,16 +385,10 @@ class RemoteShard:
         return self._counts
 
     def retrieve(self, query: RetrievalQuery) -> Candidates:
-        ask = AskRetrieve(
-            terms=query.terms,
-            vector=None if query.vector is None else _Matrix.of(query.vector),
-            filters=query.filters,
-            limit=query.limit,
-            lexical=query.lexical,
-            articles=query.articles,
-            evidence=query.evidence,
-        )
-        return self._ask(ask, Candidates)
+        return self._ask(_asked(query), Candidates)
+
+    def first_round(self, query: RetrievalQuery, first: int) -> FirstRound:
+        return self._ask(AskFirstRound(query=_asked(query), first=first), FirstRound)
 
     def table_stats(self, table: str, phrases: Sequence[bm25.Phrase]) -> bm25.TableStats:
         return self._ask(AskStats(table, [(p.text, p.prefix) for p in phrases]), bm25.TableStats)

@@ -102,3 +102,25 @@ def test_remote_shards_carry_pages_as_one_index(tmp_path: Path) -> None:
     finally:
         whole.close()
         remote.close()
+
+
+def test_a_search_asks_each_remote_shard_twice(single: Path, tmp_path: Path) -> None:
+    """Round trips are what a remote shard costs (issue 12's served benchmark: ~20 ms of CPU each
+    through Ray Serve): a search in any mode asks each shard once for every retriever's first answers
+    and once for the page's passages, unless a BM25 merge needs a second round."""
+    split_index(single, tmp_path / "sharded", 3)
+    shard_set = read_set(tmp_path / "sharded")
+    reader = ShardedIndex(
+        tmp_path / "sharded", shard_set, [_remote(tmp_path / "sharded" / n) for n in shard_set.shards], parallel=True
+    )
+    searcher = Searcher(reader, HashEncoder())
+    try:
+        for mode in ("hybrid", "dense", "lexical"):
+            for text in queries()[:10]:
+                CALLS.clear()
+                before = reader.second_rounds
+                found = searcher.search(text, k=10, mode=mode)
+                extra = reader.second_rounds - before
+                assert found.hits and len(CALLS) <= 2 * len(shard_set.shards) + 2 * extra, (mode, text, len(CALLS))
+    finally:
+        searcher.close()

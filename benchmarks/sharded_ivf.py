@@ -66,6 +66,11 @@ class IvfRow(msgspec.Struct, frozen=True, kw_only=True):
     identical_sharded_vs_single_ivf: int
     identical_single_ivf_vs_exact: int
     identical_sharded_ivf_vs_exact: int
+    # the same ten passage ids in the same order, scores aside (an IVF side's scores come from the exact
+    # re-scoring's matrix product, the exact index's from FAISS: equal vectors can differ in the last bit)
+    same_order_sharded_vs_single_ivf: int
+    same_order_single_ivf_vs_exact: int
+    same_order_sharded_ivf_vs_exact: int
     overlap_single_ivf_vs_exact: float  # mean |top10 ∩ exact top10| / |exact top10|, passage ids
     overlap_sharded_ivf_vs_exact: float
     overlap_sharded_vs_single_ivf: float
@@ -129,6 +134,9 @@ class Tally:
             pairs = zip(ids[found], ids[reference], strict=True)
             return round(sum(overlap(f, r) for f, r in pairs) / n, 4) if n else 0.0
 
+        def same_order(found: str, reference: str) -> int:
+            return sum(f == r for f, r in zip(ids[found], ids[reference], strict=True))
+
         scoring = bench.scorings[0]
         recall = {side: 0.0 for side in SIDES}
         gold = 0
@@ -150,6 +158,9 @@ class Tally:
             identical_sharded_vs_single_ivf=sum(a == b for a, b in zip(sharded, single, strict=True)),
             identical_single_ivf_vs_exact=sum(a == b for a, b in zip(single, exact, strict=True)),
             identical_sharded_ivf_vs_exact=sum(a == b for a, b in zip(sharded, exact, strict=True)),
+            same_order_sharded_vs_single_ivf=same_order("sharded-ivf", "single-ivf"),
+            same_order_single_ivf_vs_exact=same_order("single-ivf", "exact"),
+            same_order_sharded_ivf_vs_exact=same_order("sharded-ivf", "exact"),
             overlap_single_ivf_vs_exact=mean_overlap("single-ivf", "exact"),
             overlap_sharded_ivf_vs_exact=mean_overlap("sharded-ivf", "exact"),
             overlap_sharded_vs_single_ivf=mean_overlap("sharded-ivf", "single-ivf"),
@@ -300,13 +311,19 @@ def render(report: IvfReport) -> str:
         f"Each set's cached poshuk index (flat vectors: exact) against a copy of it and its shards opened with "
         f"`approximate_above={report.approximate_above:,}` and snapshotted, which turns their vectors into IVF-SQ8 "
         f"(each shard trains its own lists; candidates re-scored by exact inner products, `RESCORE_FACTOR` 4). "
-        f"Up to {report.queries_per_set} distinct queries of the set x {', '.join(MODES)}, k={K}, query vectors "
-        "computed once. *Identical*: every field but `took_ms`. *Overlap@10*: mean share of the reference's ten "
+        f"Every distinct query of the set (at most {report.queries_per_set:,}; the rows' denominators) x "
+        f"{', '.join(MODES)}, k={K}, query vectors computed once. "
+        "*Identical*: every field but `took_ms`. *Same order*: the same ten passage ids in the same "
+        "order, scores aside (an IVF side scores by the re-scoring's matrix product, the exact index by FAISS: the "
+        "same passage can differ in the last bit, so *identical* to exact undercounts). "
+        "*Overlap@10*: mean share of the reference's ten "
         "passage ids also in the other's ten. *Recall@10*: the set's gold documents among the documents of the ten "
         "hits (its first scoring; lower than recall.md's, which ranks 100 passages).",
         "",
         "These are small IVF indexes (nlist/nprobe below, chosen by `poshuk.vectors.nlist_for`/`nprobe_for` for "
-        "the size): at 1M passages the lists and their share scanned differ (`scale.md`).",
+        "the size). `nprobe` has a floor of 16 (`MIN_NPROBE`), so here a shard scans a larger share of its lists "
+        "than the single index does (nprobe/nlist); at 1M passages in 3 shards both would scan 1/8 "
+        "(nlist 2048 single, 1024 a shard; `scale.md`).",
         "",
         "| set | passages | shards | nlist/nprobe single | nlist/nprobe shards |",
         "| --- | --- | --- | --- | --- |",
@@ -316,14 +333,18 @@ def render(report: IvfReport) -> str:
     lines += [
         "",
         "| set | mode | shards | sharded = single IVF | single IVF = exact | sharded IVF = exact | "
+        "same order: sharded / single IVF | same order: single IVF / exact | same order: sharded IVF / exact | "
         "overlap@10 single IVF vs exact | overlap@10 sharded IVF vs exact | overlap@10 sharded vs single IVF | "
         "gold recall@10 exact / single IVF / sharded IVF |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
+        n = r.searches
         lines.append(
-            f"| {r.set} | {r.mode} | {r.shards} | {r.identical_sharded_vs_single_ivf}/{r.searches} "
-            f"| {r.identical_single_ivf_vs_exact}/{r.searches} | {r.identical_sharded_ivf_vs_exact}/{r.searches} "
+            f"| {r.set} | {r.mode} | {r.shards} | {r.identical_sharded_vs_single_ivf}/{n} "
+            f"| {r.identical_single_ivf_vs_exact}/{n} | {r.identical_sharded_ivf_vs_exact}/{n} "
+            f"| {r.same_order_sharded_vs_single_ivf}/{n} | {r.same_order_single_ivf_vs_exact}/{n} "
+            f"| {r.same_order_sharded_ivf_vs_exact}/{n} "
             f"| {r.overlap_single_ivf_vs_exact:.4f} | {r.overlap_sharded_ivf_vs_exact:.4f} "
             f"| {r.overlap_sharded_vs_single_ivf:.4f} | {r.recall_exact:.4f} / {r.recall_single_ivf:.4f} / "
             f"{r.recall_sharded_ivf:.4f} ({r.scoring}, {r.gold_queries} queries) |"

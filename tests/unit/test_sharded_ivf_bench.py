@@ -69,6 +69,8 @@ def test_tally_counts_identical_answers_overlaps_and_gold_recall_per_side() -> N
     assert row.identical_sharded_vs_single_ivf == 1  # "two"
     assert row.identical_single_ivf_vs_exact == 1  # "one"
     assert row.identical_sharded_ivf_vs_exact == 0
+    assert row.same_order_sharded_vs_single_ivf == 1 and row.same_order_single_ivf_vs_exact == 1
+    assert row.same_order_sharded_ivf_vs_exact == 0
     assert row.overlap_single_ivf_vs_exact == 0.75  # (2/2 + 1/2) / 2
     assert row.overlap_sharded_ivf_vs_exact == 0.5
     assert row.overlap_sharded_vs_single_ivf == 0.75
@@ -109,7 +111,8 @@ def test_table_shows_lists_of_each_index_and_every_row() -> None:
     table = render(report)
     assert "`approximate_above=1,000`" in table
     assert "| bruk-press | 4,757 | 3 | 64/16 | 32/16, 32/16, 32/16 |" in table
-    row = "| bruk-press | dense | 3 | 0/1 | 1/1 | 0/1 | 1.0000 | 0.0000 | 0.0000 | 1.0000 / 1.0000 / 0.0000 "
+    row = "| bruk-press | dense | 3 | 0/1 | 1/1 | 0/1 | 0/1 | 1/1 | 0/1 | 1.0000 | 0.0000 | 0.0000 | 1.0000 / "
+    row += "1.0000 / 0.0000 "
     assert row + "(exact, 1 queries) |" in table
     assert "- bruk-press, dense, 3 shards: q" in table
 

@@ -323,7 +323,9 @@ def render(report: IvfReport) -> str:
         "These are small IVF indexes (nlist/nprobe below, chosen by `poshuk.vectors.nlist_for`/`nprobe_for` for "
         "the size). `nprobe` has a floor of 16 (`MIN_NPROBE`), so here a shard scans a larger share of its lists "
         "than the single index does (nprobe/nlist); at 1M passages in 3 shards both would scan 1/8 "
-        "(nlist 2048 single, 1024 a shard; `scale.md`).",
+        "(nlist 2048 single, 1024 a shard; `scale.md`). Dense retrieval asks an index for 200 candidates "
+        "(`CANDIDATES`; the page is cut from them), so FAISS returns 800 for exact re-scoring: one IVF index 800 in "
+        "all, a sharded archive 800 from each shard.",
         "",
         "| set | passages | shards | nlist/nprobe single | nlist/nprobe shards |",
         "| --- | --- | --- | --- | --- |",

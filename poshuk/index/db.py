@@ -333,6 +333,12 @@ def last_seq(conn: sqlite3.Connection) -> int:
     return int(last)
 
 
+def last_row(conn: sqlite3.Connection) -> int:
+    """The highest passage row id ever given (``AUTOINCREMENT``'s, deleted rows included)."""
+    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
+    return 0 if found is None else int(found[0])
+
+
 def page_column(pages: bool) -> str:
     """What a query over ``passages p`` selects as the page: the column, or NULL where it is absent."""
     return "p.page" if pages else "NULL"

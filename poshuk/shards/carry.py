@@ -28,7 +28,7 @@ import numpy as np
 from poshuk.documents import Passage
 from poshuk.errors import IndexStoreError
 from poshuk.index import IndexWriter, Upsert, live_version
-from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, article_from_row, connect, has_pages
+from poshuk.index.db import DOCUMENT_SELECT, SQLITE_NAME, article_from_row, connect, has_pages, last_row
 from poshuk.index.layout import read_manifest
 from poshuk.shards.journal import JOURNAL_NAME, Journal
 from poshuk.shards.layout import STAGING, read_set
@@ -89,12 +89,6 @@ def stored_upserts(conn: sqlite3.Connection, dimension: int, doc_ids: Iterable[s
             rows=[int(r) for r, *_ in rows],
             cluster=cluster,
         )
-
-
-def last_row(conn: sqlite3.Connection) -> int:
-    """The highest passage row id ever given (``AUTOINCREMENT``'s, deleted rows included)."""
-    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
-    return 0 if found is None else int(found[0])
 
 
 def raise_last_row(index_dir: Path, row: int) -> None:

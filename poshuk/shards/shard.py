@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
-from poshuk.index.db import page_column, select_in
+from poshuk.index.db import last_row, page_column, select_in
 from poshuk.shards import bm25
 
 TABLES = ("lexical", "article_lexical")
@@ -166,8 +166,7 @@ class LocalShard:
 
     def last_row(self) -> int:
         """The highest passage row id this shard ever stored (``AUTOINCREMENT``'s, deleted rows included)."""
-        found = self.index.read().execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
-        return int(found[0]) if found else 0
+        return last_row(self.index.read())
 
     def band_hits(self, hashes: list[int]) -> list[tuple[str, int, int]]:
         """(doc_id, band, hash) of this shard's articles with a MinHash band hash among ``hashes``."""

@@ -16,8 +16,9 @@ import msgspec
 from poshuk.atomic import write_file
 from poshuk.errors import IndexStoreError
 from poshuk.index import Index, IndexWriter, Upsert
+from poshuk.index.db import last_row
 from poshuk.index.layout import SET_NAME, Manifest
-from poshuk.shards.carry import carry_over, last_row, raise_last_row, stored_upserts
+from poshuk.shards.carry import carry_over, raise_last_row, stored_upserts
 from poshuk.shards.journal import archive_lock, last_seq
 from poshuk.shards.layout import STAGING, ShardSet, even_set, has_writes, is_sharded, read_set, refuse_written
 

@@ -433,10 +433,8 @@ class RemoteShard:
         return self._ask(AskDocsOfRows(rows), list[str])
 
     def write(self, upserts: list[Upsert], deletes: list[str]) -> WriteOutcome:
-        """The shard writes its part in its own process; its counts are read again after."""
-        outcome = self._ask(AskWrite(upserts=[WireUpsert.of(u) for u in upserts], deletes=list(deletes)), WriteOutcome)
-        self._counts = self._ask(AskCounts(), Counts)
-        return outcome
+        """The shard writes its part in its own process (its counts here are read at the next ``refresh``)."""
+        return self._ask(AskWrite(upserts=[WireUpsert.of(u) for u in upserts], deletes=list(deletes)), WriteOutcome)
 
     def snapshot(self) -> None:
         self._ask(AskSnapshot(), type(None))

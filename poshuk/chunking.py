@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from poshuk.documents import Article, Passage, passage_id
+from poshuk.headings import untitled_context
 from poshuk.settings import ChunkingSettings
 
 PROMPT_TOKENS = 3
@@ -135,21 +136,14 @@ def chunk_article(article: Article, settings: ChunkingSettings, count_tokens: Ca
     ]
 
 
-CONTEXT_CHARS = 300  # a title-less document's context: about its opening's length (issue 15 measured 150 as short)
-
-
 def document_context(article: Article) -> str:
-    """What every passage is embedded with: the title; a document with pages but no title gets its
-    opening text instead (its first ~300 characters, cut at a word), so a page on its own still
-    says which document it belongs to."""
+    """What every passage is embedded with: the title; a document with pages but no title gets
+    its first heading instead (``poshuk.headings``), so a page on its own still says which
+    document it belongs to."""
     title = " ".join(article.title.split())
     if title or not article.pages:
         return title
-    opening = " ".join(article.text.split())
-    if len(opening) <= CONTEXT_CHARS:
-        return opening
-    cut = opening[: CONTEXT_CHARS + 1]
-    return cut[: cut.rfind(" ")] if " " in cut else cut[:CONTEXT_CHARS]
+    return untitled_context(article.pages[0].text)
 
 
 def _paragraphs(text: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 Each page's text layer becomes that page's paragraphs (one per line, as the other readers
 make them); the PDF's own title metadata is the title when it has one, else the title is
-left empty and ``poshuk.chunking.document_context`` gives every page the document's opening.
+left empty and ``poshuk.chunking.document_context`` gives every page the document's first heading.
 Pages without text are skipped, and a PDF with no text on any page (a scan) is a bad
 record saying so: indexing it would only add empty pages. Encrypted PDFs are read when they
 open with an empty password (many "protected" PDFs do), and refused otherwise.

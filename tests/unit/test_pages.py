@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from poshuk.chunking import CONTEXT_CHARS, chunk_article, document_context
+from poshuk.chunking import chunk_article, document_context
 from poshuk.documents import Article, Page
 from poshuk.encoder import HashEncoder
 from poshuk.errors import BadRecordError
+from poshuk.headings import OPENING_CHARS
 from poshuk.index import Index, IndexWriter, RetrievalQuery, Upsert, live_version
 from poshuk.language import LanguageDetector
 from poshuk.query import analyse_query
@@ -51,13 +52,57 @@ def test_passages_never_cross_a_page_and_carry_its_number() -> None:
     assert [p.page for p in chunk_article(article, ChunkingSettings(), WORDS)] == [None]
 
 
-def test_a_document_without_a_title_is_embedded_with_its_opening() -> None:
+def test_a_document_without_a_title_or_heading_is_embedded_with_its_opening() -> None:
     opening = "Наказ Міністерства охорони здоров'я " * 20
     doc = Article(id="d", title="", text=opening, pages=(Page(1, opening),))
     context = document_context(doc)
-    assert 0 < len(context) <= CONTEXT_CHARS and opening.startswith(context) and not context.endswith(" ")
+    assert 0 < len(context) <= OPENING_CHARS and opening.startswith(context) and not context.endswith(" ")
     assert all(p.embed_text.startswith(context + "\n") for p in chunk_article(doc, ChunkingSettings(), WORDS))
     assert document_context(Article(id="a", title="", text="Text.")) == ""  # an article keeps no context
+
+
+def test_a_document_without_a_title_is_embedded_with_its_first_heading() -> None:
+    first = (
+        "ЗАТВЕРДЖУЮ\nЗаступник Міністра молоді та спорту\nОлена ПЕТРЕНКО\n\n"
+        "ПРАВИЛА\nспортивних змагань з веслування\n2\nI. Загальні положення\n1. Ці Правила визначають засади."
+    )
+    doc = Article(id="d", title="", text=first, pages=(Page(1, first), Page(2, "Судді змагань.")))
+    assert document_context(doc) == "ПРАВИЛА спортивних змагань з веслування"  # the stamp is no part of it
+    passages = chunk_article(doc, ChunkingSettings(), WORDS)
+    assert {p.embed_text.split("\n")[0] for p in passages} == {"ПРАВИЛА спортивних змагань з веслування"}
+    titled = Article(id="t", title="Rules", text=first, pages=(Page(1, first),))
+    assert document_context(titled) == "Rules"  # a title is the context whenever there is one
+
+
+@pytest.mark.parametrize(
+    ("first_page", "context"),
+    [
+        # a label ends the heading («Склад:»), and the product name on its own lines belongs to it
+        (
+            "ІНСТРУКЦІЯ\nдля медичного застосування лікарського засобу\n\nКОФЕЇН (COFFEINE)\n\nСклад:\nкофеїн;",
+            "ІНСТРУКЦІЯ для медичного застосування лікарського засобу КОФЕЇН (COFFEINE)",
+        ),
+        # a sentence ends it, and so does body text (a line over 90 characters)
+        ("Annual report 2024\nNorthwind Ltd\nRevenue grew by a tenth.", "Annual report 2024 Northwind Ltd"),
+        ("Звіт\nпро діяльність\n" + "Протягом року відділ " * 8, "Звіт про діяльність"),
+        # a section number or word ends it
+        ("ПОЛОЖЕННЯ\nпро конкурс\nРозділ 1\nЗагальне", "ПОЛОЖЕННЯ про конкурс"),
+        ("APPROVED\nBoard of directors\n\nCODE OF CONDUCT\n1. Scope of the code", "CODE OF CONDUCT"),
+        # no heading (a text opening with its first section, or too short): the opening, stamps skipped
+        ("1. Перша стаття договору.\n2. Друга стаття.", "1. Перша стаття договору. 2. Друга стаття."),
+        ("ЗАТВЕРДЖЕНО\nнаказом\n\nАкт\n1. Склад комісії.", "Акт 1. Склад комісії."),
+    ],
+)
+def test_first_heading_by_the_shape_of_lines(first_page: str, context: str) -> None:
+    doc = Article(id="d", title="", text=first_page, pages=(Page(1, first_page),))
+    assert document_context(doc) == context
+
+
+def test_a_long_heading_is_cut_at_a_word() -> None:
+    heading = "ПОЛОЖЕННЯ " + "про порядок проведення " * 20
+    doc = Article(id="d", title="", text=heading, pages=(Page(1, heading + "\nТекст."),))
+    context = document_context(doc)
+    assert 100 < len(context) <= 200 and heading.startswith(context) and not context.endswith(" ")
 
 
 def test_jsonl_pages_are_read_and_checked(tmp_path: Path) -> None:

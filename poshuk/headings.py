@@ -4,9 +4,9 @@ Every page of a document with pages is embedded with its document's context, so 
 its own still says which document it belongs to (issue 15). Without a title, that context
 is read from the first page by the shape of its lines, never by what a collection says:
 
-- approval stamps above the heading are skipped: a block (lines up to a blank line) opening
-  with «ЗАТВЕРДЖУЮ», «ЗАТВЕРДЖЕНО», «ПОГОДЖЕНО», "APPROVED" and the like, the signature block
-  Ukrainian official documents carry above their title;
+- approval stamps above the heading are skipped: from a line opening with «ЗАТВЕРДЖУЮ»,
+  «ЗАТВЕРДЖЕНО», «ПОГОДЖЕНО», "APPROVED" and the like (the signature block Ukrainian official
+  documents carry above their title) to a blank line or the heading in capitals under it;
 - the heading is the run of lines from there up to the first line that starts a section
   («1.», «I.», «Розділ …»), ends a label or a sentence («Склад:», «Загальні положення.»), is
   body text (over 90 characters) or holds no letter (a page number).
@@ -29,6 +29,8 @@ HEADING_CHARS = 200
 OPENING_CHARS = 300
 """When no heading is found, this much of the opening (stamps skipped) is the context."""
 MIN_HEADING_CHARS = 10
+STAMP_LINES = 8
+"""An approval stamp (its word, position, signature, date) is never longer than this."""
 BODY_LINE_CHARS = 90
 
 _STAMP = re.compile(
@@ -41,24 +43,26 @@ _SECTION = re.compile(
 )
 
 
-def _blocks(text: str) -> list[list[str]]:
-    """Runs of non-blank lines (blank lines separate them), each line with its spaces squeezed."""
-    blocks: list[list[str]] = [[]]
-    for line in text.splitlines():
-        squeezed = " ".join(line.split())
-        if squeezed:
-            blocks[-1].append(squeezed)
-        elif blocks[-1]:
-            blocks.append([])
-    return [b for b in blocks if b]
+def _capitals(line: str) -> bool:
+    """A line in capitals (at least 3 letters): a heading, such as «ПРАВИЛА» or «НАКАЗ»."""
+    letters = [ch for ch in line if ch.isalpha()]
+    return len(letters) >= 3 and all(ch.isupper() for ch in letters)
 
 
 def _without_stamps(text: str) -> list[str]:
-    """The lines of ``text`` after any approval stamp blocks at its top."""
-    blocks = _blocks(text)
-    while blocks and _STAMP.match(blocks[0][0]):
-        blocks = blocks[1:]
-    return [line for block in blocks for line in block]
+    """The non-blank lines of ``text`` (spaces squeezed) after any approval stamps at its top.
+
+    A stamp runs from its word to a blank line or to the first line in capitals (the heading
+    under it), whichever comes first within ``STAMP_LINES`` lines: PDF text layers often have no
+    blank lines. Without either, only the stamp's own line is dropped."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    while True:
+        first = next((i for i, line in enumerate(lines) if line), None)
+        if first is None or not _STAMP.match(lines[first]):
+            return [line for line in lines if line]
+        window = range(first + 1, min(len(lines), first + 1 + STAMP_LINES))
+        end = next((i for i in window if not lines[i] or _capitals(lines[i])), first + 1)
+        lines = lines[end:]
 
 
 def cut_at_word(text: str, limit: int) -> str:

@@ -91,6 +91,10 @@ def test_a_document_without_a_title_is_embedded_with_its_first_heading() -> None
         # no heading (a text opening with its first section, or too short): the opening, stamps skipped
         ("1. Перша стаття договору.\n2. Друга стаття.", "1. Перша стаття договору. 2. Друга стаття."),
         ("ЗАТВЕРДЖЕНО\nнаказом\n\nАкт\n1. Склад комісії.", "Акт 1. Склад комісії."),
+        # a stamp with no blank line under it ends at the heading in capitals
+        ("ЗАТВЕРДЖУЮ\nДиректор\nІван КОВАЛЬ\nПОЛОЖЕННЯ\nпро архів\n1. Загальне", "ПОЛОЖЕННЯ про архів"),
+        # ... and with neither, only the stamp's own line is dropped
+        ("APPROVED\nBoard meeting minutes\n1. Attendance", "Board meeting minutes"),
     ],
 )
 def test_first_heading_by_the_shape_of_lines(first_page: str, context: str) -> None:
@@ -143,6 +147,21 @@ def test_a_pdf_is_read_page_by_page_with_its_title(tmp_path: Path) -> None:
     generic.write_bytes(make_pdf([["Memo text."]], title="Microsoft Word - memo.docx"))
     (memo,) = _read(generic)
     assert isinstance(memo, Article) and memo.title == ""
+
+
+def test_a_pdf_without_a_title_is_named_by_the_heading_under_its_stamp(tmp_path: Path) -> None:
+    # A PDF's text layer has no blank lines: the stamp ends at the heading in capitals under it.
+    first = ["APPROVED", "Deputy Minister of Youth and Sports", "Olena PETRENKO", "12 May 2025", "RULES"]
+    first += ["of rowing competitions", "1. General provisions", "1.1. These rules set out how competitions run."]
+    pdf = tmp_path / "rules.pdf"
+    pdf.write_bytes(make_pdf([first, ["2. Judges", "Each race has three judges."]]))
+    (doc,) = _read(pdf)
+    assert isinstance(doc, Article) and doc.title == ""
+    assert "\n\n" not in doc.pages[0].text
+    assert document_context(doc) == "RULES of rowing competitions"
+    passages = chunk_article(doc, ChunkingSettings(), WORDS)
+    assert [p.page for p in passages] == [1, 2]
+    assert all(p.embed_text.startswith("RULES of rowing competitions\n") for p in passages)
 
 
 @pytest.mark.parametrize(

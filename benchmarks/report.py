@@ -129,9 +129,10 @@ def markdown(report: RecallReport) -> str:
         "",
         *_render(head, _table(report, "all", lambda r: f"{r.recall_at_1:.3f} / {r.ndcg_at_10:.3f}", systems)),
     ]
-    halves = [s for s in report.sets if s.name == "unlp2026"]
+    split_sets = {m.set for m in report.metrics if m.split != "all"}
+    halves = [s for s in report.sets if s.name in split_sets]
     if halves:
-        out += ["", "## unlp2026 halves, R@10 / MRR@10 (dev = first half of the file, test = second)", ""]
+        out += ["", "## unlp2026 halves, R@10 / MRR@10 (dev = first half of the questions file, test = second)", ""]
         sub = msgspec.structs.replace(report, sets=halves)
         rows = []
         for split in ("dev", "test"):

@@ -56,13 +56,13 @@ def _without_stamps(text: str) -> list[str]:
     under it), whichever comes first within ``STAMP_LINES`` lines: PDF text layers often have no
     blank lines. Without either, only the stamp's own line is dropped."""
     lines = [" ".join(line.split()) for line in text.splitlines()]
+    start = 0  # an index, not a slice per stamp: a page of stamp lines stays linear
     while True:
-        first = next((i for i, line in enumerate(lines) if line), None)
+        first = next((i for i in range(start, len(lines)) if lines[i]), None)
         if first is None or not _STAMP.match(lines[first]):
-            return [line for line in lines if line]
+            return [line for line in lines[start:] if line]
         window = range(first + 1, min(len(lines), first + 1 + STAMP_LINES))
-        end = next((i for i in window if not lines[i] or _capitals(lines[i])), first + 1)
-        lines = lines[end:]
+        start = next((i for i in window if not lines[i] or _capitals(lines[i])), first + 1)
 
 
 def cut_at_word(text: str, limit: int) -> str:

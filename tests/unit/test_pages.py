@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,14 @@ def test_a_pdf_is_read_page_by_page_with_its_title(tmp_path: Path) -> None:
     generic.write_bytes(make_pdf([["Memo text."]], title="Microsoft Word - memo.docx"))
     (memo,) = _read(generic)
     assert isinstance(memo, Article) and memo.title == ""
+
+
+def test_a_first_page_of_stamps_costs_linear_time() -> None:
+    page = "ЗАТВЕРДЖУЮ\n" * 200_000 + "ПОЛОЖЕННЯ про архів"
+    doc = Article(id="d", title="", text=page, pages=(Page(1, page),))
+    started = time.perf_counter()
+    assert document_context(doc) == "ПОЛОЖЕННЯ про архів"
+    assert time.perf_counter() - started < 5.0  # a slice per stamp took minutes (quadratic)
 
 
 def test_a_pdf_without_a_title_is_named_by_the_heading_under_its_stamp(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def document_context(article: Article) -> str:
     title = " ".join(article.title.split())
     if title or not article.pages:
         return title
-    return untitled_context(article.pages[0].text)
+    return untitled_context([page.text for page in article.pages])
 
 
 def _paragraphs(text: str) -> list[str]:

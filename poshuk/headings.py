@@ -23,6 +23,7 @@ hides the page that holds it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 HEADING_CHARS = 200
 """At most this much of a heading is kept (cut at a word): a long one is a sentence, not a name."""
@@ -90,9 +91,18 @@ def first_heading(text: str) -> str:
     return cut_at_word(" ".join(taken), HEADING_CHARS)
 
 
-def untitled_context(first_page: str) -> str:
-    """A title-less document's context: its first heading, else its opening without stamps."""
-    heading = first_heading(first_page)
+def untitled_context(pages: Sequence[str]) -> str:
+    """A title-less document's context: the first heading of its first page (a heading never runs
+    on to the next page), else its opening without stamps, read on over the next pages while the
+    first is shorter than an opening."""
+    if not pages:
+        return ""
+    heading = first_heading(pages[0])
     if len(heading) >= MIN_HEADING_CHARS:
         return heading
-    return cut_at_word(" ".join(_without_stamps(first_page)), OPENING_CHARS)
+    opening: list[str] = []
+    for text in pages:
+        opening.append(text)
+        if sum(map(len, opening)) >= OPENING_CHARS:
+            break
+    return cut_at_word(" ".join(_without_stamps("\n\n".join(opening))), OPENING_CHARS)

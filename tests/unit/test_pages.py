@@ -103,6 +103,18 @@ def test_first_heading_by_the_shape_of_lines(first_page: str, context: str) -> N
     assert document_context(doc) == context
 
 
+def test_a_heading_ends_with_its_page_and_an_opening_reads_on() -> None:
+    # the heading is the first page's; the second page's first line is not part of it
+    cover = Page(1, "ЗАТВЕРДЖУЮ\nДиректор\n\nПРАВИЛА ПРОВЕДЕННЯ ЗМАГАНЬ\nЗ БАСКЕТБОЛУ")
+    body = Page(2, "Текст офіційних Правил з баскетболу стосується рівною мірою осіб\nобох статей.")
+    doc = Article(id="d", title="", text=f"{cover.text}\n\n{body.text}", pages=(cover, body))
+    assert document_context(doc) == "ПРАВИЛА ПРОВЕДЕННЯ ЗМАГАНЬ З БАСКЕТБОЛУ"
+    # no heading on a short first page: the opening goes on into the next pages
+    short = Page(1, "Копія")
+    doc = Article(id="e", title="", text="", pages=(short, Page(2, "1. Перша стаття договору."), Page(3, "Ще.")))
+    assert document_context(doc) == "Копія 1. Перша стаття договору. Ще."
+
+
 def test_a_long_heading_is_cut_at_a_word() -> None:
     heading = "ПОЛОЖЕННЯ " + "про порядок проведення " * 20
     doc = Article(id="d", title="", text=heading, pages=(Page(1, heading + "\nТекст."),))

@@ -38,6 +38,8 @@ from poshuk.shards.writer import ShardedWriter, open_shards
 
 S = TypeVar("S")
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 _AGAIN = 4  # a shard asked again returns this many times as many candidates
 _CHUNK = 64  # candidates whose terms are read at once while merging
@@ -239,27 +241,20 @@ class ShardedIndex:
     # -- reads by row or by article ------------------------------------------------------------
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]:
-        found: dict[int, StoredPassage] = {}
-        if not rows:  # no question to send to every shard
-            return found
-        for part in self._each(lambda shard: shard.passages(rows)):
-            found.update(part)
-        return found
+        return self._union(rows, lambda shard: shard.passages(rows))
 
     def groups(self, rows: list[int]) -> dict[int, RowGroup]:
-        found: dict[int, RowGroup] = {}
-        if not rows:  # no question to send to every shard
-            return found
-        for part in self._each(lambda shard: shard.groups(rows)):
-            found.update(part)
-        return found
+        return self._union(rows, lambda shard: shard.groups(rows))
 
     def facts(self, rows: list[int]) -> dict[str, ArticleFacts]:
-        found: dict[str, ArticleFacts] = {}
-        if not rows:  # no question to send to every shard
-            return found
-        for part in self._each(lambda shard: shard.facts(rows)):
-            found.update(part)
+        return self._union(rows, lambda shard: shard.facts(rows))
+
+    def _union(self, rows: list[int], ask: Callable[[Shard], dict[K, V]]) -> dict[K, V]:
+        """Every shard's answer about ``rows``, in one dict; no question is sent for no rows."""
+        found: dict[K, V] = {}
+        if rows:
+            for part in self._each(ask):
+                found.update(part)
         return found
 
     def _owner(self, doc_id: str) -> Shard:

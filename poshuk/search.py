@@ -116,7 +116,10 @@ class Searcher:
             )
         else:
             reader = Index.open(
-                index_dir, approximate_above=settings.approximate_above, read_only=settings.service.read_only
+                index_dir,
+                approximate_above=settings.approximate_above,
+                read_only=settings.service.read_only,
+                lexical_in_memory=settings.lexical_in_memory,
             )
         try:
             if encoder is None:

@@ -253,6 +253,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             ge=0,
         ),
     ] = DEFAULT_APPROXIMATE_ABOVE
+    lexical_in_memory: Annotated[
+        bool,
+        _doc(
+            "Hold the BM25 postings in memory in `poshuk serve` (built in the background after it starts: "
+            "about 4 s and 65 MB over 107,560 passages; FTS5 answers until then): the same rows and scores as "
+            "SQLite's FTS5 in about a third of the time. Off: FTS5 answers every search."
+        ),
+    ] = True
     chunking: ChunkingSettings = ChunkingSettings()
     service: ServiceSettings = ServiceSettings()
     auth: AuthSettings = AuthSettings()

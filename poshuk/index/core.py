@@ -58,6 +58,7 @@ from poshuk.index.db import (
 )
 from poshuk.index.layout import Manifest, index_dir_of, live_version, read_manifest
 from poshuk.index.lexical import article_bm25, passage_bm25
+from poshuk.index.lexical_mirror import LexicalMirror
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
 from poshuk.index.writes import Stager, Upsert
@@ -112,10 +113,16 @@ class Index:
     """One open index version."""
 
     def __init__(
-        self, folder: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE, read_only: bool = False
+        self,
+        folder: Path,
+        *,
+        approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
+        read_only: bool = False,
+        lexical_in_memory: bool = True,
     ) -> None:
         """``read_only``: create and change no file in ``folder`` (a read-only mount): no writer
-        connection, no schema upgrade, no snapshot; ``write`` and ``begin`` raise ``IndexReadOnlyError``."""
+        connection, no schema upgrade, no snapshot; ``write`` and ``begin`` raise ``IndexReadOnlyError``.
+        ``lexical_in_memory``: whether ``load_lexical`` builds the BM25 postings in memory."""
         self.folder = folder
         self.read_only = read_only
         self.manifest = read_manifest(folder)
@@ -135,6 +142,8 @@ class Index:
         self.pages = has_pages(self._readers.get())  # whether passages record their page (read as NULL if not)
         self._passage_select = passage_select(self.pages)
         self.vectors = VectorMirror(folder, self.manifest.model.dimension, approximate_above=approximate_above)
+        self.lexical_in_memory = lexical_in_memory
+        self.lexical = LexicalMirror()
         try:
             self.vectors.load(self._readers.get(), passages=lambda: self.counts().passages)
         except BaseException:
@@ -143,9 +152,19 @@ class Index:
 
     @classmethod
     def open(
-        cls, index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE, read_only: bool = False
+        cls,
+        index_dir: Path,
+        *,
+        approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
+        read_only: bool = False,
+        lexical_in_memory: bool = True,
     ) -> Index:
-        return cls(live_version(index_dir), approximate_above=approximate_above, read_only=read_only)
+        return cls(
+            live_version(index_dir),
+            approximate_above=approximate_above,
+            read_only=read_only,
+            lexical_in_memory=lexical_in_memory,
+        )
 
     @property
     def index_dir(self) -> Path:
@@ -185,7 +204,18 @@ class Index:
     def refresh(self) -> int:
         """Apply changes committed by any process since the last refresh; returns how many."""
         with self._readers.snapshot() as conn:
-            return self.vectors.refresh(conn)
+            applied = self.vectors.refresh(conn)
+            self.lexical.refresh(conn)
+        return applied
+
+    def load_lexical(self) -> bool:
+        """Build the BM25 postings in memory (``lexical_in_memory``), then bring them up to date;
+        False when off, already built or being built. Searches meanwhile use FTS5 (the same
+        answers); the service's upkeep thread calls this, so no request waits for it."""
+        if not self.lexical_in_memory or not self.lexical.load(self._readers.get()):
+            return False
+        self.refresh()
+        return True
 
     def snapshot(self) -> Path | None:
         """Write the in-memory FAISS index to disk, tagged with its sequence number; None (nothing
@@ -220,10 +250,25 @@ class Index:
             plan = FilterPlan(conn, query.filters, self.allowed_cache)
             dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence)
             passages, articles = [], []
+            state = self.lexical.at(plan.seq()) if query.lexical or query.articles else None
             if query.lexical:
-                passages = passage_bm25(plan, query.terms, query.limit, evidence=query.evidence, pages=self.pages)
+                passages = passage_bm25(
+                    plan,
+                    query.terms,
+                    query.limit,
+                    evidence=query.evidence,
+                    pages=self.pages,
+                    postings=None if state is None else state.passages,
+                )
             if query.articles:
-                articles = article_bm25(plan, query.terms, query.limit, evidence=query.evidence, pages=self.pages)
+                articles = article_bm25(
+                    plan,
+                    query.terms,
+                    query.limit,
+                    evidence=query.evidence,
+                    pages=self.pages,
+                    postings=None if state is None else state.articles,
+                )
         return Candidates(dense=dense, passages=passages, articles=articles)
 
     def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool) -> list[Candidate]:

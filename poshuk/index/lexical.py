@@ -1,6 +1,10 @@
 """BM25 retrieval over SQLite FTS5: passages, and article units (all the terms of an article's
 passages, or of one page's passages in a document with pages).
 
+When the index holds its postings in memory at the search's snapshot
+(``poshuk.index.lexical_mirror``), they answer instead: the same rows and scores, without
+FTS5's page reads or reading the candidates' terms back for their evidence.
+
 Each retriever answers in one call with the candidates and the query terms each one
 contains, which is all fusion needs (coverage weighting) and all a shard must send.
 A broad filter (at least half the archive) ranks unfiltered and keeps the allowed rows,
@@ -16,9 +20,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from poshuk.bm25 import phrases_of
 from poshuk.candidates import Candidate
 from poshuk.index.db import has_articles, page_column, select_in
 from poshuk.index.plan import FilterPlan
+from poshuk.index.postings import TablePostings, mirrorable
 from poshuk.query import QueryTerms
 
 
@@ -45,13 +51,22 @@ def _ranked_among(
 
 
 def passage_bm25(
-    plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True, pages: bool = False
+    plan: FilterPlan,
+    terms: QueryTerms,
+    limit: int,
+    *,
+    evidence: bool = True,
+    pages: bool = False,
+    postings: TablePostings | None = None,
 ) -> list[Candidate]:
     """The best ``limit`` passages by BM25, with their article, page and the query terms each
     contains (without ``evidence``: rows and scores only, for a lexical-only ranking); ``pages``:
-    whether the database has ``passages.page``."""
+    whether the database has ``passages.page``; ``postings``: the table in memory at the plan's
+    snapshot, which answers instead of FTS5 when it can (the same rows and scores)."""
     if terms.empty:
         return []
+    if postings is not None and postings.exact and mirrorable(phrases_of(terms)):
+        return _from_postings(plan, terms, limit, postings, evidence=evidence, pages=pages)
     conn, match = plan.conn, terms.match_expression()
     rows: list[Any] | None = None
     broad = plan.broad()
@@ -89,13 +104,21 @@ def passage_bm25(
 
 
 def article_bm25(
-    plan: FilterPlan, terms: QueryTerms, limit: int, *, evidence: bool = True, pages: bool = False
+    plan: FilterPlan,
+    terms: QueryTerms,
+    limit: int,
+    *,
+    evidence: bool = True,
+    pages: bool = False,
+    postings: TablePostings | None = None,
 ) -> list[Candidate]:
     """The best ``limit`` article units by BM25 over all their terms (each as the row of its first
     passage), with their article, page and the query terms each contains (without ``evidence``:
-    rows and scores only); [] for an index without article terms."""
+    rows and scores only); [] for an index without article terms. ``postings`` as for passages."""
     if terms.empty:
         return []
+    if postings is not None and postings.exact and mirrorable(phrases_of(terms)):
+        return _from_postings(plan, terms, limit, postings, evidence=evidence, pages=pages)
     conn, match = plan.conn, terms.match_expression()
     try:
         rows: list[Any] | None = None
@@ -133,4 +156,35 @@ def article_bm25(
     for doc, r, score in rows:
         words, page = indexed.get(int(r), ("", None))
         out.append(Candidate(int(r), str(doc), float(score), units_in(words), page))
+    return out
+
+
+def _from_postings(
+    plan: FilterPlan, terms: QueryTerms, limit: int, postings: TablePostings, *, evidence: bool, pages: bool
+) -> list[Candidate]:
+    """FTS5's answer from the postings in memory; the evidence (which units a row contains) comes
+    from the phrases each row matched, not from reading its terms back (``UnitFinder``'s answer:
+    a unit is its term, or any of its prefixes)."""
+    allowed = plan.allowed()
+    if allowed is not None and not len(allowed):
+        return []
+    ranked = postings.top(phrases_of(terms), limit, allowed)
+    if not evidence:
+        return [Candidate(r, "", s) for r, s in zip(ranked.rows, ranked.scores, strict=True)]
+    found = select_in(
+        plan.conn,
+        f"SELECT p.row_id, p.doc_id, {page_column(pages)} FROM passages p WHERE p.row_id IN ({{}})",
+        ranked.rows,
+    )
+    unit_of = {int(r): (str(doc), page) for r, doc, page in found}
+    prefixes = terms.prefixes
+    units = len(terms.units)
+    phrase_sets = [[i] + [units + prefixes.index(p) for p in unit.prefixes] for i, unit in enumerate(terms.units)]
+    contains = np.stack([ranked.matched[:, ps].any(axis=1) for ps in phrase_sets], axis=1)
+    out = []
+    for n, (row, score) in enumerate(zip(ranked.rows, ranked.scores, strict=True)):
+        if row in unit_of:
+            doc, page = unit_of[row]
+            matched = tuple(unit.term for unit, hit in zip(terms.units, contains[n].tolist(), strict=True) if hit)
+            out.append(Candidate(row, doc, score, matched, page))
     return out

@@ -1,4 +1,5 @@
-"""FTS5's ``bm25()`` with statistics summed over shards, reproduced to the last bit.
+"""FTS5's ``bm25()`` with statistics summed over shards, reproduced to the last bit (the formula
+itself: ``poshuk.bm25``).
 
 FTS5 scores a row with table-wide statistics whatever the ``WHERE``: N rows, their average
 length, and for each phrase of the query the rows containing it (``fts5_aux.c``). A shard
@@ -10,33 +11,16 @@ characters only, one FTS5 token each) -- IEEE doubles then give the same value a
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from poshuk.bm25 import MIN_IDF as MIN_IDF
+from poshuk.bm25 import Phrase as Phrase
+from poshuk.bm25 import idf as idf
+from poshuk.bm25 import phrases_of as phrases_of
+from poshuk.bm25 import score as score
 from poshuk.index.db import select_in
-from poshuk.query import QueryTerms
-
-K1 = 1.2
-B = 0.75
-MIN_IDF = 1e-6  # FTS5's floor for a phrase in more than half the rows
-
-
-@dataclass(frozen=True)
-class Phrase:
-    """One phrase of the FTS5 query, in ``QueryTerms.match_expression``'s order."""
-
-    text: str
-    prefix: bool
-
-    @property
-    def match(self) -> str:
-        return f'"{self.text}"*' if self.prefix else f'"{self.text}"'
-
-
-def phrases_of(terms: QueryTerms) -> list[Phrase]:
-    return [Phrase(t, False) for t in terms.terms] + [Phrase(p, True) for p in terms.prefixes]
 
 
 @dataclass(frozen=True)
@@ -53,11 +37,6 @@ class TableStats:
 
     def idf(self) -> list[float]:
         return [idf(self.rows, n) for n in self.hits]
-
-
-def idf(rows: int, hits: int) -> float:
-    value = math.log((rows - hits + 0.5) / (hits + 0.5))
-    return value if value > 0.0 else MIN_IDF
 
 
 def total(stats: Sequence[TableStats]) -> TableStats:
@@ -115,12 +94,3 @@ def lengths(conn: sqlite3.Connection, table: str, rows: Sequence[int]) -> dict[i
     """Tokens in each row, as FTS5 counted them (its ``docsize`` record)."""
     found = select_in(conn, f"SELECT id, sz FROM {table}_docsize WHERE id IN ({{}})", rows)
     return {int(row): _varint(blob, 0)[0] if blob else 0 for row, blob in found}
-
-
-def score(idfs: Sequence[float], freqs: Sequence[float], length: int, avgdl: float) -> float:
-    """FTS5's ``-bm25()`` of one row, its terms in FTS5's order (``fts5Bm25Function``)."""
-    d = float(length)
-    value = 0.0
-    for weight, tf in zip(idfs, freqs, strict=True):
-        value += weight * ((tf * (K1 + 1.0)) / (tf + K1 * (1 - B + B * d / avgdl)))
-    return value  # what ``-bm25(table)`` gives: FTS5 returns -1.0 * value

@@ -74,6 +74,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
     argv: list[str]
     env: dict[str, str]
     probe: str  # a path that answers 200 once the server can search
+    ready_field: str | None = None  # a field of the probe's JSON that must also be true (poshuk's postings)
     passages: int
     kinds: dict[str, Callable[[str], str]]  # request kind -> query text -> request path
 
@@ -191,7 +192,7 @@ def _run_server(
     if target.system == "poshuk" and cache == "off":
         env["POSHUK_QUERY_CACHE_SIZE"] = "0"
     pool = queries[: opts.repeated] if cache == "on" else queries
-    with serve(target.argv, env, lambda client: client.get(target.probe).status_code == 200) as server:
+    with serve(target.argv, env, lambda client: is_ready(client, target)) as server:
         start = ServerStart(
             corpus=corpus,
             system=target.system,
@@ -205,13 +206,28 @@ def _run_server(
     return start, cells
 
 
+def is_ready(client: httpx.Client, target: Target) -> bool:
+    """Whether the server answers its probe (and, for poshuk, holds its BM25 postings in memory: they
+    are built just after ``/readyz`` turns 200, and a cell measured meanwhile would time FTS5)."""
+    answer = client.get(target.probe)
+    if answer.status_code != 200:
+        return False
+    return target.ready_field is None or answer.json().get(target.ready_field) is True
+
+
 def poshuk_target(index: Path, passages: int, env: dict[str, str], kinds: tuple[str, ...]) -> Target:
+    """``poshuk serve`` over ``index``; ready once its postings are in memory (one index; a sharded
+    archive answers BM25 from its shards' FTS5)."""
+    from poshuk.shards import is_sharded
+
     poshuk = str(Path(sys.executable).with_name("poshuk"))
+    postings = env.get("POSHUK_LEXICAL_IN_MEMORY", "true").lower() not in ("false", "0", "no", "off")
     return Target(
         system="poshuk",
         argv=[poshuk, "serve", "--index", str(index), "--port", "{port}"],
         env=env,
         probe="/readyz",
+        ready_field="lexical_in_memory" if postings and not is_sharded(index) else None,
         passages=passages,
         kinds={kind: _poshuk_path(POSHUK_KINDS[kind]) for kind in kinds},
     )

@@ -179,7 +179,15 @@ def render(report: LatencyReport) -> str:
         served = ", ".join(f"{system} {n:,}" for system, n in corpus.passages.items())
         lines += ["", f"## {corpus.name} (passages: {served})", "", *_cells_table(report, corpus.name)]
         lines += ["", "poshuk QPS / txtai QPS:", "", *_ratio_table(report, corpus.name)]
-    lines += ["", "## Server starts", "", "| corpus | system | query cache | round | ready s | RSS MB | torch |"]
+    lines += [
+        "",
+        "## Server starts",
+        "",
+        "ready s: from the process's start until it answers (poshuk: until `/readyz` also says its BM25 postings "
+        "are in memory, `lexical_in_memory`; it serves from FTS5 a few seconds before that).",
+        "",
+        "| corpus | system | query cache | round | ready s | RSS MB | torch |",
+    ]
     lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for s in report.servers:
         row = [s.corpus, s.system, s.cache, str(s.round), f"{s.ready_s:.1f}", f"{s.rss_mb_ready:.0f}"]

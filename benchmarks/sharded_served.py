@@ -29,7 +29,7 @@ import httpx
 import msgspec
 
 from benchmarks.datasets import SETS, BenchSet
-from benchmarks.latency import Options, Target, load_cells, poshuk_target, server_env
+from benchmarks.latency import Options, Target, is_ready, load_cells, poshuk_target, server_env
 from benchmarks.latency_report import Cell
 from benchmarks.machine import machine, versions
 from benchmarks.serverproc import Server, background_cpu_per_s, names, pss_mb, rss_mb, serve, tagged, tree
@@ -120,7 +120,7 @@ def _run_one(
 ) -> tuple[ServerRun, list[Cell], list[Any]]:
     tag = uuid.uuid4().hex
     env = {**target.env, TAG: tag}
-    with serve(target.argv, env, lambda client: client.get(target.probe).status_code == 200) as server:
+    with serve(target.argv, env, lambda client: is_ready(client, target)) as server:
         ready_s, rss, pss = server.ready_s, rss_mb(server.pid), pss_mb(server.pid)
         _log(f"[{name} r{rnd} {target.system}] ready in {ready_s:.1f} s, RSS {rss:.0f} MB, PSS {pss:.0f} MB")
         idle = background_cpu_per_s(server.pid, opts.idle_seconds)

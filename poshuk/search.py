@@ -165,6 +165,12 @@ class Searcher:
         return not isinstance(self._reader, Index)
 
     @property
+    def lexical_in_memory(self) -> bool:
+        """Whether BM25 is answered from postings in memory now (``Index.load_lexical``); False while
+        they are built, when the setting is off, and for a sharded archive: FTS5 answers then, alike."""
+        return isinstance(self._reader, Index) and self._reader.lexical.loaded
+
+    @property
     def read_only(self) -> bool:
         """Whether writes are refused here: an index or archive opened read-only (also an archive served
         on Ray Serve with no Writer: ``--read-only``)."""

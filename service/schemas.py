@@ -244,13 +244,24 @@ class ReadyResponse(msgspec.Struct, kw_only=True, frozen=True):
     read_only: Annotated[
         bool, _doc("The service is read-only (`service.read_only`): writes get 405, searches are served.")
     ] = False
+    lexical_in_memory: Annotated[
+        bool,
+        _doc(
+            "BM25 is answered from postings in memory (setting `lexical_in_memory`); false for the first seconds "
+            "after a start or a reload while they are built, when the setting is off, and for a sharded archive: "
+            "SQLite's FTS5 answers then, with the same results, more slowly."
+        ),
+    ] = False
 
     @classmethod
-    def from_stats(cls, stats: IndexStats, *, read_only: bool = False) -> ReadyResponse:
+    def from_stats(
+        cls, stats: IndexStats, *, read_only: bool = False, lexical_in_memory: bool = False
+    ) -> ReadyResponse:
         return cls(
             documents=stats.documents,
             passages=stats.passages,
             model=stats.model,
             version=stats.version,
             read_only=read_only,
+            lexical_in_memory=lexical_in_memory,
         )

@@ -29,4 +29,6 @@ class HealthController(Controller):
         responses=problem_responses(503),
     )
     async def readyz(self, searcher: NamedDependency[Searcher]) -> ReadyResponse:
-        return ReadyResponse.from_stats(searcher.stats(), read_only=searcher.read_only)
+        return ReadyResponse.from_stats(
+            searcher.stats(), read_only=searcher.read_only, lexical_in_memory=searcher.lexical_in_memory
+        )

@@ -540,6 +540,10 @@ def test_healthz_and_readyz_once_loaded(client: TestClient[Litestar]) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
+    deadline = time.monotonic() + 10
+    while not ready.json()["lexical_in_memory"] and time.monotonic() < deadline:  # the upkeep builds them
+        time.sleep(0.05)
+        ready = client.get("/readyz")
     assert ready.json() == {
         "status": "ready",
         "documents": 3,
@@ -547,6 +551,7 @@ def test_healthz_and_readyz_once_loaded(client: TestClient[Litestar]) -> None:
         "model": "hash-test-encoder",
         "version": "v000001",
         "read_only": False,
+        "lexical_in_memory": True,
     }
 
 

@@ -9,6 +9,7 @@ import uvicorn
 
 from poshuk.errors import ModelMismatchError
 from poshuk.index import live_manifest
+from poshuk.memory import trim_promptly
 from poshuk.models import resolve_model
 from poshuk.settings import Settings
 from poshuk.shards import is_sharded, read_set
@@ -63,6 +64,7 @@ def serve(index_dir: Path, settings: Settings) -> None:
     # (benchmarks/results/scale.md searches with one). Set at service start, not at import (the
     # CLI's indexing keeps FAISS's default); ``Searcher.open`` sets the same for library searches.
     set_search_threads(settings.service.faiss_threads)
+    trim_promptly()  # the BM25 postings' build frees large temporaries in the upkeep thread (poshuk.memory)
     app = create_app(settings, index_dir)
     limits = settings.service
     level = limits.log_level

@@ -10,8 +10,6 @@ neither a search nor a write ever waits for it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import sqlite3
 import threading
@@ -21,6 +19,7 @@ import numpy as np
 
 from poshuk.index.db import has_articles, last_seq, select_in
 from poshuk.index.postings import TablePostings
+from poshuk.memory import release_free_memory
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class LexicalMirror:
             with self._replay:
                 if self._state is None:
                     self._state = LexicalState(seq, passages, articles)
-            _return_free_memory()
+            release_free_memory()  # the build's temporaries (poshuk.memory)
             return True
         finally:
             self._building.release()
@@ -100,14 +99,3 @@ class LexicalMirror:
     ) -> TablePostings:
         found = select_in(conn, f"SELECT rowid, terms FROM {table} WHERE rowid IN ({{}})", added)
         return postings.changed(removed, [int(r) for r, _ in found], [str(t) for _, t in found])
-
-
-def _return_free_memory() -> None:
-    """Hand the build's freed temporaries back to the system (glibc's ``malloc_trim``; elsewhere
-    nothing). glibc keeps freed blocks below its adaptive mmap threshold for reuse: over 107,560
-    passages that held RSS 270 MB above the ~65 MB the postings need; trimmed, it does not."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)

@@ -249,3 +249,15 @@ def test_the_setting_turns_them_off(single: Path, tmp_path: Path) -> None:
         assert not searcher.index.load_lexical()
     finally:
         searcher.close()
+
+
+def test_freed_memory_goes_back_to_the_system_on_glibc() -> None:
+    import platform
+
+    from poshuk.memory import release_free_memory, trim_promptly
+
+    if platform.libc_ver()[0] != "glibc":
+        assert not trim_promptly()
+        return
+    assert release_free_memory()
+    assert trim_promptly()  # mallopt accepted the fixed threshold

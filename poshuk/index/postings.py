@@ -13,8 +13,8 @@ and marks its removed rows dead, adjacent segments of similar size are merged, s
 costs about its own size and readers keep whatever ``TablePostings`` they picked up -- no
 reader ever waits.
 
-Exactness holds while every indexed term is one FTS5 token (``unicode61``, case folded,
-diacritics kept): the analyzer's terms are. A table holding a term that is not (or a query
+Exactness holds while every indexed term is one FTS5 token, spelled as FTS5 keeps it
+(``unicode61``: case folded, diacritics kept): the analyzer's terms are. A table holding a term that is not (or a query
 phrase that is not) is answered by FTS5 instead (``exact`` / ``mirrorable``).
 """
 
@@ -26,21 +26,19 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
 from poshuk.bm25 import K1, B, Phrase, idf
 
-# Characters whose FTS5 token rules are plain: ASCII digits and lower-case letters, Latin-1 and
-# Latin Extended-A/B lower case, Cyrillic. Any other term is checked by FTS5 itself (``_one_token``).
-BUILD_CHUNK = 10_000  # rows split into tokens at a time while building
-
-_PLAIN_TOKEN = re.compile(r"[0-9a-z\u00df-\u00f6\u00f8-\u00ff\u0100-\u024f\u0430-\u045f\u0491-\u04ff]+")
+# Characters FTS5 keeps as they are inside a token: ASCII digits, lower-case ASCII, Latin-1 and
+# Cyrillic letters (Ukrainian's among them). A term with any other is checked by FTS5 itself.
+_PLAIN_TOKEN = re.compile(r"[0-9a-z\u00df-\u00f6\u00f8-\u00ff\u0430-\u045f\u0491]+")
 
 
-@cache
+@lru_cache(maxsize=4096)  # bounded: query phrases come from anyone
 def _one_token(term: str) -> bool:
     """Whether FTS5's ``unicode61 remove_diacritics 0`` reads ``term`` as one token, itself."""
     conn = sqlite3.connect(":memory:")
@@ -81,7 +79,8 @@ class Segment:
 
     @classmethod
     def build(cls, pairs: Iterable[tuple[int, str]]) -> Segment:
-        """Postings of (row id, space-separated terms) pairs, case folded as FTS5 folds. Read
+        """Postings of (row id, space-separated terms) pairs (a term FTS5 would fold or split makes
+        its table ``exact=False``: FTS5 then answers). Read
         ``BUILD_CHUNK`` rows at a time: splitting all of them at once held every token as a
         Python string (RSS +355 MB over 107,560 passages, for ~50 MB of postings)."""
         where: dict[str, int] = {}
@@ -90,7 +89,7 @@ class Segment:
         terms: list[NDArray[np.int32]] = []
         stream = iter(pairs)
         while chunk := list(itertools.islice(stream, BUILD_CHUNK)):
-            split = [str(text).lower().split() for _, text in chunk]
+            split = [str(text).split() for _, text in chunk]
             rows.extend(int(row) for row, _ in chunk)
             lengths.append(np.fromiter(map(len, split), dtype=np.int64, count=len(split)))
             tokens = list(itertools.chain.from_iterable(split))

@@ -114,8 +114,9 @@ def test_a_term_fts5_would_split_is_left_to_fts5() -> None:
     assert not is_token("a_b") and not is_token("foo-bar") and not is_token("п'ять") and not is_token("")
     assert is_token("日本")  # checked by FTS5 itself: one token
     assert not TablePostings.build([(1, "зерно foo-bar")]).exact
-    assert TablePostings.build([(1, "Зерно ПОРТ")]).top([Phrase("зерно", False)], 5).rows == [1]  # folded
+    assert not TablePostings.build([(1, "Зерно порт")]).exact  # FTS5 folds it: the analyzer's terms are folded
     assert not mirrorable([Phrase("a_b", True)]) and mirrorable([Phrase("кірб", True)])
+    assert not mirrorable([Phrase("Кірб", True)])
 
 
 # -- through the index ------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from numpy.typing import NDArray
 
 from poshuk.bm25 import K1, B, Phrase, idf
 
+BUILD_CHUNK = 10_000  # rows split into tokens at a time while building
+
 # Characters FTS5 keeps as they are inside a token: ASCII digits, lower-case ASCII, Latin-1 and
 # Cyrillic letters (Ukrainian's among them). A term with any other is checked by FTS5 itself.
 _PLAIN_TOKEN = re.compile(r"[0-9a-z\u00df-\u00f6\u00f8-\u00ff\u0430-\u045f\u0491]+")

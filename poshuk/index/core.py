@@ -49,7 +49,6 @@ from poshuk.index.db import (
     has_articles,
     has_pages,
     last_seq,
-    page_column,
     passage_from_row,
     passage_select,
     rollback,
@@ -57,10 +56,11 @@ from poshuk.index.db import (
     storage_error,
 )
 from poshuk.index.layout import Manifest, index_dir_of, live_version, read_manifest
-from poshuk.index.lexical import article_bm25, passage_bm25
+from poshuk.index.lexical import article_bm25, passage_bm25, units_of
 from poshuk.index.lexical_mirror import LexicalMirror
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
+from poshuk.index.row_units import RowUnits
 from poshuk.index.writes import Stager, Upsert
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
@@ -143,7 +143,7 @@ class Index:
         self._passage_select = passage_select(self.pages)
         self.vectors = VectorMirror(folder, self.manifest.model.dimension, approximate_above=approximate_above)
         self.lexical_in_memory = lexical_in_memory
-        self.lexical = LexicalMirror()
+        self.lexical = LexicalMirror(pages=self.pages)
         try:
             self.vectors.load(self._readers.get(), passages=lambda: self.counts().passages)
         except BaseException:
@@ -248,9 +248,10 @@ class Index:
         """Every retriever's candidates for ``query``, from one read snapshot, in one call."""
         with self._readers.snapshot() as conn:
             plan = FilterPlan(conn, query.filters, self.allowed_cache)
-            dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence)
+            state = self.lexical.at(plan.seq()) if query.evidence or query.lexical or query.articles else None
+            units = None if state is None else state.units
+            dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence, units)
             passages, articles = [], []
-            state = self.lexical.at(plan.seq()) if query.lexical or query.articles else None
             if query.lexical:
                 passages = passage_bm25(
                     plan,
@@ -259,6 +260,7 @@ class Index:
                     evidence=query.evidence,
                     pages=self.pages,
                     postings=None if state is None else state.passages,
+                    units=units,
                 )
             if query.articles:
                 articles = article_bm25(
@@ -268,22 +270,20 @@ class Index:
                     evidence=query.evidence,
                     pages=self.pages,
                     postings=None if state is None else state.articles,
+                    units=units,
                 )
         return Candidates(dense=dense, passages=passages, articles=articles)
 
-    def _dense(self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool) -> list[Candidate]:
+    def _dense(
+        self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool, units: RowUnits | None
+    ) -> list[Candidate]:
         allowed = plan.allowed()
         if allowed is not None and len(allowed) == 0:
             return []
         hits = self.vectors.nearest(plan.conn, vector, limit, plan.dense_selector(len(self.vectors)))
         if not evidence:
             return [Candidate(row, "", score) for row, score in hits]
-        found = select_in(
-            plan.conn,
-            f"SELECT p.row_id, p.doc_id, {page_column(self.pages)} FROM passages p WHERE p.row_id IN ({{}})",
-            [r for r, _ in hits],
-        )
-        unit_of = {int(r): (str(d), page) for r, d, page in found}
+        unit_of = units_of(plan.conn, [r for r, _ in hits], units, pages=self.pages)
         out = []
         for row, score in hits:
             if row in unit_of:

@@ -25,6 +25,7 @@ from poshuk.candidates import Candidate
 from poshuk.index.db import has_articles, page_column, select_in
 from poshuk.index.plan import FilterPlan
 from poshuk.index.postings import TablePostings, mirrorable
+from poshuk.index.row_units import RowUnits
 from poshuk.query import QueryTerms
 
 
@@ -58,15 +59,17 @@ def passage_bm25(
     evidence: bool = True,
     pages: bool = False,
     postings: TablePostings | None = None,
+    units: RowUnits | None = None,
 ) -> list[Candidate]:
     """The best ``limit`` passages by BM25, with their article, page and the query terms each
     contains (without ``evidence``: rows and scores only, for a lexical-only ranking); ``pages``:
     whether the database has ``passages.page``; ``postings``: the table in memory at the plan's
-    snapshot, which answers instead of FTS5 when it can (the same rows and scores)."""
+    snapshot, which answers instead of FTS5 when it can (the same rows and scores), with ``units``
+    (every row's article and page at that snapshot) for the evidence."""
     if terms.empty:
         return []
     if postings is not None and postings.exact and mirrorable(phrases_of(terms)):
-        return _from_postings(plan, terms, limit, postings, evidence=evidence, pages=pages)
+        return _from_postings(plan, terms, limit, postings, units, evidence=evidence, pages=pages)
     conn, match = plan.conn, terms.match_expression()
     rows: list[Any] | None = None
     broad = plan.broad()
@@ -111,14 +114,16 @@ def article_bm25(
     evidence: bool = True,
     pages: bool = False,
     postings: TablePostings | None = None,
+    units: RowUnits | None = None,
 ) -> list[Candidate]:
     """The best ``limit`` article units by BM25 over all their terms (each as the row of its first
     passage), with their article, page and the query terms each contains (without ``evidence``:
-    rows and scores only); [] for an index without article terms. ``postings`` as for passages."""
+    rows and scores only); [] for an index without article terms. ``postings`` and ``units`` as for
+    passages."""
     if terms.empty:
         return []
     if postings is not None and postings.exact and mirrorable(phrases_of(terms)):
-        return _from_postings(plan, terms, limit, postings, evidence=evidence, pages=pages)
+        return _from_postings(plan, terms, limit, postings, units, evidence=evidence, pages=pages)
     conn, match = plan.conn, terms.match_expression()
     try:
         rows: list[Any] | None = None
@@ -159,8 +164,27 @@ def article_bm25(
     return out
 
 
+def units_of(
+    conn: sqlite3.Connection, rows: list[int], units: RowUnits | None, *, pages: bool
+) -> dict[int, tuple[str, int | None]]:
+    """(article, page) of each of ``rows``: from ``units`` in memory when given, else from SQLite."""
+    if units is not None:
+        return units.of(rows)
+    found = select_in(
+        conn, f"SELECT p.row_id, p.doc_id, {page_column(pages)} FROM passages p WHERE p.row_id IN ({{}})", rows
+    )
+    return {int(r): (str(doc), page) for r, doc, page in found}
+
+
 def _from_postings(
-    plan: FilterPlan, terms: QueryTerms, limit: int, postings: TablePostings, *, evidence: bool, pages: bool
+    plan: FilterPlan,
+    terms: QueryTerms,
+    limit: int,
+    postings: TablePostings,
+    units: RowUnits | None,
+    *,
+    evidence: bool,
+    pages: bool,
 ) -> list[Candidate]:
     """FTS5's answer from the postings in memory; the evidence (which units a row contains) comes
     from the phrases each row matched, not from reading its terms back (``UnitFinder``'s answer:
@@ -171,20 +195,21 @@ def _from_postings(
     ranked = postings.top(phrases_of(terms), limit, allowed)
     if not evidence:
         return [Candidate(r, "", s) for r, s in zip(ranked.rows, ranked.scores, strict=True)]
-    found = select_in(
-        plan.conn,
-        f"SELECT p.row_id, p.doc_id, {page_column(pages)} FROM passages p WHERE p.row_id IN ({{}})",
-        ranked.rows,
-    )
-    unit_of = {int(r): (str(doc), page) for r, doc, page in found}
+    unit_of = units_of(plan.conn, ranked.rows, units, pages=pages)
     prefixes = terms.prefixes
-    units = len(terms.units)
-    phrase_sets = [[i] + [units + prefixes.index(p) for p in unit.prefixes] for i, unit in enumerate(terms.units)]
+    phrase_sets = [[i] + [len(terms.units) + prefixes.index(p) for p in u.prefixes] for i, u in enumerate(terms.units)]
     contains = np.stack([ranked.matched[:, ps].any(axis=1) for ps in phrase_sets], axis=1)
+    # Few distinct combinations of matched units: each one's tuple is made once.
+    codes = [row.tobytes() for row in np.packbits(contains, axis=1)]
+    names = [u.term for u in terms.units]
+    matched: dict[bytes, tuple[str, ...]] = {}
     out = []
     for n, (row, score) in enumerate(zip(ranked.rows, ranked.scores, strict=True)):
-        if row in unit_of:
-            doc, page = unit_of[row]
-            matched = tuple(unit.term for unit, hit in zip(terms.units, contains[n].tolist(), strict=True) if hit)
-            out.append(Candidate(row, doc, score, matched, page))
+        found = unit_of.get(row)
+        if found is not None:
+            code = codes[n]
+            held = matched.get(code)
+            if held is None:
+                held = matched[code] = tuple(t for t, hit in zip(names, contains[n].tolist(), strict=True) if hit)
+            out.append(Candidate(row, found[0], score, held, found[1]))
     return out

@@ -19,22 +19,25 @@ import numpy as np
 
 from poshuk.index.db import has_articles, last_seq, select_in
 from poshuk.index.postings import TablePostings
+from poshuk.index.row_units import RowUnits
 from poshuk.memory import release_free_memory
 
 
 @dataclass(frozen=True)
 class LexicalState:
-    """Both tables' postings as of change ``seq``."""
+    """Both tables' postings, and every row's article and page, as of change ``seq``."""
 
     seq: int
     passages: TablePostings
     articles: TablePostings | None  # None: an index without article terms
+    units: RowUnits
 
 
 class LexicalMirror:
     """The current ``LexicalState`` (None until built); one replay at a time, readers lock-free."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pages: bool) -> None:
+        self.pages = pages  # whether the database has ``passages.page``
         self._state: LexicalState | None = None
         self._replay = threading.Lock()
         self._building = threading.Lock()
@@ -61,11 +64,12 @@ class LexicalMirror:
                 articles = None
                 if has_articles(conn):
                     articles = TablePostings.build(conn.execute("SELECT rowid, terms FROM article_lexical"))
+                units = RowUnits.read(conn, pages=self.pages)
             finally:
                 conn.execute("COMMIT")
             with self._replay:
                 if self._state is None:
-                    self._state = LexicalState(seq, passages, articles)
+                    self._state = LexicalState(seq, passages, articles, units)
             release_free_memory()  # the build's temporaries (poshuk.memory)
             return True
         finally:
@@ -90,7 +94,8 @@ class LexicalMirror:
             articles = None
             if state.articles is not None:
                 articles = self._replayed(conn, state.articles, "article_lexical", removed, added)
-            self._state = LexicalState(int(changes[-1][0]), passages, articles)
+            units = state.units.changed(conn, removed, added, pages=self.pages)
+            self._state = LexicalState(int(changes[-1][0]), passages, articles, units)
         return len(changes)
 
     @staticmethod

@@ -137,8 +137,13 @@ def _retrieved(index: Index, text: str, filters: Filters | None, *, postings: bo
         plan = FilterPlan(conn, filters, index.allowed_cache)
         state = index.lexical.at(plan.seq()) if postings else None
         assert (state is not None) == postings
-        passages = passage_bm25(plan, terms, 60, pages=index.pages, postings=state.passages if state else None)
-        articles = article_bm25(plan, terms, 60, pages=index.pages, postings=state.articles if state else None)
+        units = state.units if state else None
+        passages = passage_bm25(
+            plan, terms, 60, pages=index.pages, postings=state.passages if state else None, units=units
+        )
+        articles = article_bm25(
+            plan, terms, 60, pages=index.pages, postings=state.articles if state else None, units=units
+        )
     return passages, articles
 
 
@@ -204,6 +209,8 @@ def test_the_postings_follow_writes_here_and_in_another_process(single: Path, tm
         assert state is not None and state.articles is not None
         (passages,) = index.read().execute("SELECT count(*) FROM lexical").fetchone()
         assert state.passages.rows == passages
+        stored = index.read().execute("SELECT row_id, doc_id, page FROM passages").fetchall()
+        assert state.units.of([r for r, _, _ in stored]) == {int(r): (str(d), p) for r, d, p in stored}
         assert len(state.passages.segments) < 8
     finally:
         other.close()

@@ -237,7 +237,10 @@ def test_each_page_is_an_article_unit_of_its_own(tmp_path: Path) -> None:
     try:
         terms = analyse_query("drone production plant", index.analyzer)
         vector = ENCODER.encode_queries(["drone production plant"])
-        found = index.retrieve(RetrievalQuery(terms=terms, vector=vector, limit=10, lexical=True, articles=True))
+        query = RetrievalQuery(terms=terms, vector=vector, limit=10, lexical=True, articles=True)
+        found = index.retrieve(query)
+        assert index.load_lexical()  # the postings in memory name the same pages
+        assert index.retrieve(query) == found
         assert [(c.doc_id, c.page) for c in found.articles][:1] == [("report", 12)]
         assert {(c.doc_id, c.page) for c in found.dense} == {("report", 1), ("report", 12), ("news", None)}
         assert {(c.doc_id, c.page) for c in found.passages} >= {("report", 12)}
@@ -256,6 +259,10 @@ def test_an_index_from_before_pages_reads_without_them_and_gains_the_column_when
     old = Index.open(folder, read_only=True)
     try:
         assert [p.page for p in old.document("news").passages] == [None]
+        query = RetrievalQuery(terms=analyse_query("drones port", old.analyzer), limit=5, lexical=True, articles=True)
+        fts5 = old.retrieve(query)
+        assert old.load_lexical()
+        assert old.retrieve(query) == fts5 and [c.page for c in fts5.passages] == [None]
     finally:
         old.close()
     _index(folder, REPORT)  # a writer adds the column, then stores pages

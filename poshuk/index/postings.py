@@ -300,9 +300,11 @@ class TablePostings:
         scores = np.zeros(len(every), dtype=np.float64)
         places = []
         for hits, value in found:  # summed phrase by phrase, in the query's order, as FTS5 does
-            inside = _member(hits, every)
-            at = np.searchsorted(every, hits[inside])
-            scores[at] += value[inside]
+            if allowed is not None:
+                inside = _member(hits, every)
+                hits, value = hits[inside], value[inside]
+            at = np.searchsorted(every, hits)
+            scores[at] += value
             places.append(at)
         chosen = np.arange(len(every))
         if len(every) > limit:
@@ -310,8 +312,11 @@ class TablePostings:
             chosen = np.flatnonzero(-scores <= kth)  # every row tied with the limit-th, for the row order
         order = chosen[np.lexsort((every[chosen], -scores[chosen]))][:limit]
         matched = np.zeros((len(order), len(found)), dtype=bool)
-        for i, place in enumerate(places):
-            matched[:, i] = np.isin(order, place)
+        place_of = np.full(len(every), -1, dtype=np.int64)
+        place_of[order] = np.arange(len(order))
+        for i, at in enumerate(places):
+            placed = place_of[at]
+            matched[placed[placed >= 0], i] = True
         return Ranked(rows=every[order].tolist(), scores=scores[order].tolist(), matched=matched)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -248,30 +249,17 @@ class Index:
         """Every retriever's candidates for ``query``, from one read snapshot, in one call."""
         with self._readers.snapshot() as conn:
             plan = FilterPlan(conn, query.filters, self.allowed_cache)
-            state = self.lexical.at(plan.seq()) if query.evidence or query.lexical or query.articles else None
-            units = None if state is None else state.units
+            memory = self.lexical.at(plan.seq()) if query.evidence or query.lexical or query.articles else None
+            units = None if memory is None else memory.units
             dense = [] if query.vector is None else self._dense(plan, query.vector, query.limit, query.evidence, units)
-            passages, articles = [], []
-            if query.lexical:
-                passages = passage_bm25(
-                    plan,
-                    query.terms,
-                    query.limit,
-                    evidence=query.evidence,
-                    pages=self.pages,
-                    postings=None if state is None else state.passages,
-                    units=units,
+
+            def bm25(retriever: Callable[..., list[Candidate]]) -> list[Candidate]:
+                return retriever(
+                    plan, query.terms, query.limit, evidence=query.evidence, pages=self.pages, memory=memory
                 )
-            if query.articles:
-                articles = article_bm25(
-                    plan,
-                    query.terms,
-                    query.limit,
-                    evidence=query.evidence,
-                    pages=self.pages,
-                    postings=None if state is None else state.articles,
-                    units=units,
-                )
+
+            passages = bm25(passage_bm25) if query.lexical else []
+            articles = bm25(article_bm25) if query.articles else []
         return Candidates(dense=dense, passages=passages, articles=articles)
 
     def _dense(

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from poshuk.bm25 import phrases_of
 from poshuk.candidates import Candidate
 from poshuk.index.db import has_articles, page_column, select_in
+from poshuk.index.lexical_mirror import LexicalState
 from poshuk.index.plan import FilterPlan
 from poshuk.index.postings import TablePostings, mirrorable
 from poshuk.index.row_units import RowUnits
@@ -58,18 +59,16 @@ def passage_bm25(
     *,
     evidence: bool = True,
     pages: bool = False,
-    postings: TablePostings | None = None,
-    units: RowUnits | None = None,
+    memory: LexicalState | None = None,
 ) -> list[Candidate]:
     """The best ``limit`` passages by BM25, with their article, page and the query terms each
     contains (without ``evidence``: rows and scores only, for a lexical-only ranking); ``pages``:
-    whether the database has ``passages.page``; ``postings``: the table in memory at the plan's
-    snapshot, which answers instead of FTS5 when it can (the same rows and scores), with ``units``
-    (every row's article and page at that snapshot) for the evidence."""
+    whether the database has ``passages.page``; ``memory``: the postings at the plan's snapshot,
+    which answer instead of FTS5 when they can (the same rows and scores)."""
     if terms.empty:
         return []
-    if postings is not None and postings.exact and mirrorable(phrases_of(terms)):
-        return _from_postings(plan, terms, limit, postings, units, evidence=evidence, pages=pages)
+    if memory is not None and _answers(memory.passages, terms):
+        return _from_postings(plan, terms, limit, memory.passages, memory.units, evidence=evidence)
     conn, match = plan.conn, terms.match_expression()
     rows: list[Any] | None = None
     broad = plan.broad()
@@ -113,17 +112,16 @@ def article_bm25(
     *,
     evidence: bool = True,
     pages: bool = False,
-    postings: TablePostings | None = None,
-    units: RowUnits | None = None,
+    memory: LexicalState | None = None,
 ) -> list[Candidate]:
     """The best ``limit`` article units by BM25 over all their terms (each as the row of its first
     passage), with their article, page and the query terms each contains (without ``evidence``:
-    rows and scores only); [] for an index without article terms. ``postings`` and ``units`` as for
-    passages."""
+    rows and scores only); [] for an index without article terms. ``memory`` as for passages."""
     if terms.empty:
         return []
-    if postings is not None and postings.exact and mirrorable(phrases_of(terms)):
-        return _from_postings(plan, terms, limit, postings, units, evidence=evidence, pages=pages)
+    if memory is not None and _answers(memory.articles, terms):
+        assert memory.articles is not None
+        return _from_postings(plan, terms, limit, memory.articles, memory.units, evidence=evidence)
     conn, match = plan.conn, terms.match_expression()
     try:
         rows: list[Any] | None = None
@@ -176,15 +174,13 @@ def units_of(
     return {int(r): (str(doc), page) for r, doc, page in found}
 
 
+def _answers(postings: TablePostings | None, terms: QueryTerms) -> bool:
+    """Whether ``postings`` give FTS5's answer for ``terms`` (every term and phrase one FTS5 token)."""
+    return postings is not None and postings.exact and mirrorable(phrases_of(terms))
+
+
 def _from_postings(
-    plan: FilterPlan,
-    terms: QueryTerms,
-    limit: int,
-    postings: TablePostings,
-    units: RowUnits | None,
-    *,
-    evidence: bool,
-    pages: bool,
+    plan: FilterPlan, terms: QueryTerms, limit: int, postings: TablePostings, units: RowUnits, *, evidence: bool
 ) -> list[Candidate]:
     """FTS5's answer from the postings in memory; the evidence (which units a row contains) comes
     from the phrases each row matched, not from reading its terms back (``UnitFinder``'s answer:
@@ -195,7 +191,7 @@ def _from_postings(
     ranked = postings.top(phrases_of(terms), limit, allowed)
     if not evidence:
         return [Candidate(r, "", s) for r, s in zip(ranked.rows, ranked.scores, strict=True)]
-    unit_of = units_of(plan.conn, ranked.rows, units, pages=pages)
+    unit_of = units.of(ranked.rows)
     prefixes = terms.prefixes
     phrase_sets = [[i] + [len(terms.units) + prefixes.index(p) for p in u.prefixes] for i, u in enumerate(terms.units)]
     contains = np.stack([ranked.matched[:, ps].any(axis=1) for ps in phrase_sets], axis=1)

@@ -137,13 +137,8 @@ def _retrieved(index: Index, text: str, filters: Filters | None, *, postings: bo
         plan = FilterPlan(conn, filters, index.allowed_cache)
         state = index.lexical.at(plan.seq()) if postings else None
         assert (state is not None) == postings
-        units = state.units if state else None
-        passages = passage_bm25(
-            plan, terms, 60, pages=index.pages, postings=state.passages if state else None, units=units
-        )
-        articles = article_bm25(
-            plan, terms, 60, pages=index.pages, postings=state.articles if state else None, units=units
-        )
+        passages = passage_bm25(plan, terms, 60, pages=index.pages, memory=state)
+        articles = article_bm25(plan, terms, 60, pages=index.pages, memory=state)
     return passages, articles
 
 

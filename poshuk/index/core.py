@@ -58,7 +58,7 @@ from poshuk.index.db import (
 )
 from poshuk.index.layout import Manifest, index_dir_of, live_version, read_manifest
 from poshuk.index.lexical import article_bm25, passage_bm25, units_of
-from poshuk.index.lexical_mirror import LexicalMirror
+from poshuk.index.lexical_mirror import WRITE_MERGE_POSTINGS, LexicalMirror
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
 from poshuk.index.row_units import RowUnits
@@ -414,7 +414,9 @@ class Index:
                 raise
         finally:
             self._write_lock.release()
-        self.refresh()
+        with self._readers.snapshot() as conn:  # searchable now; large postings merges left to the upkeep
+            self.vectors.refresh(conn)
+            self.lexical.refresh(conn, merge_up_to=WRITE_MERGE_POSTINGS, wait=False)
         return self.applied_seq
 
     def rollback(self) -> None:

@@ -22,6 +22,10 @@ from poshuk.index.postings import TablePostings
 from poshuk.index.row_units import RowUnits
 from poshuk.memory import release_free_memory
 
+# The most postings a write's own thread merges (~0.35 us each on the AVX-512 machine: ~90 ms);
+# larger merges wait for the upkeep thread (a merge over 107,560 passages took 1.5 s in a write).
+WRITE_MERGE_POSTINGS = 250_000
+
 
 @dataclass(frozen=True)
 class LexicalState:
@@ -31,6 +35,14 @@ class LexicalState:
     passages: TablePostings
     articles: TablePostings | None  # None: an index without article terms
     units: RowUnits
+
+    def compacted(self, merge_up_to: int | None = None) -> LexicalState:
+        """With both tables' segments merged as far as ``merge_up_to`` allows; ``self`` when none merge."""
+        passages = self.passages.compacted(merge_up_to)
+        articles = None if self.articles is None else self.articles.compacted(merge_up_to)
+        if passages is self.passages and articles is self.articles:
+            return self
+        return LexicalState(self.seq, passages, articles, self.units)
 
 
 class LexicalMirror:
@@ -75,32 +87,46 @@ class LexicalMirror:
         finally:
             self._building.release()
 
-    def refresh(self, conn: sqlite3.Connection) -> int:
+    def refresh(self, conn: sqlite3.Connection, *, merge_up_to: int | None = None, wait: bool = True) -> int:
         """Replay the changes committed since the postings' change (``conn`` inside one read
-        snapshot); returns how many. Nothing to do before the postings are built."""
+        snapshot), then merge segments; returns how many changes. Nothing to do before the postings
+        are built. A write's own thread passes ``merge_up_to`` (``WRITE_MERGE_POSTINGS``) and
+        ``wait=False``: it neither merges large segments nor waits while the upkeep thread does
+        (searches meanwhile read FTS5, which holds the write)."""
         if self._state is None:
             return 0
-        with self._replay:
+        if not self._replay.acquire(blocking=wait):
+            return 0
+        try:
             state = self._state
             changes = conn.execute(
                 "SELECT seq, removed, added FROM changes WHERE seq > ? ORDER BY seq", (state.seq,)
             ).fetchall()
             if not changes:
+                self._state = state.compacted(merge_up_to)
                 return 0
             removed = np.unique(np.asarray([r for _, rem, _ in changes for r in json.loads(rem)], dtype=np.int64))
             added = [int(r) for _, _, add in changes for r in json.loads(add)]
             # Rows added and removed again within these changes are no longer in SQLite: not read.
-            passages = self._replayed(conn, state.passages, "lexical", removed, added)
+            passages = self._replayed(conn, state.passages, "lexical", removed, added, merge_up_to)
             articles = None
             if state.articles is not None:
-                articles = self._replayed(conn, state.articles, "article_lexical", removed, added)
+                articles = self._replayed(conn, state.articles, "article_lexical", removed, added, merge_up_to)
             units = state.units.changed(conn, removed, added, pages=self.pages)
             self._state = LexicalState(int(changes[-1][0]), passages, articles, units)
+        finally:
+            self._replay.release()
         return len(changes)
 
     @staticmethod
     def _replayed(
-        conn: sqlite3.Connection, postings: TablePostings, table: str, removed: np.ndarray, added: list[int]
+        conn: sqlite3.Connection,
+        postings: TablePostings,
+        table: str,
+        removed: np.ndarray,
+        added: list[int],
+        merge_up_to: int | None,
     ) -> TablePostings:
         found = select_in(conn, f"SELECT rowid, terms FROM {table} WHERE rowid IN ({{}})", added)
-        return postings.changed(removed, [int(r) for r, _ in found], [str(t) for _, t in found])
+        rows, texts = [int(r) for r, _ in found], [str(t) for _, t in found]
+        return postings.changed(removed, rows, texts, merge_up_to=merge_up_to)

@@ -242,9 +242,18 @@ class TablePostings:
         empty = cls(segments=(), alive=(), rows=0, tokens=0, exact=True)
         return empty._with(segment) if len(segment.rows) else empty
 
-    def changed(self, removed: NDArray[np.int64], rows: Sequence[int], texts: Sequence[str]) -> TablePostings:
+    def changed(
+        self,
+        removed: NDArray[np.int64],
+        rows: Sequence[int],
+        texts: Sequence[str],
+        *,
+        merge_up_to: int | None = None,
+    ) -> TablePostings:
         """These postings after rows ``removed`` left and ``rows`` (ids never held before) arrived
-        with their terms; ``self`` is unchanged (readers may hold it)."""
+        with their terms; ``self`` is unchanged (readers may hold it). ``merge_up_to``: merge no
+        segments whose merge would hold more postings (a write's own thread merges small ones only;
+        ``compacted`` does the rest)."""
         segments, alive = list(self.segments), list(self.alive)
         count, tokens = self.rows, self.tokens
         if len(removed):
@@ -260,9 +269,11 @@ class TablePostings:
                 tokens -= int(segment.lengths[slots].sum())
                 alive[i] = live
         after = TablePostings(tuple(segments), tuple(alive), count, tokens, self.exact)
-        return after._with(Segment.build(zip(rows, texts, strict=True))) if len(rows) else after
+        if not len(rows):
+            return after
+        return after._with(Segment.build(zip(rows, texts, strict=True)), merge_up_to)
 
-    def _with(self, segment: Segment) -> TablePostings:
+    def _with(self, segment: Segment, merge_up_to: int | None = None) -> TablePostings:
         """These postings and a new segment of rows they do not hold."""
         return TablePostings(
             (*self.segments, segment),
@@ -270,16 +281,21 @@ class TablePostings:
             self.rows + len(segment.rows),
             self.tokens + int(segment.lengths.sum()),
             self.exact and all(is_token(t) for t in segment.vocab),
-        )._compacted()
+        ).compacted(merge_up_to)
 
-    def _compacted(self) -> TablePostings:
+    def compacted(self, merge_up_to: int | None = None) -> TablePostings:
         """Merge the newest two segments while the older is at most twice the newer (a segment
-        count logarithmic in the rows, each posting merged a logarithmic number of times)."""
+        count logarithmic in the rows, each posting merged a logarithmic number of times), and
+        while the merge holds at most ``merge_up_to`` postings; ``self`` when nothing merges."""
         segments, alive = list(self.segments), list(self.alive)
         while len(segments) > 1 and segments[-2].postings <= 2 * max(segments[-1].postings, 1):
+            if merge_up_to is not None and segments[-2].postings + segments[-1].postings > merge_up_to:
+                break
             merged = segments[-2].merged(segments[-1], (alive[-2], alive[-1]))
             segments[-2:] = [merged]
             alive[-2:] = [None]
+        if len(segments) == len(self.segments):
+            return self
         return replace(self, segments=tuple(segments), alive=tuple(alive))
 
     @property

@@ -264,3 +264,41 @@ def test_freed_memory_goes_back_to_the_system_on_glibc() -> None:
         return
     assert release_free_memory()
     assert trim_promptly()  # mallopt accepted the fixed threshold
+
+
+def test_a_write_merges_small_segments_only_and_the_upkeep_the_rest() -> None:
+    rng = random.Random(5)
+    base = TablePostings.build((r, _text(rng)) for r in range(1, 2001))
+    rows = list(range(3000, 4500))
+    texts = [_text(rng) for _ in rows]
+    none = np.zeros(0, dtype=np.int64)
+    written = base.changed(none, rows, texts, merge_up_to=1000)
+    assert len(written.segments) == 2  # the merge with the base waits
+    merged = written.compacted()
+    assert len(merged.segments) == 1 and merged.compacted() is merged
+    phrases = [Phrase("w0", False), Phrase("кірб", True)]
+    a, b = merged.top(phrases, 50), written.top(phrases, 50)
+    assert (a.rows, a.scores, a.matched.tolist()) == (b.rows, b.scores, b.matched.tolist())
+    assert len(base.changed(none, rows, texts).segments) == 1  # without a limit the write merges
+
+
+def test_a_commit_never_waits_for_the_upkeeps_merge(single: Path, tmp_path: Path) -> None:
+    index = Index.open(_copy(single, tmp_path))
+    encoder, chunking, detector = HashEncoder(), ChunkingSettings(), LanguageDetector()
+    try:
+        assert index.load_lexical()
+        index.lexical._replay.acquire()  # the upkeep thread, merging
+        try:
+            article = msgspec.structs.replace(corpus(1, seed=77)[0], id="written-while-merging")
+            started = time.monotonic()
+            outcome = index.write(prepare([article], encoder, chunking, detector, index.analyzer))
+            assert time.monotonic() - started < 5
+            assert index.lexical.at(outcome.seq) is None  # not replayed yet: FTS5 answers, and has it
+            found = _retrieved(index, "written while merging " + article.title, None, postings=False)[0]
+            assert any(c.doc_id == "written-while-merging" for c in found)
+        finally:
+            index.lexical._replay.release()
+        index.refresh()  # the upkeep's next round
+        assert index.lexical.at(outcome.seq) is not None
+    finally:
+        index.close()

@@ -218,10 +218,11 @@ def is_ready(client: httpx.Client, target: Target) -> bool:
 def poshuk_target(index: Path, passages: int, env: dict[str, str], kinds: tuple[str, ...]) -> Target:
     """``poshuk serve`` over ``index``; ready once its postings are in memory (one index; a sharded
     archive answers BM25 from its shards' FTS5)."""
+    from poshuk import load_settings
     from poshuk.shards import is_sharded
 
     poshuk = str(Path(sys.executable).with_name("poshuk"))
-    postings = env.get("POSHUK_LEXICAL_IN_MEMORY", "true").lower() not in ("false", "0", "no", "off")
+    postings = load_settings(env=env).lexical_in_memory  # as the server will read its environment
     return Target(
         system="poshuk",
         argv=[poshuk, "serve", "--index", str(index), "--port", "{port}"],

@@ -57,11 +57,11 @@ from poshuk.index.db import (
     storage_error,
 )
 from poshuk.index.layout import Manifest, index_dir_of, live_version, read_manifest
-from poshuk.index.lexical import article_bm25, passage_bm25, units_of
+from poshuk.index.lexical import article_bm25, passage_bm25
 from poshuk.index.lexical_mirror import WRITE_MERGE_POSTINGS, LexicalMirror
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
-from poshuk.index.row_units import RowUnits
+from poshuk.index.row_units import RowUnits, units_of
 from poshuk.index.writes import Stager, Upsert
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
@@ -204,9 +204,14 @@ class Index:
 
     def refresh(self) -> int:
         """Apply changes committed by any process since the last refresh; returns how many."""
+        return self._catch_up()
+
+    def _catch_up(self, *, merge_up_to: int | None = None, wait: bool = True) -> int:
+        """Replay committed changes into the vectors and the postings (``LexicalMirror.refresh`` says
+        what ``merge_up_to`` and ``wait`` spare a writer's thread); returns how many."""
         with self._readers.snapshot() as conn:
             applied = self.vectors.refresh(conn)
-            self.lexical.refresh(conn)
+            self.lexical.refresh(conn, merge_up_to=merge_up_to, wait=wait)
         return applied
 
     def load_lexical(self) -> bool:
@@ -414,9 +419,7 @@ class Index:
                 raise
         finally:
             self._write_lock.release()
-        with self._readers.snapshot() as conn:  # searchable now; large postings merges left to the upkeep
-            self.vectors.refresh(conn)
-            self.lexical.refresh(conn, merge_up_to=WRITE_MERGE_POSTINGS, wait=False)
+        self._catch_up(merge_up_to=WRITE_MERGE_POSTINGS, wait=False)  # large postings merges: the upkeep's
         return self.applied_seq
 
     def rollback(self) -> None:

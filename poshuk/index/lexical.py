@@ -162,18 +162,6 @@ def article_bm25(
     return out
 
 
-def units_of(
-    conn: sqlite3.Connection, rows: list[int], units: RowUnits | None, *, pages: bool
-) -> dict[int, tuple[str, int | None]]:
-    """(article, page) of each of ``rows``: from ``units`` in memory when given, else from SQLite."""
-    if units is not None:
-        return units.of(rows)
-    found = select_in(
-        conn, f"SELECT p.row_id, p.doc_id, {page_column(pages)} FROM passages p WHERE p.row_id IN ({{}})", rows
-    )
-    return {int(r): (str(doc), page) for r, doc, page in found}
-
-
 def _answers(postings: TablePostings | None, terms: QueryTerms) -> bool:
     """Whether ``postings`` give FTS5's answer for ``terms`` (every term and phrase one FTS5 token)."""
     return postings is not None and postings.exact and mirrorable(phrases_of(terms))

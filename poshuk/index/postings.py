@@ -238,9 +238,8 @@ class TablePostings:
     @classmethod
     def build(cls, pairs: Iterable[tuple[int, str]]) -> TablePostings:
         """From (row id, space-separated terms) pairs."""
-        segment = Segment.build(pairs)
         empty = cls(segments=(), alive=(), rows=0, tokens=0, exact=True)
-        return empty._with(segment) if len(segment.rows) else empty
+        return empty._changed(_EMPTY_INT, Segment.build(pairs), None)  # read as a stream (Segment.build)
 
     def changed(
         self,
@@ -254,34 +253,31 @@ class TablePostings:
         with their terms; ``self`` is unchanged (readers may hold it). ``merge_up_to``: merge no
         segments whose merge would hold more postings (a write's own thread merges small ones only;
         ``compacted`` does the rest)."""
+        return self._changed(removed, Segment.build(zip(rows, texts, strict=True)), merge_up_to)
+
+    def _changed(self, removed: NDArray[np.int64], segment: Segment, merge_up_to: int | None) -> TablePostings:
         segments, alive = list(self.segments), list(self.alive)
         count, tokens = self.rows, self.tokens
         if len(removed):
-            for i, segment in enumerate(segments):
-                slots = np.searchsorted(segment.rows, removed[_member(removed, segment.rows)])
+            for i, old in enumerate(segments):
+                slots = np.searchsorted(old.rows, removed[_member(removed, old.rows)])
                 if not len(slots):
                     continue
                 held = alive[i]
-                live = np.ones(len(segment.rows), dtype=bool) if held is None else held.copy()
+                live = np.ones(len(old.rows), dtype=bool) if held is None else held.copy()
                 slots = slots[live[slots]]
                 live[slots] = False
                 count -= len(slots)
-                tokens -= int(segment.lengths[slots].sum())
+                tokens -= int(old.lengths[slots].sum())
                 alive[i] = live
-        after = TablePostings(tuple(segments), tuple(alive), count, tokens, self.exact)
-        if not len(rows):
-            return after
-        return after._with(Segment.build(zip(rows, texts, strict=True)), merge_up_to)
-
-    def _with(self, segment: Segment, merge_up_to: int | None = None) -> TablePostings:
-        """These postings and a new segment of rows they do not hold."""
-        return TablePostings(
-            (*self.segments, segment),
-            (*self.alive, None),
-            self.rows + len(segment.rows),
-            self.tokens + int(segment.lengths.sum()),
-            self.exact and all(is_token(t) for t in segment.vocab),
-        ).compacted(merge_up_to)
+        exact = self.exact
+        if len(segment.rows):
+            segments.append(segment)
+            alive.append(None)
+            count += len(segment.rows)
+            tokens += int(segment.lengths.sum())
+            exact = exact and all(is_token(t) for t in segment.vocab)
+        return TablePostings(tuple(segments), tuple(alive), count, tokens, exact).compacted(merge_up_to)
 
     def compacted(self, merge_up_to: int | None = None) -> TablePostings:
         """Merge the newest two segments while the older is at most twice the newer (a segment
@@ -337,10 +333,11 @@ class TablePostings:
         order = chosen[np.lexsort((rows[chosen], -points[chosen]))][:limit]
         picked = every[order]
         by_place = np.argsort(picked)
+        placed = picked[by_place]
         matched = np.zeros((len(order), len(places)), dtype=bool)
         for i, at in enumerate(places):
-            held = _member(at, picked[by_place])
-            matched[by_place[np.searchsorted(picked[by_place], at[held])], i] = True
+            held = _member(at, placed)
+            matched[by_place[np.searchsorted(placed, at[held])], i] = True
         return Ranked(rows=rows[order].tolist(), scores=points[order].tolist(), matched=matched)
 
 

@@ -81,12 +81,12 @@ class FairGate:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def usage(self, client: str) -> float:
-        """Seconds of work ``client`` had lately, decayed by the half-life."""
+    def usage(self, client: str, now: float | None = None) -> float:
+        """Seconds of work ``client`` had lately, decayed by the half-life (to ``now``, default: the clock's now)."""
         used, at = self._used.get(client, (0.0, 0.0))
         if used == 0.0:
             return 0.0
-        return float(used * 0.5 ** ((self._clock() - at) / self._half_life))
+        return float(used * 0.5 ** (((self._clock() if now is None else now) - at) / self._half_life))
 
     def over_share(self, client: str) -> float:
         """Seconds until ``client`` is back within its share (0.0: it is; always 0.0 without a share)."""
@@ -156,8 +156,12 @@ class FairGate:
 
     def _release(self) -> None:
         self._busy -= 1
+        # One instant for every waiter: read per waiter, a later read of the same client's usage is
+        # decayed a little more, so the newest of one client's waiters won and the oldest starved
+        # (requests of one client under steady load waited until the load stopped, 15 s and more).
+        now = self._clock()
         while self._busy < self.slots and self._waiting:
-            chosen = min(self._waiting, key=lambda w: (self.usage(w.client), w.ticket))
+            chosen = min(self._waiting, key=lambda w: (self.usage(w.client, now), w.ticket))
             self._waiting.remove(chosen)
             if chosen.granted.done():  # its request went away meanwhile
                 continue

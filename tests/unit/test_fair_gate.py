@@ -98,6 +98,44 @@ def test_equal_clients_are_served_in_arrival_order() -> None:
     assert run(scenario()) == [0, 1, 2, 3, 4]
 
 
+class TickingClock(Clock):
+    """A clock that moves on a microsecond at every reading, as ``time.monotonic`` does."""
+
+    def __call__(self) -> float:
+        self.now += 1e-6
+        return self.now
+
+
+def test_one_clients_requests_are_served_in_arrival_order_while_the_clock_moves() -> None:
+    async def scenario() -> list[int]:
+        clock = TickingClock()
+        gate = FairGate(1, clock=clock)
+        await _use(gate, clock, "ip:127.0.0.1", 0.5)  # the client has used the server lately
+        order: list[int] = []
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with gate.slot("ip:127.0.0.1"):
+                await release.wait()
+
+        async def ask(n: int) -> None:
+            async with gate.slot("ip:127.0.0.1"):
+                order.append(n)
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        waiters = []
+        for n in range(6):
+            waiters.append(asyncio.create_task(ask(n)))
+            await asyncio.sleep(0)  # queued one after another
+        release.set()
+        await asyncio.gather(holder, *waiters)
+        return order
+
+    # Usage read per waiter decays between readings: the newest request went first, the oldest starved.
+    assert run(scenario()) == [0, 1, 2, 3, 4, 5]
+
+
 def test_a_waiter_that_goes_away_leaves_no_slot_behind() -> None:
     async def scenario() -> tuple[int, int]:
         gate = FairGate(1, clock=Clock())

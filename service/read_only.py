@@ -42,9 +42,10 @@ def allowed_methods(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 
 def make_read_only_guard(read_only: bool) -> Any:
-    """A Litestar guard: in a read-only service, 405 problem+json for every handler that writes the index."""
+    """A Litestar guard: in a read-only service, 405 problem+json for every handler that writes the index
+    (a coroutine, so that Litestar does not hand it to a thread; see ``service.auth.make_guard``)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if read_only and handler.opt.get(WRITES_INDEX):
             method = connection.scope.get("method")
             raise ServiceProblem(

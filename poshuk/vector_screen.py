@@ -77,8 +77,8 @@ class HalfScreen:
 
     def slack(self, query: NDArray[np.float32]) -> float:
         """delta of the module's bound for ``query``: how far a screened score may be from the exact one."""
-        reach = float(np.linalg.norm(query)) * (self._norm + self._error)
-        return SAFETY * (float(np.linalg.norm(query)) * self._error + 2 * self.dimension * FLOAT32_ROUNDING * reach)
+        rounding = 2 * self.dimension * FLOAT32_ROUNDING * (self._norm + self._error)
+        return SAFETY * float(np.linalg.norm(query)) * (self._error + rounding)
 
     def candidates(self, query: NDArray[np.float32], k: int, selector: Any | None) -> Ids:
         """Ids (among ``selector``'s, if given) that can be in the exact top ``k`` for one ``query`` row."""

@@ -198,7 +198,7 @@ class VectorIndex:
         _apply_search_threads()
         # keep ``selector`` referenced until the search returns: params only holds a C++ pointer
         selector = faiss.IDSelectorBatch(_i64(allowed)) if allowed is not None else None
-        if self._ivf is None and self._screen is not None and limit >= SCREEN_ABOVE and k * 8 <= limit:
+        if self._screen is not None and limit >= SCREEN_ABOVE and k * 8 <= limit:  # a flat index only
             scores, ids = self._screened_search(queries, k, selector)
         elif self._ivf is None:
             params = None
@@ -231,7 +231,8 @@ class VectorIndex:
             candidates = faiss.IDSelectorBatch(self._screen.candidates(query, k, selector))
             params = faiss.SearchParameters()
             params.sel = candidates
-            scores[row], ids[row] = (part[0] for part in self._index.search(query, k, params=params))
+            found_scores, found_ids = self._index.search(query, k, params=params)
+            scores[row], ids[row] = found_scores[0], found_ids[0]
             del candidates  # referenced until the search returned: params holds only a C++ pointer
         return scores, ids
 

@@ -44,56 +44,43 @@ def test_free_slots_are_taken_at_once_and_given_back() -> None:
     run(scenario())
 
 
+async def _served_order(gate: FairGate, holder: str, askers: list[str]) -> list[int]:
+    """Which of ``askers`` (clients, queued in this order behind ``holder``'s busy slot) got in, in turn."""
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot(holder):
+            await release.wait()
+
+    async def ask(n: int) -> None:
+        async with gate.slot(askers[n]):
+            order.append(n)
+
+    held = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(ask(n)) for n in range(len(askers))]
+    await asyncio.sleep(0)
+    assert gate.waiting == len(askers)
+    release.set()
+    await asyncio.gather(held, *waiters)
+    return order
+
+
 def test_a_light_client_goes_before_a_heavy_one_that_queued_first() -> None:
     async def scenario() -> list[str]:
         clock = Clock()
         gate = FairGate(1, clock=clock)
         await _use(gate, clock, "key:heavy", 3.0)  # the heavy key has used 3 s lately
-        order: list[str] = []
-        release = asyncio.Event()
-
-        async def hold() -> None:
-            async with gate.slot("key:heavy"):
-                await release.wait()
-
-        async def ask(client: str) -> None:
-            async with gate.slot(client):
-                order.append(client)
-
-        holder = asyncio.create_task(hold())
-        await asyncio.sleep(0)
-        waiters = [asyncio.create_task(ask("key:heavy")), asyncio.create_task(ask("ip:127.0.0.2"))]
-        await asyncio.sleep(0)
-        assert gate.waiting == 2
-        release.set()
-        await asyncio.gather(holder, *waiters)
-        return order
+        askers = ["key:heavy", "ip:127.0.0.2"]
+        return [askers[n] for n in await _served_order(gate, "key:heavy", askers)]
 
     assert run(scenario()) == ["ip:127.0.0.2", "key:heavy"]
 
 
 def test_equal_clients_are_served_in_arrival_order() -> None:
     async def scenario() -> list[int]:
-        clock = Clock()
-        gate = FairGate(1, clock=clock)
-        order: list[int] = []
-        release = asyncio.Event()
-
-        async def hold() -> None:
-            async with gate.slot("x"):
-                await release.wait()
-
-        async def ask(n: int) -> None:
-            async with gate.slot(f"c{n}"):
-                order.append(n)
-
-        holder = asyncio.create_task(hold())
-        await asyncio.sleep(0)
-        waiters = [asyncio.create_task(ask(n)) for n in range(5)]
-        await asyncio.sleep(0)
-        release.set()
-        await asyncio.gather(holder, *waiters)
-        return order
+        return await _served_order(FairGate(1, clock=Clock()), "x", [f"c{n}" for n in range(5)])
 
     assert run(scenario()) == [0, 1, 2, 3, 4]
 
@@ -111,26 +98,7 @@ def test_one_clients_requests_are_served_in_arrival_order_while_the_clock_moves(
         clock = TickingClock()
         gate = FairGate(1, clock=clock)
         await _use(gate, clock, "ip:127.0.0.1", 0.5)  # the client has used the server lately
-        order: list[int] = []
-        release = asyncio.Event()
-
-        async def hold() -> None:
-            async with gate.slot("ip:127.0.0.1"):
-                await release.wait()
-
-        async def ask(n: int) -> None:
-            async with gate.slot("ip:127.0.0.1"):
-                order.append(n)
-
-        holder = asyncio.create_task(hold())
-        await asyncio.sleep(0)
-        waiters = []
-        for n in range(6):
-            waiters.append(asyncio.create_task(ask(n)))
-            await asyncio.sleep(0)  # queued one after another
-        release.set()
-        await asyncio.gather(holder, *waiters)
-        return order
+        return await _served_order(gate, "ip:127.0.0.1", ["ip:127.0.0.1"] * 6)
 
     # Usage read per waiter decays between readings: the newest request went first, the oldest starved.
     assert run(scenario()) == [0, 1, 2, 3, 4, 5]

@@ -108,7 +108,7 @@ class VectorIndex:
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         self._ivf: Any = index if isinstance(index, faiss.IndexIVF) else None
         self._screen: HalfScreen | None = None  # a flat index's float16 screen, once it holds SCREEN_ABOVE vectors
-        self._screen_when_large()
+        self.prepare_for(0)
 
     @classmethod
     def approximate(
@@ -164,12 +164,15 @@ class VectorIndex:
         if self._screen is not None:
             self._screen.add(_i64(ids), _f32(vectors))
         else:
-            self._screen_when_large()
+            self.prepare_for(0)
 
-    def _screen_when_large(self) -> None:
-        """Build the float16 screen once a flat index is large enough to gain from it (it is kept
-        after deletes take the index back below: no rebuild churn around the threshold)."""
-        if self._ivf is None and self._screen is None and len(self) >= SCREEN_ABOVE:
+    def prepare_for(self, adding: int) -> None:
+        """Build the float16 screen now if a flat index with ``adding`` more vectors is large enough
+        to gain from it (it is kept after deletes take the index back below: no rebuild churn around
+        the threshold). It copies what the index holds and changes nothing a search reads until it
+        is complete, so a writer calls this under a shared lock, beside running searches, and keeps
+        its exclusive one for the add (the build took ~0.3 s at 32,768 vectors on 2 busy cores)."""
+        if self._ivf is None and self._screen is None and len(self) + adding >= SCREEN_ABOVE:
             self._screen = HalfScreen.of(self._index, self.dimension)
 
     def remove(self, ids: Ids) -> int:

@@ -180,6 +180,8 @@ class VectorMirror:
             added = [r for _, _, add in changes for r in json.loads(add)]
             rows = select_in(conn, "SELECT row_id, vector FROM passages WHERE row_id IN ({})", added)
             ids, matrix = vectors_of(rows, self.dimension) if rows else (None, None)
+            with self._rw.gen_rlock():  # a float16 screen these vectors make due is built beside searches
+                self._vectors.prepare_for(0 if ids is None else len(ids))
             with self._rw.gen_wlock():
                 self._vectors.remove(removed)
                 if ids is not None and matrix is not None:

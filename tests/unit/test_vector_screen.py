@@ -117,3 +117,21 @@ def test_a_small_index_keeps_no_screen_and_a_loaded_large_one_builds_it(tmp_path
     assert loaded._screen is not None and len(loaded._screen) == SCREEN_ABOVE
     query = embeddings(rng, 1)
     assert np.array_equal(loaded.search(query, 10)[1], index.search(query, 10)[1])
+
+
+def test_a_screen_made_due_by_coming_vectors_is_built_before_they_are_added(small_threshold: int) -> None:
+    rng = np.random.default_rng(13)
+    index = VectorIndex(DIM)
+    first, coming = embeddings(rng, small_threshold - 10), embeddings(rng, 20)
+    index.add(np.arange(len(first), dtype=np.int64), first)
+    index.prepare_for(5)
+    assert index._screen is None  # not yet due
+    index.prepare_for(len(coming))  # what a writer does under the shared lock
+    assert index._screen is not None and len(index._screen) == len(first)
+    index.add(np.arange(len(first), len(first) + len(coming), dtype=np.int64), coming)
+    assert len(index._screen) == len(index)
+    reference = plain_flat(np.arange(len(index), dtype=np.int64), np.vstack([first, coming]))
+    query = embeddings(rng, 1)
+    got_scores, got_ids = index.search(query, 10)
+    want_scores, want_ids = reference.search(query, 10)
+    assert np.array_equal(got_ids, want_ids) and got_scores.tobytes() == want_scores.tobytes()

@@ -129,7 +129,8 @@ class Alerts:
             vector = self.encoder.encode_queries([text])[0]
         seq = version_last_seq(live, read_only=True)
         alert = Alert(
-            id=secrets.token_urlsafe(16),
+            # Hex, not url-safe base64: an id that starts with '-' reads as an option on the command line.
+            id=secrets.token_hex(16),
             query=text,
             mode=mode,
             filters=filters,

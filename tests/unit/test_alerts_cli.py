@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ def test_add_list_matches_delete(hash_model: None, index_dir: Path, capsys: pyte
     assert code == 0, err
     alert = json.loads(out)
     words = json.loads(cli(capsys, "alerts", "add", "Динамо", "--mode", "lexical", "--index", index, "--json")[1])
+    # Hex ids: a url-safe one starting with '-' (1 in 64) read as an option below and failed CI once.
+    assert all(re.fullmatch(r"[0-9a-f]{32}", made["id"]) for made in (alert, words))
     write_live(index_dir, DRONES, FOOTBALL)
     code, out, _ = cli(capsys, "alerts", "matches", alert["id"], "--index", index, "--json")
     assert code == 0 and [m["doc_id"] for m in json.loads(out)["matches"]] == ["new-1"]

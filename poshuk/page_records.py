@@ -28,6 +28,10 @@ from typing import Any
 MAX_PAGES = 10_000
 """Pages per document, the same bound in the ``pages`` array and across page records."""
 
+MAX_PAGE_NUMBER = 1_000_000
+"""The highest page number: numbers are the document's own (a volume may start at 1001), but one
+past SQLite's 64-bit integers once failed a write with a server error."""
+
 
 @dataclass(frozen=True)
 class PageRecord:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from poshuk.documents import Article, Page, clean_line, clean_text, normalise_id
 from poshuk.errors import BadRecordError
 from poshuk.language import UNDETERMINED, LanguageDetector
-from poshuk.page_records import MAX_PAGES, JoinedDocument, PageRecord
+from poshuk.page_records import MAX_PAGE_NUMBER, MAX_PAGES, JoinedDocument, PageRecord
 
 _STR_FIELDS = ("url", "source", "section")
 _LANG = re.compile(r"[a-z]{2,3}")
@@ -116,8 +116,8 @@ def page_record(obj: dict[str, Any]) -> PageRecord:
         raise ValueError("a page record ('doc_id' + 'page') gives its page's 'text', not 'pages'")
     doc_id = _id(obj["doc_id"], "doc_id")
     number, text = obj.get("page"), obj.get("text")
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise ValueError("'page' must be a whole number from 1")
+    if not _page_number(number):
+        raise ValueError(f"'page' must be a whole number from 1 to {MAX_PAGE_NUMBER:,}")
     if not isinstance(text, str):
         raise ValueError("a page record needs its page's 'text' as a string")
     return PageRecord(
@@ -144,6 +144,10 @@ def joined_article(joined: JoinedDocument, source: str, detector: LanguageDetect
     return finish_article(fields, detector)
 
 
+def _page_number(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PAGE_NUMBER
+
+
 def _pages(value: object) -> tuple[Page, ...]:
     """``pages: [{"number": 1, "text": "..."}, ...]``: numbered pages, each its lines as paragraphs; pages
     without text are left out (they hold no passage), and a document of only such pages is empty."""
@@ -159,8 +163,8 @@ def _pages(value: object) -> tuple[Page, ...]:
         if not isinstance(item, dict) or set(item) - {"number", "text"}:
             raise ValueError(f"page {n}: expected an object with 'number' and 'text'")
         number, text = item.get("number"), item.get("text")
-        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-            raise ValueError(f"page {n}: 'number' must be a whole number from 1")
+        if not _page_number(number):
+            raise ValueError(f"page {n}: 'number' must be a whole number from 1 to {MAX_PAGE_NUMBER:,}")
         if number in seen:
             raise ValueError(f"page {n}: page number {number} appears twice")
         if not isinstance(text, str):

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from poshuk.page_records import MAX_PAGE_NUMBER
+
 MAX_ID_CHARS = 512
 
 
@@ -21,7 +23,7 @@ def _doc(text: str, **extra: Any) -> msgspec.Meta:
 class PageIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """One page of a long document."""
 
-    number: Annotated[int, _doc("The page's number, from 1.")]
+    number: Annotated[int, _doc(f"The page's number, from 1 to {MAX_PAGE_NUMBER:,}.", ge=1, le=MAX_PAGE_NUMBER)]
     text: Annotated[str, _doc("The page's text; each line is a paragraph.")]
 
 

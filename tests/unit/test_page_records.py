@@ -90,6 +90,7 @@ BAD_LINES: list[tuple[dict[str, Any], str]] = [
     ({"doc_id": "d", "page": 3, "text": "t", "id": "d-3"}, "takes no 'id'"),
     ({"doc_id": "d", "page": 0, "text": "t"}, "'page' must be a whole number from 1"),
     ({"doc_id": "d", "page": True, "text": "t"}, "'page' must be a whole number from 1"),
+    ({"doc_id": "d", "page": 2**63, "text": "t"}, "'page' must be a whole number from 1 to 1,000,000"),
     ({"doc_id": "d", "page": 4}, "needs its page's 'text'"),
     ({"doc_id": "d", "page": 5, "pages": [{"number": 5, "text": "t"}]}, "not 'pages'"),
     ({"doc_id": ["d"], "page": 6, "text": "t"}, "'doc_id' must be a string or an integer"),

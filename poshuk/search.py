@@ -112,7 +112,10 @@ class Searcher:
         reader: IndexReader
         if is_sharded(index_dir):
             reader = ShardedIndex.open(
-                index_dir, approximate_above=settings.approximate_above, writable=not settings.service.read_only
+                index_dir,
+                approximate_above=settings.approximate_above,
+                writable=not settings.service.read_only,
+                lexical_in_memory=settings.lexical_in_memory,
             )
         else:
             reader = Index.open(
@@ -166,9 +169,19 @@ class Searcher:
 
     @property
     def lexical_in_memory(self) -> bool:
-        """Whether BM25 is answered from postings in memory now (``Index.load_lexical``); False while
-        they are built, when the setting is off, and for a sharded archive: FTS5 answers then, alike."""
-        return isinstance(self._reader, Index) and self._reader.lexical.loaded
+        """Whether BM25 is answered from postings in memory now (``load_lexical``); False while they
+        are built and when the setting is off (FTS5 answers then, alike), and for an archive whose
+        shards are not all in this process."""
+        if isinstance(self._reader, Index):
+            return self._reader.lexical.loaded
+        return isinstance(self._reader, ShardedIndex) and self._reader.lexical_loaded
+
+    def load_lexical(self) -> bool:
+        """Build the BM25 postings in memory: of the index, or of each shard in this process (the
+        service's upkeep calls it; a search never waits for it); whether any was built now."""
+        if isinstance(self._reader, Index | ShardedIndex):
+            return self._reader.load_lexical()
+        return False
 
     @property
     def read_only(self) -> bool:

@@ -4,7 +4,8 @@ A background thread, every ``TICK_S``:
 
 - ``index.refresh()``: changes committed by other processes (a ``poshuk index`` run, a
   ``poshuk delete``) become searchable here within a second; on the first round after a
-  version opens, ``index.load_lexical()`` builds its BM25 postings in memory;
+  version opens, ``searcher.load_lexical()`` builds its BM25 postings in memory (of each shard
+  of an archive served in one process, too);
 - when ``CURRENT`` names another version (``poshuk index --rebuild`` finished), it checks
   the new version's database (``check_integrity``: a damaged one is refused and the old one
   keeps serving), opens a ``Searcher`` on it with the same encoder and swaps it in. A
@@ -99,12 +100,14 @@ class Lifecycle:
     def tick(self) -> None:
         """One round of upkeep (the thread calls it; tests may too)."""
         searcher = self.state.current()
-        if searcher is not None and searcher.is_sharded and not searcher.read_only:
-            searcher.writer.refresh()  # another process's writes to the shards (`poshuk index`)
+        if searcher is not None and searcher.is_sharded:
+            if not searcher.read_only:
+                searcher.writer.refresh()  # another process's writes to the shards (`poshuk index`)
+            searcher.load_lexical()  # once per shard in this process: their BM25 postings in memory
         if searcher is not None and not searcher.is_sharded:
             index = searcher.index
             index.refresh()
-            index.load_lexical()  # once per opened version: the BM25 postings in memory
+            searcher.load_lexical()  # once per opened version: the BM25 postings in memory
             if not index.is_live() or index.changed_underneath():
                 with contextlib.suppress(PoshukError):  # logged by reload; the old version keeps serving
                     if not self._known_unusable():

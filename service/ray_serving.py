@@ -128,6 +128,14 @@ class ShardServer:
             Path(folder), approximate_above=settings.approximate_above, read_only=settings.service.read_only
         )
         self.shard = LocalShard(index)
+        if settings.lexical_in_memory:  # its statistics and own top rows then come from memory
+            threading.Thread(target=self._load_lexical, name="poshuk-shard-postings", daemon=True).start()
+
+    def _load_lexical(self) -> None:
+        try:
+            self.shard.load_lexical()
+        except Exception:  # FTS5 keeps answering, alike
+            logger.exception("cannot build the shard's BM25 postings")
 
     def ask(self, payload: bytes) -> bytes:
         return answer(self.shard, payload)

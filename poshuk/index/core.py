@@ -61,6 +61,7 @@ from poshuk.index.lexical import article_bm25, passage_bm25
 from poshuk.index.lexical_mirror import WRITE_MERGE_POSTINGS, LexicalMirror
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
+from poshuk.index.postings import TablePostings
 from poshuk.index.row_units import RowUnits, units_of
 from poshuk.index.writes import Stager, Upsert
 from poshuk.query import QueryTerms
@@ -222,6 +223,15 @@ class Index:
             return False
         self.refresh()
         return True
+
+    def postings(self, articles: bool = False) -> TablePostings | None:
+        """The passage (or article) BM25 table's postings in memory, if they stand at the change the
+        database stands at now; None while FTS5 must answer (not built, or a change not replayed)."""
+        with self._readers.snapshot() as conn:
+            state = self.lexical.at(last_seq(conn))
+        if state is None:
+            return None
+        return state.articles if articles else state.passages
 
     def snapshot(self) -> Path | None:
         """Write the in-memory FAISS index to disk, tagged with its sequence number; None (nothing

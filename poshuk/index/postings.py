@@ -298,6 +298,14 @@ class TablePostings:
     def postings(self) -> int:
         return sum(s.postings for s in self.segments)
 
+    def hits(self, phrases: Sequence[Phrase]) -> tuple[int, ...]:
+        """Live rows containing each phrase: FTS5's ``count(*) ... MATCH phrase`` (a sharded archive's
+        global IDFs sum them over the shards)."""
+        return tuple(
+            sum(len(segment.matches(phrase, live)[0]) for segment, live in zip(self.segments, self.alive, strict=True))
+            for phrase in phrases
+        )
+
     def top(self, phrases: Sequence[Phrase], limit: int, allowed: NDArray[np.int64] | None = None) -> Ranked:
         """The ``limit`` best live rows (among ``allowed``, sorted row ids, when given) by FTS5's
         BM25, best first, equal scores by row id: what ``ORDER BY bm25(t), rowid LIMIT ?`` gives."""

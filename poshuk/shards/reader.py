@@ -96,12 +96,15 @@ class ShardedIndex:
         approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
         first_fetch: int | None = None,
         writable: bool = False,
+        lexical_in_memory: bool = True,
     ) -> ShardedIndex:
         """Every shard opened in this process: read-only, or ``writable`` with a ``writer`` over
         the same shards (which first applies any write a crash left half done)."""
         writer: ShardedWriter | None = None
         if writable:
-            shard_set, indexes = open_shards(index_dir, approximate_above=approximate_above)
+            shard_set, indexes = open_shards(
+                index_dir, approximate_above=approximate_above, lexical_in_memory=lexical_in_memory
+            )
             local = [LocalShard(index) for index in indexes]
             try:
                 writer = ShardedWriter(index_dir, shard_set, local)
@@ -115,7 +118,12 @@ class ShardedIndex:
             shards = []
             try:
                 for name in shard_set.shards:
-                    index = Index.open(index_dir / name, approximate_above=approximate_above, read_only=True)
+                    index = Index.open(
+                        index_dir / name,
+                        approximate_above=approximate_above,
+                        read_only=True,
+                        lexical_in_memory=lexical_in_memory,
+                    )
                     shards.append(LocalShard(index))
             except BaseException:
                 for shard in shards:
@@ -265,6 +273,17 @@ class ShardedIndex:
 
     def document_vectors(self, doc_id: str) -> NDArray[np.float32]:
         return self._owner(doc_id).document_vectors(doc_id)
+
+    @property
+    def lexical_loaded(self) -> bool:
+        """Whether every shard is in this process with its postings built."""
+        return all(isinstance(shard, LocalShard) and shard.index.lexical.loaded for shard in self.shards)
+
+    def load_lexical(self) -> bool:
+        """Build the BM25 postings of the shards in this process (once each; the service's upkeep
+        calls it); whether any was built now."""
+        built = [shard.load_lexical() for shard in self.shards]
+        return any(built)
 
     def close(self) -> None:
         for pool in (self._pool, self._retrievers):

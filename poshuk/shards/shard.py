@@ -24,6 +24,7 @@ from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.index.db import last_row, page_column, select_in
+from poshuk.index.postings import mirrorable
 from poshuk.shards import bm25
 
 TABLES = ("lexical", "article_lexical")
@@ -93,6 +94,8 @@ class Shard(Protocol):
 
     def refresh(self) -> int: ...
 
+    def load_lexical(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -134,7 +137,12 @@ class LocalShard:
         return self.index.retrieve(query)
 
     def table_stats(self, table: str, phrases: Sequence[bm25.Phrase]) -> bm25.TableStats:
-        return bm25.table_stats(self.index.read(), _table(table), phrases)
+        """From the postings in memory when they answer as FTS5 would (one ``count(*) MATCH`` per
+        phrase otherwise: a fifth of a 3-shard archive's search)."""
+        postings = self.index.postings(articles=_table(table) == "article_lexical")
+        if postings is not None and postings.exact and mirrorable(phrases):
+            return bm25.TableStats(rows=postings.rows, tokens=postings.tokens, hits=postings.hits(phrases))
+        return bm25.table_stats(self.index.read(), table, phrases)
 
     def evidence(self, table: str, rows: Sequence[int]) -> Evidence:
         conn, table = self.index.read(), _table(table)
@@ -163,6 +171,11 @@ class LocalShard:
     def refresh(self) -> int:
         """Take in the changes another process (the archive's writer) committed; how many."""
         return self.index.refresh()
+
+    def load_lexical(self) -> bool:
+        """Build this shard's BM25 postings in memory (``Index.load_lexical``): its own top rows and
+        its statistics then come from them."""
+        return self.index.load_lexical()
 
     def last_row(self) -> int:
         """The highest passage row id this shard ever stored (``AUTOINCREMENT``'s, deleted rows included)."""

@@ -417,6 +417,10 @@ class RemoteShard:
         self._counts = refreshed.counts
         return refreshed.applied
 
+    def load_lexical(self) -> bool:
+        """False: a shard in another process builds its own postings (``ShardServer`` does)."""
+        return False
+
     def last_row(self) -> int:
         return self._ask(AskLastRow(), int)
 

@@ -154,13 +154,17 @@ def _apply(shard_set: ShardSet, shards: Sequence[WritableShard], entry: Entry) -
     return replaced, deleted
 
 
-def open_shards(index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE) -> tuple[ShardSet, list[Index]]:
+def open_shards(
+    index_dir: Path, *, approximate_above: int = DEFAULT_APPROXIMATE_ABOVE, lexical_in_memory: bool = True
+) -> tuple[ShardSet, list[Index]]:
     """Every shard of the archive opened writable."""
     shard_set = read_set(index_dir)
     shards: list[Index] = []
     try:
         for name in shard_set.shards:
-            shards.append(Index.open(index_dir / name, approximate_above=approximate_above))
+            shards.append(
+                Index.open(index_dir / name, approximate_above=approximate_above, lexical_in_memory=lexical_in_memory)
+            )
     except BaseException:
         for shard in shards:
             shard.close()

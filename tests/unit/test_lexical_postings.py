@@ -24,6 +24,7 @@ from poshuk.language import LanguageDetector
 from poshuk.query import QueryTerms, Unit, analyse_query
 from poshuk.search import Searcher
 from poshuk.settings import ChunkingSettings
+from poshuk.shards import split_index
 from tests.unit.test_shards import VARIANTS, _answers, corpus, queries
 from tests.unit.test_shards import single as single  # the module's one index, shared fixture
 
@@ -83,6 +84,11 @@ def test_postings_give_fts5s_rows_and_scores_through_random_writes() -> None:
                 allowed = np.asarray(sorted(rng.sample(sorted(held), len(held) // 3)), dtype=np.int64)
             ranked = postings.top(phrases, limit, allowed)
             assert list(zip(ranked.rows, ranked.scores, strict=True)) == _fts5(conn, phrases, limit, allowed)
+            # Rows holding each phrase: a sharded archive's global IDFs sum these over its shards.
+            counted = [
+                conn.execute("SELECT count(*) FROM t WHERE t MATCH ?", (p.match,)).fetchone()[0] for p in phrases
+            ]
+            assert list(postings.hits(phrases)) == counted
             checked += len(ranked.rows)
     assert checked > 5000
     again = frozen.top([Phrase("w0", False)], 50)
@@ -244,6 +250,26 @@ def test_the_service_builds_them_in_its_upkeep(single: Path, tmp_path: Path) -> 
         assert found["hits"]
 
 
+def test_the_service_builds_each_shards_in_its_upkeep(single: Path, tmp_path: Path) -> None:
+    from litestar.testing import TestClient
+
+    from service.app import create_app
+    from tests.support.app import service_state
+
+    split_index(single, tmp_path / "sharded", 3)
+    settings = load_settings(env={"POSHUK_HOME": str(tmp_path / "home")})
+    app = create_app(settings, tmp_path / "sharded", encoder=HashEncoder())
+    with TestClient(app) as client:
+        assert service_state(app).wait(10)
+        searcher = service_state(app).require_searcher()
+        deadline = time.monotonic() + 20
+        while not searcher.lexical_in_memory and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert searcher.lexical_in_memory  # every shard's, built by the upkeep thread
+        found = client.post("/v1/search", json={"query": "зерно Одеса порт", "mode": "lexical"}).json()
+        assert found["hits"]
+
+
 def test_the_setting_turns_them_off(single: Path, tmp_path: Path) -> None:
     settings = load_settings(env={"POSHUK_HOME": str(tmp_path / "home"), "POSHUK_LEXICAL_IN_MEMORY": "false"})
     searcher = Searcher.open(single, settings, encoder=HashEncoder())
@@ -252,6 +278,12 @@ def test_the_setting_turns_them_off(single: Path, tmp_path: Path) -> None:
         assert not searcher.index.load_lexical()
     finally:
         searcher.close()
+    split_index(single, tmp_path / "sharded", 2)
+    parts = Searcher.open(tmp_path / "sharded", settings, encoder=HashEncoder())
+    try:
+        assert not parts.load_lexical() and not parts.lexical_in_memory  # nor a shard's
+    finally:
+        parts.close()
 
 
 def test_freed_memory_goes_back_to_the_system_on_glibc() -> None:

@@ -144,14 +144,19 @@ def _differ(expected: list[dict[str, object]], got: list[dict[str, object]]) -> 
     return [(e["query"], e["variant"]) for e, g in zip(expected, got, strict=True) if e != g]
 
 
-@pytest.mark.parametrize("shards", [1, 3, 5])
+@pytest.mark.parametrize(("shards", "postings"), [(1, False), (3, False), (3, True), (5, True)])
 def test_shards_answer_exactly_as_one_index(
-    single: Path, expected: list[dict[str, object]], tmp_path: Path, settings: Settings, shards: int
+    single: Path, expected: list[dict[str, object]], tmp_path: Path, settings: Settings, shards: int, postings: bool
 ) -> None:
+    """``postings``: each shard's statistics and own top rows from its postings in memory (the
+    service builds them), against one index answering from FTS5."""
     split_index(single, tmp_path / "sharded", shards)
     whole = Searcher.open(single, settings, encoder=HashEncoder())
     parts = Searcher.open(tmp_path / "sharded", settings, encoder=HashEncoder())
     try:
+        assert not parts.lexical_in_memory
+        if postings:
+            assert parts.load_lexical() and parts.lexical_in_memory
         differ = _differ(expected, _answers(parts, queries()))
         assert not differ, f"{len(differ)} of {len(expected)} answers differ, e.g. {differ[:5]}"
         assert whole.stats().passages == parts.stats().passages
@@ -172,6 +177,7 @@ def test_shards_asked_again_for_more_candidates_still_answer_exactly(
     reader = ShardedIndex.open(tmp_path / "sharded", first_fetch=5)
     parts = Searcher(reader, HashEncoder())
     try:
+        assert reader.load_lexical()  # their own top rows and statistics from memory
         some = queries()[:60]
         differ = _differ(expected[: len(some) * len(VARIANTS)], _answers(parts, some))
         assert not differ, f"{len(differ)} answers differ, e.g. {differ[:5]}"
@@ -223,6 +229,31 @@ def test_global_bm25_reproduces_fts5_to_the_last_bit(single: Path) -> None:
                 assert bm25.score(stats.idf(), freqs, lengths[row], stats.avgdl) == fts5  # equal, not close
     finally:
         index.close()
+
+
+def test_a_shards_statistics_from_its_postings_are_fts5s(single: Path, tmp_path: Path) -> None:
+    """Rows, tokens and rows holding each phrase, per shard and table, with some articles deleted."""
+    from poshuk.query import analyse_query
+
+    split_index(single, tmp_path / "sharded", 3)
+    reader = ShardedIndex.open(tmp_path / "sharded", writable=True)
+    try:
+        assert reader.writer is not None
+        reader.writer.write([], ["uk/001", "en/003", "uk/004", "copy-005"])
+        assert reader.load_lexical()
+        answered = 0
+        for shard in reader.shards:
+            assert isinstance(shard, LocalShard)
+            conn = shard.index.read()
+            for text in [*queries()[:40], "Зеленськ", "Kirb"]:
+                terms = analyse_query(text, shard.index.analyzer)
+                phrases = bm25.phrases_of(terms)
+                for table in ("lexical", "article_lexical"):
+                    assert shard.table_stats(table, phrases) == bm25.table_stats(conn, table, phrases)
+                    answered += shard.index.postings(articles=table == "article_lexical") is not None
+        assert answered == 3 * 42 * 2  # every one from memory
+    finally:
+        reader.close()
 
 
 def test_a_sharded_archive_is_not_taken_for_one_index(single: Path, tmp_path: Path) -> None:

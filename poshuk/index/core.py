@@ -57,11 +57,11 @@ from poshuk.index.db import (
     storage_error,
 )
 from poshuk.index.layout import Manifest, index_dir_of, live_version, read_manifest
-from poshuk.index.lexical import article_bm25, passage_bm25
+from poshuk.index.lexical import article_bm25, passage_bm25, weighted_bm25
 from poshuk.index.lexical_mirror import WRITE_MERGE_POSTINGS, LexicalMirror
 from poshuk.index.mirror import VectorMirror
 from poshuk.index.plan import AllowedCache, FilterPlan
-from poshuk.index.postings import TablePostings
+from poshuk.index.postings import TablePostings, Weights
 from poshuk.index.row_units import RowUnits, units_of
 from poshuk.index.writes import Stager, Upsert
 from poshuk.query import QueryTerms
@@ -276,6 +276,17 @@ class Index:
             passages = bm25(passage_bm25) if query.lexical else []
             articles = bm25(article_bm25) if query.articles else []
         return Candidates(dense=dense, passages=passages, articles=articles)
+
+    def weighted_bm25(self, query: RetrievalQuery, *, articles: bool, stats: Weights) -> list[Candidate] | None:
+        """The best ``query.limit`` rows of one BM25 table scored with ``stats`` (a sharded archive's),
+        from the postings in memory at one snapshot; None when they cannot answer (not built, not at
+        the snapshot's change, or terms FTS5 would split)."""
+        with self._readers.snapshot() as conn:
+            plan = FilterPlan(conn, query.filters, self.allowed_cache)
+            memory = self.lexical.at(plan.seq())
+            if memory is None:
+                return None
+            return weighted_bm25(plan, query.terms, query.limit, memory, articles=articles, stats=stats)
 
     def _dense(
         self, plan: FilterPlan, vector: NDArray[np.float32], limit: int, evidence: bool, units: RowUnits | None

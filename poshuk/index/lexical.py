@@ -25,7 +25,7 @@ from poshuk.candidates import Candidate
 from poshuk.index.db import has_articles, page_column, select_in
 from poshuk.index.lexical_mirror import LexicalState
 from poshuk.index.plan import FilterPlan
-from poshuk.index.postings import TablePostings, mirrorable
+from poshuk.index.postings import TablePostings, Weights, mirrorable
 from poshuk.index.row_units import RowUnits
 from poshuk.query import QueryTerms
 
@@ -167,8 +167,28 @@ def _answers(postings: TablePostings | None, terms: QueryTerms) -> bool:
     return postings is not None and postings.exact and mirrorable(phrases_of(terms))
 
 
+def weighted_bm25(
+    plan: FilterPlan, terms: QueryTerms, limit: int, memory: LexicalState, *, articles: bool, stats: Weights
+) -> list[Candidate] | None:
+    """The best ``limit`` rows of one table by BM25 with statistics given by the caller (a sharded
+    archive's: the scores one index over all shards would give), with their evidence; None when the
+    postings cannot answer as FTS5 would (the caller scores FTS5's rows again instead)."""
+    postings = memory.articles if articles else memory.passages
+    if terms.empty or not _answers(postings, terms):
+        return None
+    assert postings is not None
+    return _from_postings(plan, terms, limit, postings, memory.units, evidence=True, stats=stats)
+
+
 def _from_postings(
-    plan: FilterPlan, terms: QueryTerms, limit: int, postings: TablePostings, units: RowUnits, *, evidence: bool
+    plan: FilterPlan,
+    terms: QueryTerms,
+    limit: int,
+    postings: TablePostings,
+    units: RowUnits,
+    *,
+    evidence: bool,
+    stats: Weights | None = None,
 ) -> list[Candidate]:
     """FTS5's answer from the postings in memory; the evidence (which units a row contains) comes
     from the phrases each row matched, not from reading its terms back (``UnitFinder``'s answer:
@@ -176,7 +196,7 @@ def _from_postings(
     allowed = plan.allowed()
     if allowed is not None and not len(allowed):
         return []
-    ranked = postings.top(phrases_of(terms), limit, allowed)
+    ranked = postings.top(phrases_of(terms), limit, allowed, stats)
     if not evidence:
         return [Candidate(r, "", s) for r, s in zip(ranked.rows, ranked.scores, strict=True)]
     unit_of = units.of(ranked.rows)

@@ -208,6 +208,15 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """BM25 statistics given from outside a table: each phrase's IDF, in the query's order, and the
+    average row length."""
+
+    idfs: tuple[float, ...]
+    avgdl: float
+
+
+@dataclass(frozen=True)
 class Ranked:
     """A table's best rows for a query, with which of the query's phrases each row contains."""
 
@@ -306,16 +315,24 @@ class TablePostings:
             for phrase in phrases
         )
 
-    def top(self, phrases: Sequence[Phrase], limit: int, allowed: NDArray[np.int64] | None = None) -> Ranked:
+    def top(
+        self,
+        phrases: Sequence[Phrase],
+        limit: int,
+        allowed: NDArray[np.int64] | None = None,
+        stats: Weights | None = None,
+    ) -> Ranked:
         """The ``limit`` best live rows (among ``allowed``, sorted row ids, when given) by FTS5's
-        BM25, best first, equal scores by row id: what ``ORDER BY bm25(t), rowid LIMIT ?`` gives."""
+        BM25, best first, equal scores by row id: what ``ORDER BY bm25(t), rowid LIMIT ?`` gives.
+        ``stats``: the phrases' IDFs and the average length to score with instead of this table's
+        (a sharded archive's, over all its shards: then these are the scores one index would give)."""
         width = len(self.row_ids)
         scores = np.zeros(width, dtype=np.float64)  # by place: no union of the phrases' rows to sort
         touched = np.zeros(width, dtype=bool)
         places = []
         if self.rows:
-            avgdl = float(self.tokens) / float(self.rows)
-            for phrase in phrases:
+            avgdl = float(self.tokens) / float(self.rows) if stats is None else stats.avgdl
+            for n, phrase in enumerate(phrases):
                 found, tf, lengths = [], [], []
                 for offset, segment, live in zip(self.offsets, self.segments, self.alive, strict=True):
                     slots, counts = segment.matches(phrase, live)
@@ -325,7 +342,7 @@ class TablePostings:
                 at = np.concatenate(found) if found else _EMPTY_INT
                 freq = np.concatenate(tf) if tf else _EMPTY_FLOAT
                 d = (np.concatenate(lengths) if lengths else _EMPTY_INT).astype(np.float64)
-                weight = idf(self.rows, len(at))
+                weight = idf(self.rows, len(at)) if stats is None else stats.idfs[n]
                 # Summed phrase by phrase, in the query's order, as FTS5 does (a row once per phrase).
                 scores[at] += weight * ((freq * (K1 + 1.0)) / (freq + K1 * (1 - B + B * d / avgdl)))
                 touched[at] = True

@@ -1,9 +1,11 @@
 """``ShardedIndex``: every shard of an archive read as one index, for ``Searcher``.
 
 Dense candidates merge by ``(-score, row)``, exactly (each shard's top is already in that
-order). BM25 candidates are scored again with the statistics of all shards (``bm25``); a
-shard is asked for more whenever a row it has not returned could still beat the last of the
-merged top (its local score bounds the global one: see ``_factor``). Passages, story groups
+order). BM25 candidates are scored with the statistics of all shards (``bm25``): by each shard
+itself when every shard holds its postings in memory (``_weighted``: a merge of the shards' top
+lists), else by the router from each row's stored terms, a shard asked for more whenever a row
+it has not returned could still beat the last of the merged top (its local score bounds the
+global one: see ``_factor``). Passages, story groups
 and articles are read from the shard that holds them. Opened ``writable``, its ``writer``
 (``poshuk.shards.writer``) writes the same shards in this process: a write is searchable when
 it returns.
@@ -29,6 +31,7 @@ from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.errors import IndexStoreError
 from poshuk.index import Counts, Index, IndexWrites, Manifest, RetrievalQuery, StoredDocument, StoredPassage
+from poshuk.index.postings import Weights
 from poshuk.query import QueryTerms
 from poshuk.settings import DEFAULT_APPROXIMATE_ABOVE
 from poshuk.shards import bm25
@@ -214,6 +217,10 @@ class ShardedIndex:
         whole = bm25.total(stats)
         if whole.rows == 0:
             return []
+        if rounds is None:  # shards in this process score their own rows with the archive's statistics
+            weighted = self._weighted(query, table, Weights(tuple(whole.idf()), whole.avgdl))
+            if weighted is not None:
+                return weighted
         scoring = _Rescoring(self.shards, table, query.terms, phrases, stats, whole)
         asked = [self._first_fetch(query)] * len(self.shards)
 
@@ -245,6 +252,17 @@ class ShardedIndex:
             more = self._map(fetch, again)
             for n, found in zip(again, more, strict=True):
                 local[n] = found
+
+    def _weighted(self, query: RetrievalQuery, table: str, stats: Weights) -> list[Candidate] | None:
+        """The global top of one BM25 table when every shard can score its rows with the archive's
+        statistics (its postings in memory): each shard's top ``limit`` by the global score holds
+        every row of the global top, so merging them is exact, with no second round. None when a
+        shard cannot (the merge below scores FTS5's rows again instead)."""
+        asked = RetrievalQuery(terms=query.terms, filters=query.filters, limit=query.limit)
+        found = self._each(lambda shard: shard.weighted_top(asked, table, stats))
+        if any(f is None for f in found):
+            return None
+        return _canonical([c for f in found if f is not None for c in f], query.limit)
 
     # -- reads by row or by article ------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.encoder import ModelIdentity
 from poshuk.index import Counts, Index, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
 from poshuk.index.db import last_row, page_column, select_in
-from poshuk.index.postings import mirrorable
+from poshuk.index.postings import Weights, mirrorable
 from poshuk.shards import bm25
 
 TABLES = ("lexical", "article_lexical")
@@ -79,6 +79,8 @@ class Shard(Protocol):
     def table_stats(self, table: str, phrases: Sequence[bm25.Phrase]) -> bm25.TableStats: ...
 
     def evidence(self, table: str, rows: Sequence[int]) -> Evidence: ...
+
+    def weighted_top(self, query: RetrievalQuery, table: str, stats: Weights) -> list[Candidate] | None: ...
 
     def passages(self, rows: list[int]) -> dict[int, StoredPassage]: ...
 
@@ -143,6 +145,11 @@ class LocalShard:
         if postings is not None and postings.exact and mirrorable(phrases):
             return bm25.TableStats(rows=postings.rows, tokens=postings.tokens, hits=postings.hits(phrases))
         return bm25.table_stats(self.index.read(), table, phrases)
+
+    def weighted_top(self, query: RetrievalQuery, table: str, stats: Weights) -> list[Candidate] | None:
+        """This shard's best ``query.limit`` rows of one BM25 table scored with the archive's
+        statistics, with their evidence, from its postings; None when they cannot answer."""
+        return self.index.weighted_bm25(query, articles=_table(table) == "article_lexical", stats=stats)
 
     def evidence(self, table: str, rows: Sequence[int]) -> Evidence:
         conn, table = self.index.read(), _table(table)

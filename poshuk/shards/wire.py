@@ -23,11 +23,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poshuk import errors
-from poshuk.candidates import ArticleFacts, Candidates, RowGroup
+from poshuk.candidates import ArticleFacts, Candidate, Candidates, RowGroup
 from poshuk.documents import Article, Passage
 from poshuk.encoder import ModelIdentity
 from poshuk.filters import Filters
 from poshuk.index import Counts, Manifest, RetrievalQuery, StoredDocument, StoredPassage, Upsert, WriteOutcome
+from poshuk.index.postings import Weights
 from poshuk.query import QueryTerms
 from poshuk.shards import bm25
 from poshuk.shards.shard import ClusterFacts, Evidence, FirstRound, WritableShard
@@ -420,6 +421,11 @@ class RemoteShard:
     def load_lexical(self) -> bool:
         """False: a shard in another process builds its own postings (``ShardServer`` does)."""
         return False
+
+    def weighted_top(self, query: RetrievalQuery, table: str, stats: Weights) -> list[Candidate] | None:
+        """None: the router scores the rows of a shard elsewhere again itself (``first_round`` brings
+        them in the same trip as the rest)."""
+        return None
 
     def last_row(self) -> int:
         return self._ask(AskLastRow(), int)

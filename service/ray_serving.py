@@ -125,11 +125,14 @@ class ShardServer:
         set_search_threads(settings.service.faiss_threads)  # one thread: the scores one node gives
         check_integrity(live_version(Path(folder)))
         index = Index.open(
-            Path(folder), approximate_above=settings.approximate_above, read_only=settings.service.read_only
+            Path(folder),
+            approximate_above=settings.approximate_above,
+            read_only=settings.service.read_only,
+            lexical_in_memory=settings.lexical_in_memory,
         )
         self.shard = LocalShard(index)
-        if settings.lexical_in_memory:  # its statistics and own top rows then come from memory
-            threading.Thread(target=self._load_lexical, name="poshuk-shard-postings", daemon=True).start()
+        # Its statistics and own top rows then come from memory (nothing is built when the setting is off).
+        threading.Thread(target=self._load_lexical, name="poshuk-shard-postings", daemon=True).start()
 
     def _load_lexical(self) -> None:
         try:

@@ -224,7 +224,7 @@ class Index:
         self.refresh()
         return True
 
-    def postings(self, articles: bool = False) -> TablePostings | None:
+    def postings(self, *, articles: bool = False) -> TablePostings | None:
         """The passage (or article) BM25 table's postings in memory, if they stand at the change the
         database stands at now; None while FTS5 must answer (not built, or a change not replayed)."""
         with self._readers.snapshot() as conn:

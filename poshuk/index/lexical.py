@@ -174,7 +174,7 @@ def weighted_bm25(
     archive's: the scores one index over all shards would give), with their evidence; None when the
     postings cannot answer as FTS5 would (the caller scores FTS5's rows again instead)."""
     postings = memory.articles if articles else memory.passages
-    if terms.empty or not _answers(postings, terms):
+    if not _answers(postings, terms):
         return None
     assert postings is not None
     return _from_postings(plan, terms, limit, postings, memory.units, evidence=True, stats=stats)

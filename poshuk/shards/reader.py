@@ -259,10 +259,12 @@ class ShardedIndex:
         every row of the global top, so merging them is exact, with no second round. None when a
         shard cannot (the merge below scores FTS5's rows again instead)."""
         asked = RetrievalQuery(terms=query.terms, filters=query.filters, limit=query.limit)
-        found = self._each(lambda shard: shard.weighted_top(asked, table, stats))
-        if any(f is None for f in found):
-            return None
-        return _canonical([c for f in found if f is not None for c in f], query.limit)
+        merged: list[Candidate] = []
+        for found in self._each(lambda shard: shard.weighted_top(asked, table, stats)):
+            if found is None:
+                return None
+            merged.extend(found)
+        return _canonical(merged, query.limit)
 
     # -- reads by row or by article ------------------------------------------------------------
 
